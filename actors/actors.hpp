@@ -1,0 +1,87 @@
+#pragma once
+// The engine's actor interfaces: the whole message protocol on one page.
+// Drivers implement these interfaces and add no message types of their own, which is
+// what lets a wire cross from one node to another with no code change.
+
+#include "actors/record.hpp"
+#include "actors/status.hpp"
+
+#include <caf/fwd.hpp>
+#include <caf/atom.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/type_id.hpp>
+#include <caf/typed_actor.hpp>
+
+#include <cstdint>
+#include <string>
+
+namespace fabrik {
+
+/// A range query against a storage actor (what `fabrik store` and training ask).
+struct scan_request {
+  std::string stream;
+  int64_t from = INT64_MIN;
+  int64_t to = INT64_MAX;
+  uint64_t limit = UINT64_MAX;
+  bool newest_first = false;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, scan_request& x) {
+  return f(caf::meta::type_name("fabrik::scan_request"), x.stream, x.from, x.to, x.limit,
+           x.newest_first);
+}
+
+// Records cross nodes in their own versioned encoding (docs/records.md), so the wire
+// format and the storage format are one and the same.
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, record_batch& x) {
+  std::string blob;
+  if constexpr (Inspector::reads_state) {
+    encode(x, blob);
+    return f(caf::meta::type_name("fabrik::record_batch"), blob);
+  } else {
+    auto fill = [&]() -> caf::error {
+      auto decoded = decode_batch(blob);
+      if (!decoded)
+        return caf::make_error(caf::sec::invalid_argument, decoded.err().what());
+      x = std::move(*decoded);
+      return caf::none;
+    };
+    return f(caf::meta::type_name("fabrik::record_batch"), blob, caf::meta::load_callback(fill));
+  }
+}
+
+// -- atoms (at most 10 characters) -------------------------------------------
+using status_atom = caf::atom_constant<caf::atom("status")>;
+using query_atom = caf::atom_constant<caf::atom("query")>;
+using stop_atom = caf::atom_constant<caf::atom("stop")>;
+using wake_atom = caf::atom_constant<caf::atom("wake")>;
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+
+// -- interfaces ---------------------------------------------------------------
+
+/// Every actor answers `status` with its counters, state and last error.
+using status_client = caf::typed_actor<caf::replies_to<status_atom>::with<actor_status>>;
+
+/// A consumer takes batches. Its reply (records accepted) is the wire's credit: a sender
+/// keeps a bounded number of unanswered batches per wire, so a slow consumer slows the
+/// sender instead of growing memory. A consumer replies only once the batch is done
+/// (a storage: committed; a sink: handed to the broker client).
+using consumer_actor = status_client::extend<caf::replies_to<record_batch>::with<uint64_t>>;
+
+/// A storage is a consumer that also answers range queries.
+using storage_actor =
+  consumer_actor::extend<caf::replies_to<query_atom, scan_request>::with<record_batch>>;
+
+/// A source emits batches to its downstream consumers. `stop` asks it to stop taking input
+/// and reply once everything it took is acknowledged downstream (a clean shutdown).
+using source_actor = status_client::extend<caf::replies_to<stop_atom>::with<bool>>;
+
+} // namespace fabrik
+
+CAF_BEGIN_TYPE_ID_BLOCK(fabrik, caf::first_custom_type_id)
+CAF_ADD_TYPE_ID(fabrik, (fabrik::record_batch))
+CAF_ADD_TYPE_ID(fabrik, (fabrik::actor_status))
+CAF_ADD_TYPE_ID(fabrik, (fabrik::scan_request))
+CAF_END_TYPE_ID_BLOCK(fabrik)

@@ -1,0 +1,117 @@
+#include "actors/engine.hpp"
+
+#include "actors/actors.hpp"
+#include "actors/graph.hpp"
+
+#include <caf/all.hpp>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+namespace fabrik {
+namespace {
+
+/// One `fabrik run` per data directory: two would fight over spools and sessions.
+class data_dir_lock {
+public:
+  expected<void> acquire(const std::filesystem::path& dir) {
+    std::error_code err;
+    std::filesystem::create_directories(dir, err);
+    if (err)
+      return make_error(ec::io_error, "cannot create data directory " + dir.string() + ": "
+                                        + err.message());
+    auto path = dir / "fabrik.lock";
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0)
+      return make_error(ec::io_error, "cannot open " + path.string());
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0)
+      return make_error(ec::unavailable, "data directory " + dir.string()
+                                           + " is in use by another fabrik run");
+    return {};
+  }
+  ~data_dir_lock() {
+    if (fd_ >= 0)
+      ::close(fd_);
+  }
+
+private:
+  int fd_ = -1;
+};
+
+void log_status(caf::actor_system& sys, const std::vector<running_actor>& actors) {
+  caf::scoped_actor self{sys};
+  for (auto& a : actors) {
+    self->request(caf::actor_cast<status_client>(a.handle), std::chrono::seconds{2},
+                  status_atom::value)
+      .receive([](const actor_status& st) { spdlog::info("status {}", st.to_line()); },
+               [&](const caf::error& err) {
+                 spdlog::warn("status {}: no answer ({})", a.name, caf::to_string(err));
+               });
+  }
+}
+
+void stop(caf::actor_system& sys, const std::vector<running_actor>& actors) {
+  caf::scoped_actor self{sys};
+  // Sources first: they stop taking input and wait until downstream acknowledged all.
+  for (auto& a : actors) {
+    if (a.k->role != kind_role::source)
+      continue;
+    self->request(caf::actor_cast<source_actor>(a.handle), std::chrono::seconds{15},
+                  stop_atom::value)
+      .receive([](bool) {},
+               [&](const caf::error& err) {
+                 spdlog::warn("{}: did not stop cleanly ({})", a.name, caf::to_string(err));
+               });
+  }
+  log_status(sys, actors);
+  for (auto& a : actors)
+    self->send_exit(a.handle, caf::exit_reason::user_shutdown);
+}
+
+} // namespace
+
+int run_flow(const flow& f, const run_options& opts) {
+  data_dir_lock lock;
+  if (auto ok = lock.acquire(opts.data_dir); !ok) {
+    spdlog::error("{}", ok.err().message);
+    return 1;
+  }
+  // Block the signals in every thread; the main thread takes them with sigtimedwait.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  caf::actor_system_config cfg;
+  cfg.add_message_types<caf::id_block::fabrik>();
+  caf::actor_system sys{cfg};
+  auto actors = spawn_graph(sys, f, opts.data_dir);
+  if (!actors) {
+    spdlog::error("cannot start flow {}: {}", f.name, actors.err().message);
+    return 2;
+  }
+  spdlog::info("flow {} running: {} actors, data in {}", f.name, actors->size(),
+               opts.data_dir.string());
+  auto interval = opts.status_interval > 0 ? opts.status_interval : 3'600'000'000'000;
+  for (;;) {
+    timespec ts{static_cast<time_t>(interval / 1'000'000'000),
+                static_cast<long>(interval % 1'000'000'000)};
+    int sig = sigtimedwait(&signals, nullptr, &ts);
+    if (sig == SIGINT || sig == SIGTERM) {
+      spdlog::info("signal {}: stopping flow {}", sig == SIGINT ? "SIGINT" : "SIGTERM", f.name);
+      break;
+    }
+    if (opts.status_interval > 0)
+      log_status(sys, *actors);
+  }
+  stop(sys, *actors);
+  sys.await_all_actors_done();
+  spdlog::info("flow {} stopped", f.name);
+  return 0;
+}
+
+} // namespace fabrik

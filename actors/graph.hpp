@@ -1,0 +1,42 @@
+#pragma once
+// Turns a validated flow into running actors and wires.
+
+#include "actors/actors.hpp"
+#include "flows/flow.hpp"
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace fabrik {
+
+/// What a kind's spawn function gets.
+struct spawn_context {
+  caf::actor_system& sys;
+  const flow& f;
+  const actor_decl& decl;
+  std::filesystem::path data_dir;         ///< the one state directory
+  std::vector<consumer_actor> downstream; ///< wired consumers, in wire order
+  std::string node = "local";
+
+  /// DATA_DIR/SUBDIR/ACTOR: where this actor keeps its state.
+  std::filesystem::path state_dir(std::string_view subdir) const;
+  /// fabrik-FLOW-NODE-ACTOR: stable across restarts (persistent sessions depend on it).
+  std::string client_id() const;
+};
+
+struct running_actor {
+  std::string name;
+  const kind* k = nullptr;
+  caf::actor handle;
+};
+
+/// Spawns every actor, consumers before their producers, so each spawn gets live
+/// downstream handles. Flows are acyclic (the loader checks).
+expected<std::vector<running_actor>> spawn_graph(caf::actor_system& sys, const flow& f,
+                                                 const std::filesystem::path& data_dir);
+
+} // namespace fabrik

@@ -1,0 +1,75 @@
+#pragma once
+// The kind registry: every actor kind registers itself from its own file with
+// FABRIK_REGISTER_KIND, so adding a driver touches its folder and one CMake line.
+
+#include "actors/settings.hpp"
+
+#include <string_view>
+#include <vector>
+
+namespace caf {
+class actor;
+}
+
+namespace fabrik {
+
+struct spawn_context; // actors/graph.hpp: the actor system, settings, downstream handles
+
+/// Where a kind may sit on a wire.
+enum class kind_role {
+  source, ///< only outgoing wires (mqtt.source)
+  sink,   ///< only incoming wires (mqtt.sink, storage)
+  stage,  ///< both (workflow)
+};
+
+const char* to_string(kind_role r);
+
+struct kind {
+  std::string_view name;    ///< as written in flow files: mqtt.source
+  std::string_view summary; ///< one line for `fabrik kinds`
+  kind_role role = kind_role::stage;
+  const settings_table* settings = nullptr;
+  caf::actor (*spawn)(spawn_context&) = nullptr;
+  /// Optional longer text (markdown) for `fabrik kinds KIND` and docs/kinds.md.
+  std::string_view details = {};
+};
+
+/// A top-level section of shared connection settings (e.g. `brokers`).
+struct section {
+  std::string_view name;
+  std::string_view summary;
+  const settings_table* settings = nullptr;
+};
+
+void register_kind(const kind& k);
+void register_section(const section& s);
+const kind* find_kind(std::string_view name);
+const section* find_section(std::string_view name);
+/// Sorted by name.
+std::vector<const kind*> all_kinds();
+std::vector<const section*> all_sections();
+
+/// The whole reference as markdown (what docs/kinds.md holds).
+std::string kinds_markdown();
+/// One kind as plain text for the terminal.
+std::string kind_text(const kind& k);
+
+namespace detail {
+struct kind_registrar {
+  explicit kind_registrar(const kind& k) { register_kind(k); }
+};
+struct section_registrar {
+  explicit section_registrar(const section& s) { register_section(s); }
+};
+} // namespace detail
+
+} // namespace fabrik
+
+#define FABRIK_CONCAT_IMPL(a, b) a##b
+#define FABRIK_CONCAT(a, b) FABRIK_CONCAT_IMPL(a, b)
+/// Registers a `fabrik::kind` (an object with static storage duration).
+#define FABRIK_REGISTER_KIND(k)                                                            \
+  static ::fabrik::detail::kind_registrar FABRIK_CONCAT(fabrik_kind_registrar_, __LINE__){k}
+#define FABRIK_REGISTER_SECTION(s)                                                         \
+  static ::fabrik::detail::section_registrar FABRIK_CONCAT(fabrik_section_registrar_,      \
+                                                           __LINE__){s}

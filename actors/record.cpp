@@ -1,0 +1,474 @@
+// Records: binary encoding, identity (digest and key) and JSON lines. The byte layouts are
+// a contract, written down in docs/records.md; change them only with a version bump.
+
+#include "actors/record.hpp"
+
+#include "actors/time.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+namespace fabrik {
+
+const char* type_name(const value& v) {
+  switch (v.index()) {
+    case 0: return "double";
+    case 1: return "int";
+    case 2: return "bool";
+    case 3: return "string";
+    case 4: return "bytes";
+  }
+  return "unknown";
+}
+
+const value* record::find(std::string_view name) const {
+  for (auto& f : fields)
+    if (f.name == name)
+      return &f.v;
+  return nullptr;
+}
+
+namespace {
+
+// -- primitive writers --------------------------------------------------------
+
+void put_varint(std::string& out, uint64_t x) {
+  while (x >= 0x80) {
+    out.push_back(static_cast<char>((x & 0x7f) | 0x80));
+    x >>= 7;
+  }
+  out.push_back(static_cast<char>(x));
+}
+
+void put_le64(std::string& out, uint64_t x) {
+  for (int i = 0; i < 8; ++i)
+    out.push_back(static_cast<char>((x >> (8 * i)) & 0xff));
+}
+
+void put_le16(std::string& out, uint16_t x) {
+  out.push_back(static_cast<char>(x & 0xff));
+  out.push_back(static_cast<char>(x >> 8));
+}
+
+void put_be64(std::string& out, uint64_t x) {
+  for (int i = 7; i >= 0; --i)
+    out.push_back(static_cast<char>((x >> (8 * i)) & 0xff));
+}
+
+void put_bytes(std::string& out, std::string_view s) {
+  put_varint(out, s.size());
+  out.append(s);
+}
+
+uint64_t zigzag(int64_t x) {
+  return (static_cast<uint64_t>(x) << 1) ^ static_cast<uint64_t>(x >> 63);
+}
+
+int64_t unzigzag(uint64_t x) {
+  return static_cast<int64_t>(x >> 1) ^ -static_cast<int64_t>(x & 1);
+}
+
+// -- a bounds-checked reader ----------------------------------------------------
+
+/// Reads from a byte range; every accessor fails instead of reading past the end.
+class reader {
+public:
+  explicit reader(std::string_view in) : in_(in) {}
+
+  size_t remaining() const { return in_.size() - pos_; }
+  size_t pos() const { return pos_; }
+
+  bool u8(uint8_t& x) {
+    if (remaining() < 1)
+      return false;
+    x = static_cast<uint8_t>(in_[pos_++]);
+    return true;
+  }
+
+  bool le16(uint16_t& x) {
+    if (remaining() < 2)
+      return false;
+    x = static_cast<uint16_t>(byte(0) | (byte(1) << 8));
+    pos_ += 2;
+    return true;
+  }
+
+  bool le64(uint64_t& x) {
+    if (remaining() < 8)
+      return false;
+    x = 0;
+    for (int i = 0; i < 8; ++i)
+      x |= static_cast<uint64_t>(byte(i)) << (8 * i);
+    pos_ += 8;
+    return true;
+  }
+
+  bool varint(uint64_t& x) {
+    x = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      uint8_t b = 0;
+      if (!u8(b))
+        return false;
+      // The tenth byte may only carry the top bit of a 64-bit value.
+      if (shift == 63 && b > 1)
+        return false;
+      x |= static_cast<uint64_t>(b & 0x7f) << shift;
+      if ((b & 0x80) == 0)
+        return true;
+    }
+    return false;
+  }
+
+  bool bytes(std::string_view& s) {
+    uint64_t n = 0;
+    if (!varint(n) || n > remaining())
+      return false;
+    s = in_.substr(pos_, static_cast<size_t>(n));
+    pos_ += static_cast<size_t>(n);
+    return true;
+  }
+
+private:
+  unsigned byte(size_t i) const { return static_cast<unsigned char>(in_[pos_ + i]); }
+
+  std::string_view in_;
+  size_t pos_ = 0;
+};
+
+error truncated(const reader& r, const char* what) {
+  return make_error(ec::parse_error, std::string{"record truncated or malformed at byte "}
+                                       + std::to_string(r.pos()) + " (" + what + ")");
+}
+
+// -- values -----------------------------------------------------------------------
+
+// Type tags are the variant's alternative index: the order of `value` is part of the format.
+constexpr uint8_t tag_double = 0, tag_int = 1, tag_bool = 2, tag_string = 3, tag_bytes = 4;
+
+void put_value(std::string& out, const value& v) {
+  out.push_back(static_cast<char>(v.index()));
+  switch (v.index()) {
+    case tag_double: put_le64(out, std::bit_cast<uint64_t>(std::get<double>(v))); break;
+    case tag_int: put_varint(out, zigzag(std::get<int64_t>(v))); break;
+    case tag_bool: out.push_back(std::get<bool>(v) ? 1 : 0); break;
+    case tag_string: put_bytes(out, std::get<std::string>(v)); break;
+    case tag_bytes: put_bytes(out, std::get<bytes>(v).data); break;
+  }
+}
+
+expected<value> get_value(reader& r) {
+  uint8_t tag = 0;
+  if (!r.u8(tag))
+    return truncated(r, "value type");
+  switch (tag) {
+    case tag_double: {
+      uint64_t bits = 0;
+      if (!r.le64(bits))
+        return truncated(r, "double");
+      return value{std::bit_cast<double>(bits)};
+    }
+    case tag_int: {
+      uint64_t x = 0;
+      if (!r.varint(x))
+        return truncated(r, "int");
+      return value{unzigzag(x)};
+    }
+    case tag_bool: {
+      uint8_t b = 0;
+      if (!r.u8(b) || b > 1)
+        return truncated(r, "bool");
+      return value{b == 1};
+    }
+    case tag_string: {
+      std::string_view s;
+      if (!r.bytes(s))
+        return truncated(r, "string");
+      return value{std::string{s}};
+    }
+    case tag_bytes: {
+      std::string_view s;
+      if (!r.bytes(s))
+        return truncated(r, "bytes");
+      return value{bytes{std::string{s}}};
+    }
+  }
+  return make_error(ec::parse_error, "unknown value type tag " + std::to_string(tag)
+                                       + " at byte " + std::to_string(r.pos() - 1));
+}
+
+expected<record> get_record(std::string_view in) {
+  reader r{in};
+  uint8_t version = 0;
+  if (!r.u8(version))
+    return make_error(ec::parse_error, "empty record");
+  if (version != record_format_version)
+    return make_error(ec::version_mismatch,
+                      "record format version " + std::to_string(version)
+                        + "; this fabrik reads version "
+                        + std::to_string(record_format_version));
+  record rec;
+  std::string_view stream;
+  uint64_t time = 0, ingest = 0, seq = 0, count = 0;
+  if (!r.bytes(stream))
+    return truncated(r, "stream");
+  rec.stream = std::string{stream};
+  if (!r.le64(time) || !r.le64(ingest))
+    return truncated(r, "time");
+  rec.time = static_cast<int64_t>(time);
+  rec.ingest_time = static_cast<int64_t>(ingest);
+  if (!r.varint(seq))
+    return truncated(r, "seq");
+  rec.seq = seq;
+  if (!r.le16(rec.quality))
+    return truncated(r, "quality");
+  if (!r.varint(count))
+    return truncated(r, "field count");
+  // A field takes at least 3 bytes: a garbage count must not make us reserve gigabytes.
+  if (count > r.remaining() / 3)
+    return truncated(r, "field count");
+  rec.fields.reserve(static_cast<size_t>(count));
+  for (uint64_t i = 0; i < count; ++i) {
+    field f;
+    std::string_view name;
+    if (!r.bytes(name))
+      return truncated(r, "field name");
+    f.name = std::string{name};
+    auto v = get_value(r);
+    if (!v)
+      return v.err();
+    f.v = std::move(*v);
+    rec.fields.push_back(std::move(f));
+  }
+  if (r.remaining() != 0)
+    return make_error(ec::parse_error, std::to_string(r.remaining())
+                                         + " bytes of garbage after the record");
+  return rec;
+}
+
+// -- digest -----------------------------------------------------------------------
+
+// FNV-1a 64: tiny, dependency-free and fixed forever by its published constants.
+constexpr uint64_t fnv_offset = 14695981039346656037ULL;
+constexpr uint64_t fnv_prime = 1099511628211ULL;
+
+uint64_t fnv1a(uint64_t h, std::string_view s) {
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= fnv_prime;
+  }
+  return h;
+}
+
+/// The canonical bytes of one field for the digest (docs/records.md, "Identity").
+std::string digest_bytes(const field& f) {
+  std::string out;
+  put_le64(out, f.name.size());
+  out.append(f.name);
+  out.push_back(static_cast<char>(f.v.index()));
+  switch (f.v.index()) {
+    case tag_double: {
+      double d = std::get<double>(f.v);
+      // Values that compare equal digest equal: one NaN, one zero.
+      uint64_t bits = std::isnan(d) ? 0x7ff8000000000000ULL
+                      : d == 0.0    ? 0
+                                    : std::bit_cast<uint64_t>(d);
+      put_le64(out, bits);
+      break;
+    }
+    case tag_int: put_le64(out, static_cast<uint64_t>(std::get<int64_t>(f.v))); break;
+    case tag_bool: out.push_back(std::get<bool>(f.v) ? 1 : 0); break;
+    case tag_string:
+      put_le64(out, std::get<std::string>(f.v).size());
+      out.append(std::get<std::string>(f.v));
+      break;
+    case tag_bytes:
+      put_le64(out, std::get<bytes>(f.v).data.size());
+      out.append(std::get<bytes>(f.v).data);
+      break;
+  }
+  return out;
+}
+
+// -- keys ---------------------------------------------------------------------------
+
+uint64_t flip(int64_t t) {
+  return static_cast<uint64_t>(t) ^ (1ULL << 63);
+}
+
+uint64_t get_be64(std::string_view s) {
+  uint64_t x = 0;
+  for (size_t i = 0; i < 8; ++i)
+    x = (x << 8) | static_cast<unsigned char>(s[i]);
+  return x;
+}
+
+// -- JSON ---------------------------------------------------------------------------
+
+std::string base64(std::string_view in) {
+  static constexpr char alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  size_t i = 0;
+  auto at = [&](size_t k) { return static_cast<uint32_t>(static_cast<unsigned char>(in[k])); };
+  for (; i + 3 <= in.size(); i += 3) {
+    uint32_t n = (at(i) << 16) | (at(i + 1) << 8) | at(i + 2);
+    out.push_back(alphabet[(n >> 18) & 63]);
+    out.push_back(alphabet[(n >> 12) & 63]);
+    out.push_back(alphabet[(n >> 6) & 63]);
+    out.push_back(alphabet[n & 63]);
+  }
+  if (size_t rest = in.size() - i; rest > 0) {
+    uint32_t n = at(i) << 16;
+    if (rest == 2)
+      n |= at(i + 1) << 8;
+    out.push_back(alphabet[(n >> 18) & 63]);
+    out.push_back(alphabet[(n >> 12) & 63]);
+    out.push_back(rest == 2 ? alphabet[(n >> 6) & 63] : '=');
+    out.push_back('=');
+  }
+  return out;
+}
+
+nlohmann::ordered_json to_json(const value& v) {
+  switch (v.index()) {
+    case tag_double: {
+      double d = std::get<double>(v);
+      if (!std::isfinite(d))
+        return nullptr;
+      return d;
+    }
+    case tag_int: return std::get<int64_t>(v);
+    case tag_bool: return std::get<bool>(v);
+    case tag_string: return std::get<std::string>(v);
+    case tag_bytes: return {{"base64", base64(std::get<bytes>(v).data)}};
+  }
+  return nullptr;
+}
+
+} // namespace
+
+// -- encoding ---------------------------------------------------------------------
+
+void encode(const record& r, std::string& out) {
+  out.push_back(static_cast<char>(record_format_version));
+  put_bytes(out, r.stream);
+  put_le64(out, static_cast<uint64_t>(r.time));
+  put_le64(out, static_cast<uint64_t>(r.ingest_time));
+  put_varint(out, r.seq);
+  put_le16(out, r.quality);
+  put_varint(out, r.fields.size());
+  for (auto& f : r.fields) {
+    put_bytes(out, f.name);
+    put_value(out, f.v);
+  }
+}
+
+expected<record> decode_record(std::string_view in) {
+  return get_record(in);
+}
+
+void encode(const record_batch& b, std::string& out) {
+  put_varint(out, b.records.size());
+  std::string one;
+  for (auto& r : b.records) {
+    one.clear();
+    encode(r, one);
+    put_bytes(out, one);
+  }
+}
+
+expected<record_batch> decode_batch(std::string_view in) {
+  reader r{in};
+  uint64_t count = 0;
+  if (!r.varint(count))
+    return make_error(ec::parse_error, "batch truncated (record count)");
+  // An encoded record takes at least 2 bytes with its length.
+  if (count > r.remaining() / 2)
+    return make_error(ec::parse_error, "batch truncated: " + std::to_string(count)
+                                         + " records announced in "
+                                         + std::to_string(r.remaining()) + " bytes");
+  record_batch b;
+  b.records.reserve(static_cast<size_t>(count));
+  for (uint64_t i = 0; i < count; ++i) {
+    std::string_view one;
+    if (!r.bytes(one))
+      return make_error(ec::parse_error, "batch truncated at record " + std::to_string(i));
+    auto rec = get_record(one);
+    if (!rec)
+      return make_error(rec.err().code,
+                        "batch record " + std::to_string(i) + ": " + rec.err().message);
+    b.records.push_back(std::move(*rec));
+  }
+  if (r.remaining() != 0)
+    return make_error(ec::parse_error, std::to_string(r.remaining())
+                                         + " bytes of garbage after the batch");
+  return b;
+}
+
+// -- identity ---------------------------------------------------------------------
+
+uint64_t content_digest(const record& r) {
+  // Sorted, so that the order of fields in a message does not change its identity.
+  std::vector<std::string> parts;
+  parts.reserve(r.fields.size());
+  for (auto& f : r.fields)
+    parts.push_back(digest_bytes(f));
+  std::sort(parts.begin(), parts.end());
+  uint64_t h = fnv_offset;
+  for (auto& p : parts)
+    h = fnv1a(h, p);
+  return h;
+}
+
+std::string record_key_prefix(std::string_view stream, int64_t time) {
+  std::string key;
+  key.reserve(stream.size() + 9);
+  key.append(stream);
+  key.push_back('\0');
+  put_be64(key, flip(time));
+  return key;
+}
+
+std::string record_key(const record& r) {
+  auto key = record_key_prefix(r.stream, r.time);
+  put_be64(key, content_digest(r));
+  return key;
+}
+
+expected<key_parts> parse_record_key(std::string_view key) {
+  if (key.size() < 17 || key[key.size() - 17] != '\0')
+    return make_error(ec::parse_error, "not a record key (" + std::to_string(key.size())
+                                         + " bytes)");
+  key_parts parts;
+  parts.stream = key.substr(0, key.size() - 17);
+  if (parts.stream.find('\0') != std::string_view::npos)
+    return make_error(ec::parse_error, "not a record key (0 byte inside the stream)");
+  parts.time = static_cast<int64_t>(get_be64(key.substr(key.size() - 16)) ^ (1ULL << 63));
+  parts.digest = get_be64(key.substr(key.size() - 8));
+  return parts;
+}
+
+// -- JSON ---------------------------------------------------------------------------
+
+std::string to_json_line(const record& r) {
+  nlohmann::ordered_json fields = nlohmann::ordered_json::object();
+  for (auto& f : r.fields)
+    fields[f.name] = to_json(f.v);
+  nlohmann::ordered_json j;
+  j["stream"] = r.stream;
+  j["time"] = format_time(r.time);
+  j["ingest_time"] = format_time(r.ingest_time);
+  j["seq"] = r.seq;
+  j["quality"] = r.quality;
+  j["fields"] = std::move(fields);
+  // Field values are not guaranteed UTF-8: replace bad bytes rather than throw.
+  return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
+} // namespace fabrik

@@ -1,0 +1,192 @@
+// The spool: a durable FIFO in its own LMDB env. Databases:
+//   spool.entries  big-endian uint64 seq -> bytes (so byte order is seq order)
+//   spool.state    "next_seq" -> big-endian uint64, the next seq to hand out;
+//                  "layout_version" -> big-endian uint64, spool_layout_version
+//   spool.meta     the caller's key/value side table
+// The counter is persisted in the same transaction as each append, so a seq is never handed
+// out twice, even after every entry was erased and the spool reopened.
+// Thread safety comes from LMDB (one writer at a time, readers alongside, MDB_NOTLS) and
+// from lmdb::env (map growth waits for every transaction of the process).
+
+#include "actors/spool.hpp"
+
+#include "actors/lmdb.hpp"
+
+#include <algorithm>
+
+namespace fabrik {
+
+namespace {
+
+constexpr const char* entries_db = "spool.entries";
+constexpr const char* state_db = "spool.state";
+constexpr const char* meta_db = "spool.meta";
+constexpr const char* next_key = "next_seq";
+constexpr const char* version_key = "layout_version";
+/// Version of the spool's LMDB layout (docs/records.md, "Spool layout").
+constexpr uint64_t spool_layout_version = 1;
+
+} // namespace
+
+struct spool::impl {
+  lmdb::env env;
+  MDB_dbi entries = 0;
+  MDB_dbi state = 0;
+  MDB_dbi meta = 0;
+};
+
+spool::spool(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
+spool::~spool() = default;
+spool::spool(spool&&) noexcept = default;
+spool& spool::operator=(spool&&) noexcept = default;
+
+expected<spool> spool::open(const std::filesystem::path& dir, durability mode,
+                            int64_t map_size) {
+  lmdb::env_options eo;
+  eo.dir = dir;
+  eo.map_size = map_size;
+  eo.mode = mode;
+  eo.max_dbs = 4;
+  auto env = lmdb::env::open(eo);
+  if (!env)
+    return env.err();
+  // Never write spool tables into another LMDB environment (a record store, say).
+  auto names = env->db_names();
+  if (!names)
+    return names.err();
+  for (auto& n : *names)
+    if (n != entries_db && n != state_db && n != meta_db)
+      return make_error(ec::invalid_argument, dir.string() + " is not a spool: it holds a "
+                                                "database named '" + n + "'");
+  auto d = std::make_unique<impl>();
+  d->env = std::move(*env);
+  for (auto [name, dbi] : {std::pair{entries_db, &d->entries}, std::pair{state_db, &d->state},
+                           std::pair{meta_db, &d->meta}}) {
+    auto h = d->env.db(name, true);
+    if (!h)
+      return h.err();
+    *dbi = *h;
+  }
+  auto checked = d->env.write([&](lmdb::txn& t) -> expected<void> {
+    auto v = t.get(d->state, version_key);
+    if (!v)
+      return v.err();
+    if (!*v) {
+      if (auto ok = t.put(d->state, version_key, lmdb::be64_key(spool_layout_version)); !ok)
+        return ok.err();
+      return {};
+    }
+    auto found = lmdb::parse_be64_key(**v);
+    if (found != spool_layout_version)
+      return make_error(ec::version_mismatch,
+                        "spool " + dir.string() + " has layout version "
+                          + (found ? std::to_string(*found) : std::string{"(unreadable)"})
+                          + "; this fabrik reads version "
+                          + std::to_string(spool_layout_version));
+    return {};
+  });
+  if (!checked)
+    return checked.err();
+  return spool{std::move(d)};
+}
+
+expected<uint64_t> spool::append(std::string_view data) {
+  auto& d = *impl_;
+  return d.env.write([&](lmdb::txn& t) -> expected<uint64_t> {
+    auto stored = t.get(d.state, next_key);
+    if (!stored)
+      return stored.err();
+    uint64_t seq = 1;
+    if (*stored) {
+      auto n = lmdb::parse_be64_key(**stored);
+      if (!n)
+        return make_error(ec::parse_error, "corrupt spool counter in "
+                                             + d.env.dir().string());
+      seq = *n;
+    }
+    // MDB_APPEND: the key is known to be the largest, so LMDB skips the search.
+    auto ok = t.put(d.entries, lmdb::be64_key(seq), data, MDB_APPEND);
+    if (!ok)
+      return ok.err();
+    if (!*ok)
+      return make_error(ec::internal, "spool counter " + std::to_string(seq)
+                                        + " is behind its last entry");
+    if (auto next = t.put(d.state, next_key, lmdb::be64_key(seq + 1)); !next)
+      return next.err();
+    return seq;
+  });
+}
+
+expected<std::vector<spool::entry>> spool::read(uint64_t from, size_t max) const {
+  auto& d = *impl_;
+  std::vector<entry> out;
+  if (max == 0)
+    return out;
+  auto t = d.env.read();
+  if (!t)
+    return t.err();
+  auto c = lmdb::cursor::open(*t, d.entries);
+  if (!c)
+    return c.err();
+  auto at = c->seek(lmdb::be64_key(from));
+  for (; at && *at && out.size() < max; at = c->next()) {
+    auto seq = lmdb::parse_be64_key(c->key());
+    if (!seq)
+      return make_error(ec::parse_error, "corrupt spool key in " + d.env.dir().string());
+    out.push_back(entry{*seq, std::string{c->value()}});
+  }
+  if (!at)
+    return at.err();
+  return out;
+}
+
+expected<void> spool::erase(const std::vector<uint64_t>& seqs) {
+  auto& d = *impl_;
+  if (seqs.empty())
+    return {};
+  // Sorted: deleting in key order touches each page once.
+  auto sorted = seqs;
+  std::sort(sorted.begin(), sorted.end());
+  return d.env.write([&](lmdb::txn& t) -> expected<void> {
+    for (auto seq : sorted)
+      if (auto ok = t.del(d.entries, lmdb::be64_key(seq)); !ok)
+        return ok.err();
+    return {};
+  });
+}
+
+uint64_t spool::size() const {
+  auto t = impl_->env.read();
+  if (!t)
+    return 0;
+  auto n = t->entries(impl_->entries);
+  return n ? *n : 0;
+}
+
+expected<void> spool::put_meta(std::string_view key, std::string_view value) {
+  auto& d = *impl_;
+  if (key.empty() || key.size() > d.env.max_key_size())
+    return make_error(ec::invalid_argument, "spool meta keys take 1 to "
+                                              + std::to_string(d.env.max_key_size())
+                                              + " bytes, not " + std::to_string(key.size()));
+  return d.env.write([&](lmdb::txn& t) -> expected<void> {
+    if (auto ok = t.put(d.meta, key, value); !ok)
+      return ok.err();
+    return {};
+  });
+}
+
+std::optional<std::string> spool::get_meta(std::string_view key) const {
+  auto& d = *impl_;
+  if (key.empty() || key.size() > d.env.max_key_size())
+    return std::nullopt;
+  auto t = d.env.read();
+  if (!t)
+    return std::nullopt;
+  auto v = t->get(d.meta, key);
+  if (!v || !*v)
+    return std::nullopt;
+  return std::string{**v};
+}
+
+} // namespace fabrik

@@ -1,0 +1,171 @@
+// fabrik run, check and kinds.
+
+#include "cli/commands.hpp"
+
+#include "actors/engine.hpp"
+#include "actors/kind.hpp"
+#include "actors/time.hpp"
+#include "flows/flow.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <iostream>
+#include <optional>
+
+namespace fabrik::cli {
+
+int fail(int code, const std::string& reason) {
+  std::fprintf(stderr, "fabrik: %s\n", reason.c_str());
+  return code;
+}
+
+bool wants_help(const args& a) {
+  for (auto& x : a)
+    if (x == "-h" || x == "--help")
+      return true;
+  return false;
+}
+
+namespace {
+
+/// Loads a flow, printing every diagnostic; nullopt when it has errors.
+std::optional<flow> load(const std::string& file, bool print_warnings) {
+  std::vector<diagnostic> diags;
+  auto f = load_flow(file, diags);
+  for (auto& d : diags)
+    if (!d.warning || print_warnings)
+      std::fprintf(stderr, "%s\n", d.to_string().c_str());
+  return f;
+}
+
+} // namespace
+
+int check(const args& a) {
+  if (wants_help(a)) {
+    std::puts("usage: fabrik check FLOW\n\n"
+              "Validates a flow file without running anything: YAML syntax, kinds, settings,\n"
+              "wires. Prints every problem as FILE:LINE:COL: message; exits 1 if any is an\n"
+              "error (warnings alone exit 0).");
+    return 0;
+  }
+  if (a.size() != 1)
+    return fail(1, "check takes one flow file; see fabrik check --help");
+  std::vector<diagnostic> diags;
+  auto f = load_flow(a[0], diags);
+  size_t errors = 0;
+  for (auto& d : diags) {
+    std::printf("%s\n", d.to_string().c_str());
+    errors += d.warning ? 0 : 1;
+  }
+  std::fflush(stdout); // diagnostics first, then the summary on stderr
+  if (!f || errors > 0) {
+    std::fprintf(stderr, "fabrik: %zu error%s in %s\n", errors, errors == 1 ? "" : "s",
+                 a[0].c_str());
+    return 1;
+  }
+  auto plural = [](size_t n, const char* what) {
+    return std::to_string(n) + " " + what + (n == 1 ? "" : "s");
+  };
+  std::printf("%s: ok (%s, %s)\n", a[0].c_str(), plural(f->actors.size(), "actor").c_str(),
+              plural(f->wires.size(), "wire").c_str());
+  return 0;
+}
+
+int run(const args& a) {
+  if (wants_help(a)) {
+    std::puts(
+      "usage: fabrik run FLOW [--data-dir DIR] [--status-interval DURATION] [--log-level L]\n\n"
+      "Runs the flow until SIGINT or SIGTERM, then stops the sources, lets in-flight\n"
+      "batches reach storage and exits.\n\n"
+      "  --data-dir DIR            state directory (default: data/ beside the flow file)\n"
+      "  --status-interval D       log every actor's status this often (default 10s; 0 = off)\n"
+      "  --log-level L             trace, debug, info (default), warn, error");
+    return 0;
+  }
+  std::optional<std::string> file, data_dir;
+  run_options opts;
+  for (size_t i = 0; i < a.size(); ++i) {
+    auto value = [&](const char* name) -> std::optional<std::string> {
+      if (i + 1 >= a.size())
+        return std::nullopt;
+      (void)name;
+      return a[++i];
+    };
+    if (a[i] == "--data-dir") {
+      data_dir = value("--data-dir");
+      if (!data_dir)
+        return fail(1, "--data-dir needs a directory");
+    } else if (a[i] == "--status-interval") {
+      auto v = value("--status-interval");
+      auto d = v ? parse_duration(*v) : expected<int64_t>{make_error(ec::invalid_argument,
+                                                                     "missing value")};
+      if (!d)
+        return fail(1, "--status-interval: " + d.err().message);
+      opts.status_interval = *d;
+    } else if (a[i] == "--log-level") {
+      auto v = value("--log-level");
+      auto level = v ? spdlog::level::from_str(*v) : spdlog::level::off;
+      if (!v || (level == spdlog::level::off && *v != "off"))
+        return fail(1, "--log-level takes trace, debug, info, warn or error");
+      spdlog::set_level(level);
+    } else if (!a[i].empty() && a[i][0] == '-') {
+      return fail(1, "unknown option " + a[i] + "; see fabrik run --help");
+    } else if (!file) {
+      file = a[i];
+    } else {
+      return fail(1, "run takes one flow file; see fabrik run --help");
+    }
+  }
+  if (!file)
+    return fail(1, "run needs a flow file; see fabrik run --help");
+  auto f = load(*file, true);
+  if (!f)
+    return fail(1, "flow " + *file + " has errors; nothing started");
+  opts.data_dir = data_dir ? std::filesystem::absolute(*data_dir) : f->dir / "data";
+  return run_flow(*f, opts);
+}
+
+int kinds(const args& a) {
+  if (wants_help(a)) {
+    std::puts("usage: fabrik kinds [KIND] [--markdown]\n\n"
+              "Lists every actor kind, or one kind's settings (type, default, doc).\n"
+              "--markdown prints the whole reference as docs/kinds.md holds it.");
+    return 0;
+  }
+  bool markdown = false;
+  std::optional<std::string> name;
+  for (auto& x : a) {
+    if (x == "--markdown")
+      markdown = true;
+    else if (!name)
+      name = x;
+    else
+      return fail(1, "kinds takes at most one kind name");
+  }
+  if (markdown) {
+    std::fputs(kinds_markdown().c_str(), stdout);
+    return 0;
+  }
+  if (name) {
+    auto* k = find_kind(*name);
+    if (!k) {
+      std::string known;
+      for (auto* x : all_kinds())
+        known += (known.empty() ? "" : ", ") + std::string{x->name};
+      return fail(1, "unknown kind '" + *name + "'; kinds: " + known);
+    }
+    std::fputs(kind_text(*k).c_str(), stdout);
+    return 0;
+  }
+  for (auto* k : all_kinds())
+    std::printf("%-14s %-7s %s\n", std::string{k->name}.c_str(), to_string(k->role),
+                std::string{k->summary}.c_str());
+  for (auto* s : all_sections())
+    std::printf("%-14s %-7s %s\n", std::string{s->name}.c_str(), "section",
+                std::string{s->summary}.c_str());
+  std::puts("\n`fabrik kinds KIND` shows a kind's settings.");
+  return 0;
+}
+
+} // namespace fabrik::cli

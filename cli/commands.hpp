@@ -1,0 +1,23 @@
+#pragma once
+// Subcommands of the `fabrik` binary. Each takes its own arguments (without the
+// subcommand name) and returns the process exit code: 0 ok, 1 user error, 2 internal error.
+
+#include <string>
+#include <vector>
+
+namespace fabrik::cli {
+
+using args = std::vector<std::string>;
+
+int run(const args& a);
+int check(const args& a);
+int kinds(const args& a);
+int store(const args& a);
+
+/// Prints "fabrik: REASON" to stderr and returns `code`.
+int fail(int code, const std::string& reason);
+
+/// True when `a` holds -h or --help.
+bool wants_help(const args& a);
+
+} // namespace fabrik::cli

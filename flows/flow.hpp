@@ -1,0 +1,57 @@
+#pragma once
+// Flow files: loading and validating a YAML flow before anything is spawned.
+// docs/flow-format.md is the user-facing description of what this accepts.
+
+#include "actors/kind.hpp"
+#include "actors/settings.hpp"
+
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace fabrik {
+
+struct actor_decl {
+  std::string name;
+  const kind* k = nullptr;
+  std::string node; ///< `on:`; empty = the default node
+  config settings;
+  int line = 0;
+  int column = 0;
+};
+
+struct wire_decl {
+  std::string from;
+  std::string to;
+  int line = 0;
+  int column = 0;
+};
+
+struct flow {
+  std::string name;
+  std::filesystem::path file; ///< absolute path of the flow file
+  std::filesystem::path dir;  ///< its folder: relative paths resolve here
+  std::vector<actor_decl> actors; ///< in file order
+  std::vector<wire_decl> wires;
+  /// Shared sections by section name, then entry name (brokers -> local -> settings).
+  std::map<std::string, std::map<std::string, config>, std::less<>> sections;
+
+  const actor_decl* find(std::string_view actor) const;
+  /// Names of the actors wired out of / into `actor`.
+  std::vector<std::string> downstream(std::string_view actor) const;
+  std::vector<std::string> upstream(std::string_view actor) const;
+  /// Resolves a path from a setting against the flow file's folder.
+  std::filesystem::path resolve(const std::string& path) const;
+};
+
+/// Loads and validates a flow file. Every problem (errors and warnings) goes to `diags`
+/// as FILE:LINE:COL; returns the flow only when there is no error.
+std::optional<flow> load_flow(const std::filesystem::path& file, std::vector<diagnostic>& diags);
+
+/// Same, from text (tests); `file` is only used in diagnostics and for `dir`.
+std::optional<flow> load_flow_text(const std::string& text, const std::filesystem::path& file,
+                                   std::vector<diagnostic>& diags);
+
+} // namespace fabrik

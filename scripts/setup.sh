@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs every Debian package fabrik needs to build, test and run its demo.
+# Idempotent: packages already present are skipped, so a second run is fast.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config ccache git
+  libcaf-dev libssl-dev
+  libpaho-mqtt-dev liblmdb-dev lmdb-utils libzip-dev
+  python3-dev python3-numpy python3-sklearn
+  libspdlog-dev libfmt-dev catch2 libyaml-cpp-dev nlohmann-json3-dev libcpp-httplib-dev
+  libaravis-dev libusb-1.0-0-dev
+  mosquitto mosquitto-clients python3-paho-mqtt
+  procps
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup: all Debian packages present"
+fi
+
+# mosquitto's package starts a system broker on 1883; fabrik's tests and demo start their own.

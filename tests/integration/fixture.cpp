@@ -1,0 +1,235 @@
+#include "tests/integration/fixture.hpp"
+
+#include "actors/store.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+#include <csignal>
+#include <cstdio>
+#include <fcntl.h>
+#include <fstream>
+#include <netinet/in.h>
+#include <random>
+#include <sstream>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+namespace fabrik::test {
+
+temp_dir::temp_dir() {
+  static std::mt19937_64 rng{std::random_device{}()};
+  auto base = std::filesystem::temp_directory_path() / "fabrik-tests";
+  std::filesystem::create_directories(base);
+  path_ = base / ("t" + std::to_string(::getpid()) + "-" + std::to_string(rng() % 1000000000));
+  std::filesystem::create_directories(path_);
+}
+
+temp_dir::~temp_dir() {
+  std::error_code err;
+  std::filesystem::remove_all(path_, err);
+}
+
+int free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  int port = ntohs(addr.sin_port);
+  ::close(fd);
+  return port;
+}
+
+process::process(std::vector<std::string> argv, std::filesystem::path log) : log_(std::move(log)) {
+  pid_ = ::fork();
+  if (pid_ == 0) {
+    int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    ::setpgid(0, 0);
+    std::vector<char*> args;
+    for (auto& a : argv)
+      args.push_back(a.data());
+    args.push_back(nullptr);
+    ::execvp(args[0], args.data());
+    std::perror("exec");
+    ::_exit(127);
+  }
+}
+
+process::process(process&& other) noexcept { *this = std::move(other); }
+
+process& process::operator=(process&& other) noexcept {
+  std::swap(pid_, other.pid_);
+  std::swap(status_, other.status_);
+  std::swap(log_, other.log_);
+  return *this;
+}
+
+process::~process() {
+  if (pid_ > 0 && running()) {
+    signal(SIGKILL);
+    wait();
+  }
+}
+
+bool process::running() {
+  if (pid_ <= 0 || status_ != -1)
+    return false;
+  int st = 0;
+  if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+    status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return false;
+  }
+  return true;
+}
+
+void process::signal(int sig) {
+  if (pid_ > 0 && status_ == -1)
+    ::kill(pid_, sig);
+}
+
+int process::wait(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (running()) {
+    if (std::chrono::steady_clock::now() > deadline)
+      return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return status_;
+}
+
+std::string process::log() const { return read_file(log_); }
+
+broker::broker(const std::filesystem::path& dir, bool persistence)
+  : dir_(dir), port_(free_port()), persistence_(persistence) {
+  std::filesystem::create_directories(dir_);
+  start();
+}
+
+broker::~broker() { stop(); }
+
+void broker::start() {
+  std::ostringstream conf;
+  conf << "listener " << port_ << " 127.0.0.1\n"
+       << "allow_anonymous true\n"
+       << "set_tcp_nodelay true\n"
+       << "max_queued_messages 0\n"
+       << "max_inflight_messages 100\n"
+       << "persistence " << (persistence_ ? "true" : "false") << "\n"
+       << "persistence_location " << dir_.string() << "/\n"
+       << "autosave_interval 1\n";
+  if (::getuid() == 0)
+    conf << "user root\n";
+  write_file(dir_ / "mosquitto.conf", conf.str());
+  proc_ = process({"mosquitto", "-c", (dir_ / "mosquitto.conf").string()}, dir_ / "mosquitto.log");
+  // Ready when the port accepts connections.
+  bool up = wait_until([&] {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(port_));
+    bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    ::close(fd);
+    return ok;
+  }, std::chrono::seconds{10});
+  if (!up)
+    FAIL("mosquitto did not start: " << read_file(dir_ / "mosquitto.log"));
+}
+
+void broker::stop() {
+  if (proc_.running()) {
+    proc_.signal(SIGTERM);
+    if (proc_.wait(std::chrono::seconds{10}) == -1) {
+      proc_.signal(SIGKILL);
+      proc_.wait();
+    }
+  }
+}
+
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (pred())
+      return true;
+    if (std::chrono::steady_clock::now() > deadline)
+      return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+int run_command(const std::vector<std::string>& argv, std::string* out) {
+  temp_dir tmp;
+  process p{argv, tmp / "out.log"};
+  int rc = p.wait(std::chrono::minutes{5});
+  if (out)
+    *out = p.log();
+  return rc;
+}
+
+void publish_lines(int port, const std::string& topic, const std::vector<std::string>& lines,
+                   int qos, bool retain) {
+  temp_dir tmp;
+  std::string all;
+  for (auto& l : lines)
+    all += l + "\n";
+  write_file(tmp / "in.txt", all);
+  std::string cmd = "mosquitto_pub -h 127.0.0.1 -p " + std::to_string(port) + " -q "
+                    + std::to_string(qos) + (retain ? " -r" : "") + " -t '" + topic
+                    + "' -l < " + (tmp / "in.txt").string() + " 2>&1";
+  int rc = std::system(cmd.c_str());
+  REQUIRE(rc == 0);
+}
+
+std::string fabrik_binary() { return FABRIK_BINARY; }
+std::filesystem::path source_dir() { return FABRIK_SOURCE_DIR; }
+
+void write_file(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream out{path, std::ios::binary};
+  out << text;
+}
+
+std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in{path, std::ios::binary};
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+uint64_t stored_count(const std::filesystem::path& store_dir, const std::string& stream) {
+  if (!std::filesystem::exists(store_dir / "data.mdb"))
+    return 0;
+  store_options opts;
+  opts.dir = store_dir;
+  opts.read_only = true;
+  auto db = store::open(opts);
+  if (!db)
+    return 0;
+  auto streams = db->streams();
+  if (!streams)
+    return 0;
+  for (auto& s : *streams)
+    if (s.name == stream)
+      return s.count;
+  return 0;
+}
+
+} // namespace fabrik::test
+
+namespace fabrik::test {
+void publish_bytes(int port, const std::string& topic, const std::string& payload, int qos) {
+  temp_dir tmp;
+  write_file(tmp / "payload.bin", payload);
+  std::string cmd = "mosquitto_pub -h 127.0.0.1 -p " + std::to_string(port) + " -q "
+                    + std::to_string(qos) + " -t '" + topic + "' -s < "
+                    + (tmp / "payload.bin").string() + " 2>&1";
+  REQUIRE(std::system(cmd.c_str()) == 0);
+}
+} // namespace fabrik::test

@@ -1,0 +1,93 @@
+#pragma once
+// Real peers for integration tests: a mosquitto broker on a free loopback port, the
+// fabrik binary as a child process, temporary directories. Every test starts what it
+// needs and stops it.
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace fabrik::test {
+
+/// A fresh directory under the build tree's temp area, removed by the destructor.
+class temp_dir {
+public:
+  temp_dir();
+  ~temp_dir();
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+private:
+  std::filesystem::path path_;
+};
+
+int free_port();
+
+/// A child process with its output going to a log file.
+class process {
+public:
+  process() = default;
+  process(std::vector<std::string> argv, std::filesystem::path log);
+  process(process&& other) noexcept;
+  process& operator=(process&& other) noexcept;
+  ~process();
+  int pid() const { return pid_; }
+  bool running();
+  void signal(int sig);
+  /// Waits for exit; returns the exit code (128+signal if killed), -1 on timeout.
+  int wait(std::chrono::milliseconds timeout = std::chrono::seconds{30});
+  std::string log() const;
+
+private:
+  int pid_ = -1;
+  int status_ = -1;
+  std::filesystem::path log_;
+};
+
+/// mosquitto on 127.0.0.1:PORT with persistence in its own directory.
+class broker {
+public:
+  explicit broker(const std::filesystem::path& dir, bool persistence = true);
+  ~broker();
+  void start();
+  void stop();
+  int port() const { return port_; }
+  std::string url() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
+
+private:
+  std::filesystem::path dir_;
+  int port_;
+  bool persistence_;
+  process proc_;
+};
+
+/// Polls `pred` every 50 ms until it holds or `timeout` passes.
+bool wait_until(const std::function<bool()>& pred,
+                std::chrono::milliseconds timeout = std::chrono::seconds{60});
+
+/// Runs a command to completion; returns its exit code and fills `out` with stdout+stderr.
+int run_command(const std::vector<std::string>& argv, std::string* out = nullptr);
+
+/// Publishes each line of `lines` as one message with mosquitto_pub -l (fast).
+void publish_lines(int port, const std::string& topic, const std::vector<std::string>& lines,
+                   int qos = 1, bool retain = false);
+
+/// Path of the fabrik binary under test and of the source tree.
+std::string fabrik_binary();
+std::filesystem::path source_dir();
+
+/// Writes `text` to `path`.
+void write_file(const std::filesystem::path& path, const std::string& text);
+std::string read_file(const std::filesystem::path& path);
+
+/// Records stored for `stream` (0 while the store does not exist yet).
+uint64_t stored_count(const std::filesystem::path& store_dir, const std::string& stream);
+
+} // namespace fabrik::test
+
+namespace fabrik::test {
+/// Publishes `payload` (any bytes) as one message with mosquitto_pub -s.
+void publish_bytes(int port, const std::string& topic, const std::string& payload, int qos = 1);
+} // namespace fabrik::test
