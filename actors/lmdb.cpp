@@ -328,6 +328,7 @@ expected<env> env::open(const env_options& opts) {
   if (err)
     dir = std::filesystem::absolute(opts.dir);
   std::lock_guard guard{registry_mtx};
+  std::erase_if(registry, [](auto& entry) { return entry.second.expired(); });
   // The registry outlives fork(): an env of the parent process is not ours to share.
   if (auto it = registry.find(dir.string()); it != registry.end()) {
     if (auto s = it->second.lock(); s && s->pid == getpid()) {
@@ -361,6 +362,11 @@ expected<env> env::open(const env_options& opts) {
     flags |= MDB_NOSYNC; // written to the OS before commit returns: survives a crash of ours
   if (int rc = mdb_env_open(s->env, dir.c_str(), flags, 0644); rc != 0)
     return to_error(rc, "cannot open LMDB in " + dir.string());
+  // Reader slots of crashed processes would keep old pages from being reused.
+  if (!opts.read_only) {
+    int dead = 0;
+    mdb_reader_check(s->env, &dead);
+  }
   registry[dir.string()] = s;
   env e;
   e.s_ = std::move(s);

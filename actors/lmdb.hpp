@@ -137,7 +137,8 @@ public:
   static expected<env> open(const env_options& opts);
 
   /// A named database, created (in its own write txn) when `create` and missing; handles
-  /// are cached for the env's life. ec::not_found when missing and not created.
+  /// are cached for the env's life. ec::not_found when missing and not created. Call it
+  /// while the calling thread holds no transaction (open databases up front).
   expected<MDB_dbi> db(const std::string& name, bool create);
 
   /// Names of the named databases in the env (the keys of LMDB's main database).

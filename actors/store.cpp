@@ -187,13 +187,15 @@ struct store::impl {
     return out;
   }
 
-  /// Retention by age and by per-stream size for one stream.
-  expected<size_t> retain_stream(const std::string& name, int64_t now) {
+  /// Retention by age and by per-stream size for one stream; `seen` are its stats as
+  /// listed before, to skip write transactions that would delete nothing.
+  expected<size_t> retain_stream(const stream_info& seen, int64_t now) {
+    const auto& name = seen.name;
     const retention* over = find_override(opts, name);
     int64_t max_age = over ? over->max_age : opts.keep.max_age;
     int64_t max_size = over ? over->max_size : 0; // the global max_size bounds the store
     size_t total = 0;
-    if (max_age > 0 && now > INT64_MIN + max_age) {
+    if (max_age > 0 && now > INT64_MIN + max_age && seen.first < now - max_age) {
       int64_t newest_dropped = now - max_age - 1; // keep time >= now - max_age
       for (;;) {
         auto r = env.write([&](lmdb::txn& t) -> expected<deleted> {
@@ -211,7 +213,7 @@ struct store::impl {
           break;
       }
     }
-    if (max_size > 0) {
+    if (max_size > 0 && seen.bytes > static_cast<uint64_t>(max_size)) {
       for (;;) {
         auto r = env.write([&](lmdb::txn& t) -> expected<deleted> {
           auto st = stats(t, name);
@@ -487,12 +489,16 @@ expected<size_t> store::apply_retention(int64_t now) {
     return list.err();
   size_t total = 0;
   for (auto& s : *list) {
-    auto n = d.retain_stream(s.name, now);
+    auto n = d.retain_stream(s, now);
     if (!n)
       return n.err();
     total += *n;
   }
-  if (d.opts.keep.max_size > 0) {
+  uint64_t listed = 0;
+  for (auto& s : *list)
+    listed += s.bytes;
+  // The listed sizes only shrank since: under the limit then means under it now.
+  if (d.opts.keep.max_size > 0 && listed > static_cast<uint64_t>(d.opts.keep.max_size)) {
     auto n = d.retain_store_size(static_cast<uint64_t>(d.opts.keep.max_size));
     if (!n)
       return n.err();

@@ -31,7 +31,8 @@ struct store_options {
   std::filesystem::path dir;          ///< created if missing (unless read_only)
   int64_t map_size = 1LL << 30;       ///< initial LMDB map size; grown on MDB_MAP_FULL
   durability mode = durability::process;
-  retention keep;                     ///< for every stream
+  /// max_age: for every stream without an override; max_size: for the whole store.
+  retention keep;
   /// Per-stream overrides: a stream matches a pattern equal to it, or `prefix/*`, or `*`.
   std::vector<std::pair<std::string, retention>> stream_keep;
   bool read_only = false; ///< for `fabrik store` while `fabrik run` holds the store
@@ -81,7 +82,8 @@ public:
   /// Streams with counts and first/last times, sorted by name.
   expected<std::vector<stream_info>> streams() const;
 
-  /// Records of one stream in time order; `fn` returns false to stop early.
+  /// Records of one stream in time order; `fn` returns false to stop early. `fn` runs inside
+  /// a read transaction: it must not write to this store.
   expected<size_t> scan(const scan_range& range, const std::function<bool(record&&)>& fn) const;
 
   /// Deletes what the retention policy no longer keeps; returns records deleted.

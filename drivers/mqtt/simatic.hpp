@@ -65,16 +65,19 @@ struct collection {
 /// it has seen; not thread-safe (one per source actor).
 ///
 /// Data messages:
-/// - One record per message, stream "{actor}/{connection}/{collection}", fields named by
-///   the metadata in the order of `vals`, converted to the declared dataType (see
-///   data_kind). Numeric strings are accepted for numeric types ("4.5" for a Real), 0/1
-///   and "true"/"false" for Bool, integral floats (3.0) for integer types. An array or
-///   object `val` is stored as its JSON text in a string field, whatever the dataType.
+/// - One record per message, stream "{actor}/{connection}/{collection}" (also for values
+///   sent to the collection's write topic), fields named by the metadata in the order of
+///   `vals`, converted to the declared dataType (see data_kind; LWord/ULInt values above
+///   int64 are out of range). An empty `vals` gives no record and no error. Numeric
+///   strings are accepted for numeric types ("4.5" for a Real), 0/1 and "true"/"false"
+///   for Bool, integral floats (3.0) for integer types. An array or object `val` is
+///   stored as its JSON text in a string field, whatever the dataType.
 /// - A value that does not fit its dataType (or is null, or missing) is left out; the
 ///   others are still emitted, the record's quality is at most uncertain and
 ///   decoded.error names the id and the reason. A bad `qc` is reported and read as
 ///   uncertain.
-/// - Time: the newest plausible `ts` among the values; when none is present or plausible
+/// - Time: the newest `ts` among the values that is plausible (plausible_source_time
+///   against message_info::ingest_time); when none is present or plausible
 ///   the ingest time, with quality::time_replaced. An unparseable `ts` is also reported
 ///   in decoded.error. Quality code: the smallest `qc` (3 when absent). seq: the
 ///   message's `seq`, else message_info::arrival.

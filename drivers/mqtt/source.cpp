@@ -331,7 +331,7 @@ void pump(source_pointer self) {
 
 caf::behavior source(source_pointer self, client_options opts, config c, actor_status st,
                      std::vector<consumer_actor> downstream, std::filesystem::path spool_dir,
-                     std::string app) {
+                     std::string app, durability spool_mode) {
   auto& s = self->state;
   s.st = std::move(st);
   s.actor = s.st.name;
@@ -349,7 +349,7 @@ caf::behavior source(source_pointer self, client_options opts, config c, actor_s
   s.ho->self = caf::actor_cast<caf::actor>(self);
   s.ho->max_pending = static_cast<uint64_t>(c.integer("max_pending"));
 
-  auto sp = spool::open(spool_dir, durability::process);
+  auto sp = spool::open(spool_dir, spool_mode);
   if (!sp) {
     s.st.state = "failed";
     s.st.last_error = sp.err().what();
@@ -496,8 +496,14 @@ caf::actor spawn_source(spawn_context& ctx) {
   st.name = ctx.decl.name;
   st.kind = "mqtt.source";
   auto app = c.has("app") ? c.str("app") : "fabrik-" + ctx.f.name + "-" + ctx.decl.name;
+  // What the broker handed over must be as durable as the storage it is headed for.
+  auto mode = durability::process;
+  for (auto& name : ctx.f.downstream(ctx.decl.name))
+    if (auto* d = ctx.f.find(name); d && d->k->name == "storage"
+                                    && d->settings.str("durability") == "power")
+      mode = durability::power;
   return ctx.sys.spawn(source, broker_options(ctx), c, st, ctx.downstream,
-                       ctx.state_dir("spool"), app);
+                       ctx.state_dir("spool"), app, mode);
 }
 
 const kind source_kind{

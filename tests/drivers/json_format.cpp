@@ -233,7 +233,8 @@ TEST_CASE("encode_json output decodes back to the same fields", "[json]") {
               {"third", 0.1 + 0.2},
               {"n", int64_t{-9'223'372'036'854'775'807 - 1}},
               {"ok", false},
-              {"text", std::string{"quote \" backslash \\ newline \n tab \t nul \x01 \xc3\xa9 \xe2\x82\xac"}},
+              {"text", std::string{"quote \" backslash \\ newline \n tab \t nul \x01 "
+                                   "\xc3\xa9 \xe2\x82\xac"}},
               {"axis.x", 3.0},
               {"image", bytes{std::string{"\x00\x01\x02\xff", 4}}}};
   for (int64_t time : {t0, t0 + 123 * ms, t0 + 123'456'000, t0 + 123'456'789}) {
