@@ -47,6 +47,7 @@ expected<spool> spool::open(const std::filesystem::path& dir, durability mode,
   eo.map_size = map_size;
   eo.mode = mode;
   eo.max_dbs = 4;
+  eo.write_map = true; // one commit per MQTT message: this is the hot path
   auto env = lmdb::env::open(eo);
   if (!env)
     return env.err();
