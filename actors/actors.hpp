@@ -58,6 +58,7 @@ using query_atom = caf::atom_constant<caf::atom("query")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
 using wake_atom = caf::atom_constant<caf::atom("wake")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using connect_atom = caf::atom_constant<caf::atom("connect")>;
 
 // -- interfaces ---------------------------------------------------------------
 

@@ -18,7 +18,7 @@ const settings_table retention_settings{{
   {.name = "max_age", .type = setting_type::duration, .default_value = "0",
    .doc = "delete records older than this (by source time); 0 keeps them forever", .min = 0},
   {.name = "max_size", .type = setting_type::size, .default_value = "0",
-   .doc = "delete a stream's oldest records while it holds more than this; 0 = no limit",
+   .doc = "delete the stream's oldest records while it holds more than this; 0 = no limit",
    .min = 0},
 }};
 
@@ -35,11 +35,12 @@ const settings_table storage_settings{{
   {.name = "max_age", .type = setting_type::duration, .default_value = "0",
    .doc = "retention: delete records older than this; 0 keeps them forever", .min = 0},
   {.name = "max_size", .type = setting_type::size, .default_value = "0",
-   .doc = "retention: delete the oldest records of a stream while it is larger; 0 = no limit",
+   .doc = "retention: while the whole store holds more record data than this, delete the "
+          "oldest records, whatever their stream; 0 = no limit",
    .min = 0},
   {.name = "streams", .type = setting_type::object_map,
-   .doc = "per-stream retention overrides: a stream name, `prefix/*` or `*` -> max_age, "
-          "max_size",
+   .doc = "per-stream retention: a stream name, `prefix/*` or `*` -> max_age, max_size "
+          "(an override replaces the store's max_age for that stream)",
    .children = &retention_settings},
   {.name = "retention_interval", .type = setting_type::duration, .default_value = "1m",
    .doc = "how often retention runs", .min = 1e9},
@@ -50,6 +51,7 @@ struct storage_state {
   std::optional<store> db;
   actor_status st;
   uint64_t duplicates = 0;
+  uint64_t rejected = 0;
   int64_t retention_interval = 0;
   log_limiter limiter;
 };
@@ -91,6 +93,11 @@ caf::behavior storage(caf::stateful_actor<storage_state>* self, store_options op
       s.st.state = "running";
       s.st.out += r->stored;
       s.duplicates += r->duplicates;
+      if (r->rejected > 0) {
+        s.rejected += r->rejected;
+        ++s.st.errors;
+        s.st.last_error = std::to_string(r->rejected) + " records with an unusable stream name";
+      }
       return static_cast<uint64_t>(batch.records.size());
     },
     [=](query_atom, const scan_request& q) -> caf::result<record_batch> {
@@ -111,6 +118,7 @@ caf::behavior storage(caf::stateful_actor<storage_state>* self, store_options op
       auto& s = self->state;
       auto st = s.st;
       st.details["duplicates"] = std::to_string(s.duplicates);
+      st.details["rejected"] = std::to_string(s.rejected);
       if (s.db)
         st.details["file_size"] = format_size(static_cast<int64_t>(s.db->file_size()));
       return st;

@@ -4,6 +4,8 @@
 
 #include "actors/error.hpp"
 
+#include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -35,6 +37,30 @@ struct client_options {
   int will_qos = 1;
   bool will_retain = false;
 };
+
+/// Delays between connect attempts after a failed first connect (Paho retries lost
+/// connections by itself, but not a first connect): doubling from min to max.
+class backoff {
+public:
+  backoff(int min_s, int max_s) : min_(min_s), max_(max_s), next_(min_s) {}
+  /// The delay before the next attempt; each call doubles the one after.
+  std::chrono::seconds next() {
+    auto d = next_;
+    next_ = std::min(next_ * 2, max_);
+    return std::chrono::seconds{d};
+  }
+  void reset() { next_ = min_; }
+
+private:
+  int min_;
+  int max_;
+  int next_;
+};
+
+/// True when a connection-state reason says the first connect failed (retry is ours).
+inline bool connect_failed(const std::string& reason) {
+  return reason.rfind("connect failed", 0) == 0;
+}
 
 class client {
 public:

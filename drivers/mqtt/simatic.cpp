@@ -101,7 +101,13 @@ std::string shown(std::string_view text, size_t limit = max_shown) {
   return printable(text, limit);
 }
 
-// -- data messages: the SAX pass ----------------------------------------------
+// -- data messages: what both parsers produce -----------------------------------
+//
+// A data message is read by one of two parsers: a fast scanner for the common shape
+// (fast_data_scanner) or, for everything else and whenever the scanner gives up, the
+// nlohmann SAX parser (data_sax). Both turn each JSON scalar into a `scalar` and hand it to
+// read_seq() / store(), so they fill the same data_top and list of raw_val the same way;
+// impl::data then turns that list into records, whichever parser filled it.
 
 /// One element of `vals` as read; reused across messages to spare allocations.
 struct raw_val {
@@ -134,19 +140,112 @@ struct raw_val {
   }
 };
 
-/// A scalar event of the SAX parser.
+/// The top level of a data message, as read.
+struct data_top {
+  bool has_seq = false;
+  uint64_t seq = 0;
+  bool has_vals = false;
+};
+
+/// The key a value belongs to.
+enum class slot : uint8_t { none, seq, vals, other, id, val, ts, qc };
+
+/// One JSON scalar as read by either parser.
 struct scalar {
   raw_val::kind k;
   bool b = false;
   int64_t i = 0;
   uint64_t u = 0;
   double d = 0;
-  std::string* s = nullptr;         // strings (movable)
-  const std::string* raw = nullptr; // the number's text, for floats
+  std::string_view text = {}; // strings; the number's text for floats
 };
 
+/// parse_time of the last ts read: the values of a message nearly always share one ts, so
+/// a byte-equal ts reuses the result. Lives as long as the decoder.
+class ts_cache {
+public:
+  void read(std::string_view ts, raw_val& v) {
+    if (!valid_ || ts != text_) {
+      auto t = parse_time(ts);
+      text_.assign(ts);
+      valid_ = true;
+      ok_ = static_cast<bool>(t);
+      ns_ = ok_ ? *t : 0;
+    }
+    if (ok_) {
+      v.ts = raw_val::ts_state::ok;
+      v.ts_ns = ns_;
+    } else {
+      v.ts = raw_val::ts_state::bad;
+      v.ts_text = "'" + shown(ts) + "'";
+    }
+  }
+
+private:
+  std::string text_;
+  bool valid_ = false;
+  bool ok_ = false;
+  int64_t ns_ = 0;
+};
+
+/// The top-level `seq`; false when it is not a non-negative integer.
+bool read_seq(const scalar& x, data_top& top) {
+  if (x.k == raw_val::kind::unsigned_)
+    top.seq = x.u;
+  else if (x.k == raw_val::kind::integer && x.i >= 0)
+    top.seq = static_cast<uint64_t>(x.i);
+  else
+    return false;
+  top.has_seq = true;
+  return true;
+}
+
+/// Stores the scalar of key `s` of a vals element; false when an id is not a string.
+bool store(raw_val& v, slot s, const scalar& x, ts_cache& times) {
+  switch (s) {
+    case slot::id:
+      if (x.k != raw_val::kind::string)
+        return false;
+      v.id.assign(x.text);
+      v.has_id = true;
+      return true;
+    case slot::val:
+      v.k = x.k;
+      v.b = x.b;
+      v.i = x.i;
+      v.u = x.u;
+      v.d = x.d;
+      if (x.k == raw_val::kind::string)
+        v.s.assign(x.text);
+      return true;
+    case slot::ts:
+      if (x.k == raw_val::kind::null) {
+        v.ts = raw_val::ts_state::absent;
+      } else if (x.k == raw_val::kind::string) {
+        times.read(x.text, v);
+      } else {
+        v.ts = raw_val::ts_state::bad;
+        v.ts_text = "a non-string";
+      }
+      return true;
+    case slot::qc:
+      if (x.k == raw_val::kind::unsigned_ && x.u <= 3)
+        v.qc = static_cast<int>(x.u);
+      else if (x.k == raw_val::kind::integer && x.i >= 0 && x.i <= 3)
+        v.qc = static_cast<int>(x.i);
+      else if (x.k != raw_val::kind::null)
+        v.qc_bad = true;
+      return true;
+    default:
+      return true;
+  }
+}
+
+// -- data messages: the SAX pass ----------------------------------------------
+
 /// Reads {"seq":N,"vals":[{"id":..,"val":..,"ts":..,"qc":..},..]} without building a DOM.
-/// Any other key, at either level, is skipped (qx, and whatever newer formats add).
+/// Any other key, at either level, is skipped (qx, and whatever newer formats add). The
+/// reference: it handles any JSON and words every error.
 class data_sax {
 public:
   using number_integer_t = json::number_integer_t;
@@ -155,13 +254,12 @@ public:
   using string_t = json::string_t;
   using binary_t = json::binary_t;
 
-  data_sax(std::vector<raw_val>& vals, size_t& n) : vals_(vals), n_(n) {
+  data_sax(std::vector<raw_val>& vals, size_t& n, ts_cache& times)
+    : vals_(vals), n_(n), times_(times) {
     n_ = 0;
   }
 
-  bool has_seq = false;
-  uint64_t seq = 0;
-  bool has_vals = false;
+  data_top top;
   std::string error;
 
   bool null() { return on_scalar({raw_val::kind::null}); }
@@ -183,12 +281,12 @@ public:
   bool number_float(number_float_t v, const string_t& raw) {
     scalar x{raw_val::kind::floating};
     x.d = v;
-    x.raw = &raw;
+    x.text = raw;
     return on_scalar(x);
   }
   bool string(string_t& v) {
     scalar x{raw_val::kind::string};
-    x.s = &v;
+    x.text = v;
     return on_scalar(x);
   }
   bool binary(binary_t&) { return fail("binary data"); }
@@ -243,7 +341,7 @@ public:
       case 1:
         if (next_ == slot::vals) {
           depth_ = 2;
-          has_vals = true;
+          top.has_vals = true;
           n_ = 0;
           return true;
         }
@@ -300,7 +398,6 @@ public:
   }
 
 private:
-  enum class slot : uint8_t { none, seq, vals, other, id, val, ts, qc };
   struct level {
     char close;
     bool first;
@@ -381,10 +478,10 @@ private:
         t += std::to_string(x.u);
         break;
       case raw_val::kind::floating:
-        t += *x.raw;
+        t += x.text;
         break;
       default:
-        append_json_string(t, *x.s);
+        append_json_string(t, x.text);
         break;
     }
   }
@@ -411,75 +508,264 @@ private:
     next_ = slot::none;
     if (s == slot::vals)
       return fail("vals is not an array");
-    if (s == slot::seq) {
-      if (x.k == raw_val::kind::unsigned_) {
-        seq = x.u;
-      } else if (x.k == raw_val::kind::integer && x.i >= 0) {
-        seq = static_cast<uint64_t>(x.i);
-      } else {
-        return fail("seq is not a non-negative integer");
-      }
-      has_seq = true;
-    }
+    if (s == slot::seq && !read_seq(x, top))
+      return fail("seq is not a non-negative integer");
     return true;
   }
 
   bool val_scalar(const scalar& x) {
-    auto& v = cur();
     auto s = next_;
     next_ = slot::none;
-    switch (s) {
-      case slot::id:
-        if (x.k != raw_val::kind::string)
-          return fail(where() + ".id is not a string");
-        v.id = std::move(*x.s);
-        v.has_id = true;
+    if (!store(cur(), s, x, times_))
+      return fail(where() + ".id is not a string");
+    return true;
+  }
+
+  std::vector<raw_val>& vals_;
+  size_t& n_;
+  ts_cache& times_;
+  int depth_ = 0; // 1: top object, 2: vals array, 3: an element of vals
+  slot next_ = slot::none;
+  int skip_ = 0;            // nesting inside a skipped compound value
+  std::vector<level> cap_;  // nesting inside a compound val captured as JSON text
+};
+
+// -- data messages: the fast scanner --------------------------------------------
+
+/// Reads the shape connectors publish, about ten times faster than data_sax:
+///   {"seq":N,"vals":[{"id":"..","val":..,"ts":"..","qc":N,"qx":..},..]}
+/// keys in any order (each at most once, all but id optional), JSON whitespace anywhere,
+/// scalar values only: numbers, true, false, null, and strings of printable ASCII without
+/// escapes. Anything else (another key, an object or array value, an escape, a byte
+/// outside ASCII, a control character, a number strtod would read differently or not at
+/// all, a duplicate key, malformed JSON, any error) makes scan() return false, and the
+/// caller then reads the message with data_sax, which words the error. So whenever scan()
+/// returns true, data_sax would have read the same data_top and raw values without error.
+class fast_data_scanner {
+public:
+  fast_data_scanner(std::vector<raw_val>& vals, size_t& n, ts_cache& times)
+    : vals_(vals), n_(n), times_(times) {}
+
+  bool scan(std::string_view in, data_top& top) {
+    p_ = in.data();
+    end_ = p_ + in.size();
+    n_ = 0;
+    top = data_top{};
+    if (!skip_ws() || *p_ != '{')
+      return false;
+    ++p_;
+    if (!skip_ws())
+      return false;
+    if (*p_ == '}') {
+      ++p_;
+      return at_end();
+    }
+    bool seen_seq = false;
+    for (;;) {
+      std::string_view k;
+      if (!key(k))
+        return false;
+      if (k == "seq") {
+        scalar x{raw_val::kind::none};
+        if (seen_seq || !value(x) || !read_seq(x, top))
+          return false;
+        seen_seq = true;
+      } else if (k == "vals") {
+        if (top.has_vals || !vals())
+          return false;
+        top.has_vals = true;
+      } else {
+        return false;
+      }
+      if (!skip_ws())
+        return false;
+      if (*p_ == '}') {
+        ++p_;
+        return at_end();
+      }
+      if (*p_++ != ',' || !skip_ws())
+        return false;
+    }
+  }
+
+private:
+  static bool is_ws(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
+  static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+  /// Skips whitespace; false at the end of the input.
+  bool skip_ws() {
+    while (p_ != end_ && is_ws(*p_))
+      ++p_;
+    return p_ != end_;
+  }
+
+  bool at_end() {
+    while (p_ != end_ && is_ws(*p_))
+      ++p_;
+    return p_ == end_;
+  }
+
+  /// A string of printable ASCII (0x20..0x7f) without escapes; p_ is at its opening quote.
+  bool plain_string(std::string_view& out) {
+    const char* start = ++p_;
+    for (; p_ != end_; ++p_) {
+      auto c = static_cast<unsigned char>(*p_);
+      if (c == '"') {
+        out = std::string_view{start, static_cast<size_t>(p_ - start)};
+        ++p_;
         return true;
-      case slot::val:
-        v.k = x.k;
-        v.b = x.b;
-        v.i = x.i;
-        v.u = x.u;
-        v.d = x.d;
-        if (x.k == raw_val::kind::string)
-          v.s = std::move(*x.s);
-        return true;
-      case slot::ts:
-        if (x.k == raw_val::kind::null) {
-          v.ts = raw_val::ts_state::absent;
-        } else if (x.k == raw_val::kind::string) {
-          auto t = parse_time(*x.s);
-          if (t) {
-            v.ts = raw_val::ts_state::ok;
-            v.ts_ns = *t;
-          } else {
-            v.ts = raw_val::ts_state::bad;
-            v.ts_text = "'" + shown(*x.s) + "'";
-          }
-        } else {
-          v.ts = raw_val::ts_state::bad;
-          v.ts_text = "a non-string";
-        }
-        return true;
-      case slot::qc:
-        if (x.k == raw_val::kind::unsigned_ && x.u <= 3)
-          v.qc = static_cast<int>(x.u);
-        else if (x.k == raw_val::kind::integer && x.i >= 0 && x.i <= 3)
-          v.qc = static_cast<int>(x.i);
-        else if (x.k != raw_val::kind::null)
-          v.qc_bad = true;
-        return true;
+      }
+      if (c < 0x20 || c >= 0x80 || c == '\\')
+        return false;
+    }
+    return false;
+  }
+
+  /// `"key"` `:` and the whitespace after; p_ is at the key's opening quote (or not).
+  bool key(std::string_view& k) {
+    if (*p_ != '"' || !plain_string(k) || !skip_ws() || *p_++ != ':')
+      return false;
+    return skip_ws();
+  }
+
+  bool literal(std::string_view word) {
+    if (static_cast<size_t>(end_ - p_) < word.size()
+        || std::string_view{p_, word.size()} != word)
+      return false;
+    p_ += word.size();
+    return true;
+  }
+
+  /// A JSON number, read as nlohmann reads it: without fraction or exponent an unsigned
+  /// (no sign) or integer (minus), else a double; integers beyond 64 bits, which nlohmann
+  /// reads as doubles, are left to it. from_chars and glibc's strtod both round
+  /// correctly, so the doubles are the same.
+  bool number(scalar& x) {
+    const char* start = p_;
+    bool neg = *p_ == '-';
+    if (neg && ++p_ == end_)
+      return false;
+    if (*p_ == '0') {
+      ++p_;
+    } else if (*p_ >= '1' && *p_ <= '9') {
+      while (++p_ != end_ && is_digit(*p_)) {
+      }
+    } else {
+      return false;
+    }
+    bool floating = false;
+    if (p_ != end_ && *p_ == '.') {
+      floating = true;
+      if (++p_ == end_ || !is_digit(*p_))
+        return false;
+      while (++p_ != end_ && is_digit(*p_)) {
+      }
+    }
+    if (p_ != end_ && (*p_ == 'e' || *p_ == 'E')) {
+      floating = true;
+      if (++p_ != end_ && (*p_ == '+' || *p_ == '-'))
+        ++p_;
+      if (p_ == end_ || !is_digit(*p_))
+        return false;
+      while (++p_ != end_ && is_digit(*p_)) {
+      }
+    }
+    std::from_chars_result r;
+    if (floating) {
+      x.k = raw_val::kind::floating;
+      r = std::from_chars(start, p_, x.d);
+      if (r.ec == std::errc{} && !std::isfinite(x.d))
+        return false;
+      x.text = std::string_view{start, static_cast<size_t>(p_ - start)};
+    } else if (neg) {
+      x.k = raw_val::kind::integer;
+      r = std::from_chars(start, p_, x.i);
+    } else {
+      x.k = raw_val::kind::unsigned_;
+      r = std::from_chars(start, p_, x.u);
+    }
+    return r.ec == std::errc{} && r.ptr == p_;
+  }
+
+  /// A scalar value; false for objects, arrays and anything it does not read.
+  bool value(scalar& x) {
+    switch (*p_) {
+      case '"':
+        x.k = raw_val::kind::string;
+        return plain_string(x.text);
+      case 't':
+        x.k = raw_val::kind::boolean;
+        x.b = true;
+        return literal("true");
+      case 'f':
+        x.k = raw_val::kind::boolean;
+        x.b = false;
+        return literal("false");
+      case 'n':
+        x.k = raw_val::kind::null;
+        return literal("null");
       default:
+        return number(x);
+    }
+  }
+
+  /// The vals array; p_ is at its '['.
+  bool vals() {
+    if (*p_++ != '[' || !skip_ws())
+      return false;
+    if (*p_ == ']')
+      return ++p_, true;
+    for (;;) {
+      if (*p_++ != '{' || !skip_ws())
+        return false;
+      if (n_ == vals_.size())
+        vals_.emplace_back();
+      auto& v = vals_[n_++];
+      v.reset();
+      if (*p_ != '}' && !element(v))
+        return false;
+      ++p_; // the element's '}'
+      if (!v.has_id || !skip_ws())
+        return false;
+      if (*p_ == ']')
+        return ++p_, true;
+      if (*p_++ != ',' || !skip_ws())
+        return false;
+    }
+  }
+
+  /// The keys of one element of vals; leaves p_ at its closing '}'.
+  bool element(raw_val& v) {
+    unsigned seen = 0; // one bit per slot
+    for (;;) {
+      std::string_view k;
+      if (!key(k))
+        return false;
+      slot s = k == "id"    ? slot::id
+               : k == "val" ? slot::val
+               : k == "ts"  ? slot::ts
+               : k == "qc"  ? slot::qc
+               : k == "qx"  ? slot::other
+                            : slot::none;
+      auto bit = 1u << static_cast<unsigned>(s);
+      if (s == slot::none || (seen & bit))
+        return false;
+      seen |= bit;
+      scalar x{raw_val::kind::none};
+      if (!value(x) || !store(v, s, x, times_) || !skip_ws())
+        return false;
+      if (*p_ == '}')
         return true;
+      if (*p_++ != ',' || !skip_ws())
+        return false;
     }
   }
 
   std::vector<raw_val>& vals_;
   size_t& n_;
-  int depth_ = 0; // 1: top object, 2: vals array, 3: an element of vals
-  slot next_ = slot::none;
-  int skip_ = 0;            // nesting inside a skipped compound value
-  std::vector<level> cap_;  // nesting inside a compound val captured as JSON text
+  ts_cache& times_;
+  const char* p_ = nullptr;
+  const char* end_ = nullptr;
 };
 
 // -- data messages: conversion ------------------------------------------------
@@ -688,6 +974,9 @@ struct simatic_decoder::impl {
   size_t n = 0;
   std::vector<uint32_t> seen; // per datapoint: the group that holds it (repeated ids)
   uint32_t gen = 0;
+  ts_cache times;
+  bool fast_path = true;
+  path_counts paths;
 
   uint32_t next_gen() {
     if (++gen == 0) {
@@ -717,6 +1006,14 @@ bool simatic_decoder::is_metadata_topic(std::string_view topic) {
 const collection* simatic_decoder::find_collection(std::string_view topic) const {
   auto it = impl_->by_topic.find(topic);
   return it == impl_->by_topic.end() ? nullptr : it->second.get();
+}
+
+void simatic_decoder::set_fast_path(bool on) {
+  impl_->fast_path = on;
+}
+
+simatic_decoder::path_counts simatic_decoder::paths() const {
+  return impl_->paths;
 }
 
 size_t simatic_decoder::collections() const {
@@ -845,14 +1142,21 @@ decoded simatic_decoder::impl::metadata(const message_info& m, std::string_view 
 
 decoded simatic_decoder::impl::data(const message_info& m, std::string_view payload) {
   decoded d;
-  data_sax h{vals, n};
-  bool ok = json::sax_parse(payload.data(), payload.data() + payload.size(), &h,
-                            json::input_format_t::json, true);
-  if (!ok || !h.error.empty()) {
-    d.error = h.error.empty() ? std::string{"not JSON"} : std::move(h.error);
-    return d;
+  data_top top;
+  if (fast_path && fast_data_scanner{vals, n, times}.scan(payload, top)) {
+    ++paths.fast;
+  } else {
+    ++paths.slow;
+    data_sax h{vals, n, times};
+    bool ok = json::sax_parse(payload.data(), payload.data() + payload.size(), &h,
+                              json::input_format_t::json, true);
+    if (!ok || !h.error.empty()) {
+      d.error = h.error.empty() ? std::string{"not JSON"} : std::move(h.error);
+      return d;
+    }
+    top = h.top;
   }
-  if (!h.has_vals) {
+  if (!top.has_vals) {
     d.error = "no vals array";
     return d;
   }
@@ -877,7 +1181,7 @@ decoded simatic_decoder::impl::data(const message_info& m, std::string_view payl
     return d;
   }
 
-  const uint64_t seq = h.has_seq ? h.seq : m.arrival;
+  const uint64_t seq = top.has_seq ? top.seq : m.arrival;
   problems bad;
   if (seen.size() < c.points.size())
     seen.resize(c.points.size(), 0);

@@ -112,6 +112,22 @@ public:
   /// Number of collections known.
   size_t collections() const;
 
+  // -- fast path (tests and benchmarks) -----------------------------------------
+
+  /// Data messages of the shape connectors publish (scalar values, plain ASCII strings,
+  /// keys seq, vals, id, val, ts, qc, qx) are read by a hand-written scanner; all others,
+  /// and every malformed one, by nlohmann's SAX parser, which the scanner must agree with
+  /// exactly. Off (on by default): nlohmann reads every message; for differential tests
+  /// and benchmarks.
+  void set_fast_path(bool on);
+
+  /// Data messages read by the scanner and by nlohmann so far.
+  struct path_counts {
+    uint64_t fast = 0;
+    uint64_t slow = 0;
+  };
+  path_counts paths() const;
+
 private:
   struct impl;
   std::unique_ptr<impl> impl_;

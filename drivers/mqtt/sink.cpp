@@ -89,8 +89,8 @@ struct sink_state {
   std::unique_ptr<simatic_encoder> enc;
   std::shared_ptr<target_metadata> target;
   actor_status st;
-  uint64_t skipped = 0;
   log_limiter limiter;
+  backoff retry{1, 30};
 };
 
 using sink_pointer = caf::stateful_actor<sink_state>*;
@@ -164,10 +164,8 @@ caf::behavior sink(sink_pointer self, client_options opts, sink_params p, actor_
     s.cli->on_state([me](bool up, const std::string& reason) {
       caf::anon_send(me, tick_atom::value, up, reason);
     });
-    if (auto ok = s.cli->connect(); !ok) {
-      s.st.last_error = ok.err().what();
-      spdlog::warn("{}: {}", s.st.name, ok.err().message);
-    }
+    s.retry = backoff{opts.reconnect_min_s, opts.reconnect_max_s};
+    self->send(self, connect_atom::value);
   }
   return {
     [=](record_batch& batch) -> caf::result<uint64_t> {
@@ -196,6 +194,7 @@ caf::behavior sink(sink_pointer self, client_options opts, sink_params p, actor_
       auto& s = self->state;
       s.st.state = up ? "running" : "degraded";
       if (up) {
+        s.retry.reset();
         spdlog::info("{}: connected to {}", s.st.name, s.cli->options().url);
         if (s.enc) {
           (void)s.cli->publish(simatic_encoder::status_topic(s.p.app),
@@ -207,17 +206,28 @@ caf::behavior sink(sink_pointer self, client_options opts, sink_params p, actor_
         s.st.last_error = reason;
         if (s.limiter.allow())
           spdlog::warn("{}: {}", s.st.name, reason);
-        if (reason.rfind("connect failed", 0) == 0)
-          self->delayed_send(self, std::chrono::seconds{s.cli->options().reconnect_min_s},
-                             stop_atom::value, false);
+        if (connect_failed(reason))
+          self->delayed_send(self, s.retry.next(), connect_atom::value);
       }
     },
-    [=](stop_atom, bool) {
+    [=](connect_atom) {
       auto& s = self->state;
-      if (s.cli && !s.cli->connected())
-        (void)s.cli->connect();
+      if (!s.cli || s.cli->connected())
+        return;
+      if (auto ok = s.cli->connect(); !ok) {
+        s.st.state = "degraded";
+        s.st.last_error = ok.err().what();
+        spdlog::warn("{}: {}", s.st.name, ok.err().message);
+        self->delayed_send(self, s.retry.next(), connect_atom::value);
+      }
     },
-    [=](status_atom) { return self->state.st; },
+    [=](status_atom) {
+      auto& s = self->state;
+      auto st = s.st;
+      if (s.enc)
+        st.details["skipped_fields"] = std::to_string(s.enc->skipped());
+      return st;
+    },
   };
 }
 

@@ -109,11 +109,6 @@ struct handoff {
   uint64_t max_pending = 20000;
   std::mutex mtx;
   std::condition_variable cv;
-  std::mutex state_mtx; // guards connection state text
-  std::string connection = "connecting";
-  std::string last_error;
-  bool connected = false;
-  bool state_changed = false;
 
   void wake() {
     if (!wake_pending.exchange(true))
@@ -143,8 +138,7 @@ struct source_state {
   log_limiter limiter;
   caf::response_promise stop_promise;
   bool stopping = false;
-  int reconnect_delay_s = 1;
-  int reconnect_max_s = 30;
+  backoff retry{1, 30};
 
   ~source_state() {
     // Releases a Paho callback waiting for room, before the client is destroyed.
@@ -343,8 +337,7 @@ caf::behavior source(source_pointer self, client_options opts, config c, actor_s
   s.max_parked = static_cast<size_t>(c.integer("max_parked"));
   s.em = emitter{self, std::move(downstream), static_cast<size_t>(c.integer("max_in_flight")),
                  s.actor};
-  s.reconnect_delay_s = opts.reconnect_min_s;
-  s.reconnect_max_s = opts.reconnect_max_s;
+  s.retry = backoff{opts.reconnect_min_s, opts.reconnect_max_s};
   s.ho = std::make_shared<handoff>();
   s.ho->self = caf::actor_cast<caf::actor>(self);
   s.ho->max_pending = static_cast<uint64_t>(c.integer("max_pending"));
@@ -388,11 +381,8 @@ caf::behavior source(source_pointer self, client_options opts, config c, actor_s
       auto ok = ho->sp->append(entry);
       if (ok)
         break;
-      ++ho->spool_errors;
-      {
-        std::lock_guard guard{ho->state_mtx};
-        ho->last_error = "cannot spool message: " + ok.err().message;
-      }
+      if (ho->spool_errors++ == 0 || attempt % 50 == 0)
+        spdlog::error("cannot spool an MQTT message (retrying): {}", ok.err().message);
       if (ho->stopping)
         return;
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -402,22 +392,13 @@ caf::behavior source(source_pointer self, client_options opts, config c, actor_s
     std::unique_lock lock{ho->mtx};
     ho->cv.wait(lock, [&] { return ho->pending < ho->max_pending || ho->stopping; });
   });
-  s.cli->on_state([ho = s.ho](bool up, const std::string& reason) {
-    {
-      std::lock_guard guard{ho->state_mtx};
-      ho->connected = up;
-      ho->connection = reason;
-      ho->state_changed = true;
-    }
-    caf::anon_send(ho->self, tick_atom::value);
+  s.cli->on_state([me = s.ho->self](bool up, const std::string& reason) {
+    caf::anon_send(me, tick_atom::value, up, reason);
   });
   spdlog::info("{}: connecting to {} as {} ({} spooled messages to replay)", s.actor, opts.url,
                opts.client_id, s.ho->pending.load());
-  if (auto ok = s.cli->connect(); !ok) {
-    s.st.state = "degraded";
-    s.st.last_error = ok.err().what();
-  }
   s.st.state = "starting";
+  self->send(self, connect_atom::value);
   self->send(self, wake_atom::value); // replay what the spool kept from the last run
   return {
     [=](wake_atom) {
@@ -425,41 +406,30 @@ caf::behavior source(source_pointer self, client_options opts, config c, actor_s
       pump(self);
     },
     [=](emitter::retry_fn& r) { r.fn(); },
-    [=](tick_atom) {
+    [=](tick_atom, bool up, const std::string& reason) {
       auto& s = self->state;
-      bool connected;
-      std::string text;
-      {
-        std::lock_guard guard{s.ho->state_mtx};
-        if (!s.ho->state_changed)
-          return;
-        s.ho->state_changed = false;
-        connected = s.ho->connected;
-        text = s.ho->connection;
-      }
-      if (connected) {
+      if (up) {
         s.st.state = "running";
-        s.reconnect_delay_s = s.cli->options().reconnect_min_s;
+        s.retry.reset();
         spdlog::info("{}: connected to {}", s.actor, s.cli->options().url);
         publish_status(s, "available");
         publish_status(s, "good");
       } else if (!s.stopping) {
         s.st.state = "degraded";
-        note_error(s, text);
-        // Paho retries lost connections itself; a failed first connect is ours to retry.
-        if (text.rfind("connect failed", 0) == 0) {
-          self->delayed_send(self, std::chrono::seconds{s.reconnect_delay_s}, stop_atom::value,
-                             false);
-          s.reconnect_delay_s = std::min(s.reconnect_delay_s * 2, s.reconnect_max_s);
-        }
+        note_error(s, reason);
+        if (connect_failed(reason))
+          self->delayed_send(self, s.retry.next(), connect_atom::value);
       }
     },
-    [=](stop_atom, bool) {
-      // Reconnect timer (a failed first connect).
+    [=](connect_atom) {
       auto& s = self->state;
-      if (!s.stopping && !s.cli->connected())
-        if (auto ok = s.cli->connect(); !ok)
-          note_error(s, ok.err().message);
+      if (s.stopping || s.cli->connected())
+        return;
+      if (auto ok = s.cli->connect(); !ok) {
+        s.st.state = "degraded";
+        note_error(s, ok.err().message);
+        self->delayed_send(self, s.retry.next(), connect_atom::value);
+      }
     },
     [=](stop_atom) -> caf::result<bool> {
       auto& s = self->state;
@@ -483,6 +453,8 @@ caf::behavior source(source_pointer self, client_options opts, config c, actor_s
       st.details["parked"] = std::to_string(s.parked.size());
       st.details["dropped_parked"] = std::to_string(s.dropped_parked);
       st.details["spool_errors"] = std::to_string(s.ho->spool_errors.load());
+      if (s.ho->spool_errors > 0 && st.last_error.empty())
+        st.last_error = "cannot spool MQTT messages (see the log)";
       st.details["refused_batches"] = std::to_string(s.em.refusals());
       st.details["in_flight_batches"] = std::to_string(s.em.in_flight());
       return st;
