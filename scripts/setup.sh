@@ -11,7 +11,7 @@ packages=(
   libspdlog-dev libfmt-dev catch2 libyaml-cpp-dev nlohmann-json3-dev libcpp-httplib-dev
   libaravis-dev libusb-1.0-0-dev
   mosquitto mosquitto-clients python3-paho-mqtt
-  procps
+  procps openssl
 )
 
 missing=()

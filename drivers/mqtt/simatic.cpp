@@ -5,10 +5,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <array>
 #include <atomic>
 #include <cfloat>
 #include <charconv>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 namespace fabrik::mqtt {
@@ -565,12 +567,12 @@ public:
       std::string_view k;
       if (!key(k))
         return false;
-      if (k == "seq") {
+      if (is(k, "seq")) {
         scalar x{raw_val::kind::none};
         if (seen_seq || !value(x) || !read_seq(x, top))
           return false;
         seen_seq = true;
-      } else if (k == "vals") {
+      } else if (is(k, "vals")) {
         if (top.has_vals || !vals())
           return false;
         top.has_vals = true;
@@ -594,9 +596,22 @@ private:
 
   /// Skips whitespace; false at the end of the input.
   bool skip_ws() {
+    if (p_ != end_ && static_cast<unsigned char>(*p_) > ' ') // compact JSON: no whitespace
+      return true;
     while (p_ != end_ && is_ws(*p_))
       ++p_;
     return p_ != end_;
+  }
+
+  /// k == word, without a call to memcmp for these short keys.
+  template <size_t N>
+  static bool is(std::string_view k, const char (&word)[N]) {
+    if (k.size() != N - 1)
+      return false;
+    for (size_t i = 0; i < N - 1; ++i)
+      if (k[i] != word[i])
+        return false;
+    return true;
   }
 
   bool at_end() {
@@ -605,20 +620,37 @@ private:
     return p_ == end_;
   }
 
-  /// A string of printable ASCII (0x20..0x7f) without escapes; p_ is at its opening quote.
+  /// Bytes that may stand in a plain string: printable ASCII (0x20..0x7f) but '"' and '\\'.
+  static constexpr auto plain = [] {
+    std::array<bool, 256> t{};
+    for (int c = 0x20; c < 0x80; ++c)
+      t[c] = c != '"' && c != '\\';
+    return t;
+  }();
+
+  /// A string of plain bytes; p_ is at its opening quote.
   bool plain_string(std::string_view& out) {
     const char* start = ++p_;
-    for (; p_ != end_; ++p_) {
-      auto c = static_cast<unsigned char>(*p_);
-      if (c == '"') {
-        out = std::string_view{start, static_cast<size_t>(p_ - start)};
-        ++p_;
-        return true;
-      }
-      if (c < 0x20 || c >= 0x80 || c == '\\')
-        return false;
+    // Eight bytes at a time while none is a quote, a backslash, below 0x20 or above 0x7f
+    // (the has-zero-byte bit trick: exact as to whether there is one); then byte by byte.
+    constexpr uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+    while (end_ - p_ >= 8) {
+      uint64_t w;
+      std::memcpy(&w, p_, 8);
+      uint64_t quote = w ^ (ones * '"'), backslash = w ^ (ones * '\\');
+      uint64_t special = ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash)
+                         | (w - ones * 0x20) | w;
+      if (special & highs)
+        break;
+      p_ += 8;
     }
-    return false;
+    while (p_ != end_ && plain[static_cast<unsigned char>(*p_)])
+      ++p_;
+    if (p_ == end_ || *p_ != '"')
+      return false;
+    out = std::string_view{start, static_cast<size_t>(p_ - start)};
+    ++p_;
+    return true;
   }
 
   /// `"key"` `:` and the whitespace after; p_ is at the key's opening quote (or not).
@@ -741,12 +773,12 @@ private:
       std::string_view k;
       if (!key(k))
         return false;
-      slot s = k == "id"    ? slot::id
-               : k == "val" ? slot::val
-               : k == "ts"  ? slot::ts
-               : k == "qc"  ? slot::qc
-               : k == "qx"  ? slot::other
-                            : slot::none;
+      slot s = is(k, "id")    ? slot::id
+               : is(k, "val") ? slot::val
+               : is(k, "ts")  ? slot::ts
+               : is(k, "qc")  ? slot::qc
+               : is(k, "qx")  ? slot::other
+                              : slot::none;
       auto bit = 1u << static_cast<unsigned>(s);
       if (s == slot::none || (seen & bit))
         return false;

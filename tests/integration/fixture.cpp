@@ -107,8 +107,9 @@ int process::wait(std::chrono::milliseconds timeout) {
 
 std::string process::log() const { return read_file(log_); }
 
-broker::broker(const std::filesystem::path& dir, bool persistence)
-  : dir_(dir), port_(free_port()), persistence_(persistence) {
+broker::broker(const std::filesystem::path& dir, bool persistence, std::string listener_config)
+  : dir_(dir), port_(free_port()), persistence_(persistence),
+    listener_config_(std::move(listener_config)) {
   std::filesystem::create_directories(dir_);
   start();
 }
@@ -118,7 +119,9 @@ broker::~broker() { stop(); }
 void broker::start() {
   std::ostringstream conf;
   conf << "listener " << port_ << " 127.0.0.1\n"
-       << "allow_anonymous true\n"
+       << listener_config_
+       << (listener_config_.find("allow_anonymous") == std::string::npos
+             ? "allow_anonymous true\n" : "")
        << "set_tcp_nodelay true\n"
        << "max_queued_messages 0\n"
        << "max_inflight_messages 100\n"

@@ -46,10 +46,12 @@ private:
   std::filesystem::path log_;
 };
 
-/// mosquitto on 127.0.0.1:PORT with persistence in its own directory.
+/// mosquitto on 127.0.0.1:PORT with persistence in its own directory. `listener_config`
+/// lines go right after the listener line (TLS files, password_file, ...).
 class broker {
 public:
-  explicit broker(const std::filesystem::path& dir, bool persistence = true);
+  explicit broker(const std::filesystem::path& dir, bool persistence = true,
+                  std::string listener_config = "");
   ~broker();
   void start();
   void stop();
@@ -60,6 +62,7 @@ private:
   std::filesystem::path dir_;
   int port_;
   bool persistence_;
+  std::string listener_config_;
   process proc_;
 };
 
