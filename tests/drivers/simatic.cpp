@@ -3,12 +3,20 @@
 #include "drivers/mqtt/simatic.hpp"
 
 #include "actors/time.hpp"
+#include "drivers/mqtt/json_format.hpp"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <array>
+#include <bit>
+#include <cmath>
+#include <cstdio>
 #include <limits>
+#include <random>
+#include <sstream>
+#include <tuple>
 
 using namespace fabrik;
 using namespace fabrik::mqtt;
@@ -807,4 +815,434 @@ TEST_CASE("a moved decoder keeps its metadata", "[simatic]") {
   simatic_decoder other = std::move(dec);
   auto d = decode(other, read_topic, example_data);
   CHECK(d.records.size() == 1);
+}
+
+// -- the fast path agrees with nlohmann ------------------------------------------
+//
+// Data messages of the common shape are read by a hand-written scanner, everything else by
+// nlohmann's SAX parser. These tests decode many generated messages with both (one decoder
+// with the fast path, one without) and require identical results: records (doubles bit
+// for bit), errors, parked and unknown_ids.
+
+namespace {
+
+/// A collection with a datapoint of every dataType; ids "1".."24".
+std::string all_types_metadata() {
+  return metadata_of({{"b", "1", "Bool"},        {"by", "2", "Byte"},    {"w", "3", "Word"},
+                      {"dw", "4", "DWord"},      {"lw", "5", "LWord"},   {"si", "6", "SInt"},
+                      {"usi", "7", "USInt"},     {"i", "8", "Int"},      {"ui", "9", "UInt"},
+                      {"di", "10", "DInt"},      {"udi", "11", "UDInt"}, {"li", "12", "LInt"},
+                      {"uli", "13", "ULInt"},    {"r", "14", "Real"},    {"lr", "15", "LReal"},
+                      {"ch", "16", "Char"},      {"s", "17", "String"},  {"t", "18", "Time"},
+                      {"lt", "19", "LTime"},     {"dt", "20", "DateTime"},
+                      {"d", "21", "Date"},       {"tod", "22", "Time_Of_Day"},
+                      {"ltod", "23", "LTime_Of_Day"}, {"x", "24", "SomethingNew"}});
+}
+
+bool same_value(const value& a, const value& b) {
+  if (a.index() != b.index())
+    return false;
+  if (auto* x = std::get_if<double>(&a))
+    return std::bit_cast<uint64_t>(*x) == std::bit_cast<uint64_t>(std::get<double>(b));
+  return a == b;
+}
+
+/// What differs between two results; empty when they are the same.
+std::string difference(const decoded& a, const decoded& b) {
+  std::ostringstream out;
+  if (a.error != b.error)
+    out << "error '" << a.error << "' vs '" << b.error << "'; ";
+  if (a.metadata != b.metadata || a.parked != b.parked || a.unknown_ids != b.unknown_ids)
+    out << "metadata/parked/unknown_ids " << a.metadata << a.parked << a.unknown_ids << " vs "
+        << b.metadata << b.parked << b.unknown_ids << "; ";
+  if (a.records.size() != b.records.size()) {
+    out << a.records.size() << " vs " << b.records.size() << " records";
+    return out.str();
+  }
+  for (size_t i = 0; i < a.records.size(); ++i) {
+    auto& x = a.records[i];
+    auto& y = b.records[i];
+    if (x.stream != y.stream || x.time != y.time || x.ingest_time != y.ingest_time
+        || x.seq != y.seq || x.quality != y.quality || x.fields.size() != y.fields.size()) {
+      out << "record " << i << " differs in stream, time, seq, quality or field count";
+      continue;
+    }
+    for (size_t f = 0; f < x.fields.size(); ++f)
+      if (x.fields[f].name != y.fields[f].name || !same_value(x.fields[f].v, y.fields[f].v))
+        out << "record " << i << " field " << x.fields[f].name << " differs; ";
+  }
+  return out.str();
+}
+
+/// Two decoders with the same metadata: the reference (nlohmann only) and the default.
+struct both_paths {
+  simatic_decoder slow;
+  simatic_decoder fast;
+  size_t mismatches = 0;
+
+  explicit both_paths(const std::string& metadata) {
+    slow.set_fast_path(false);
+    load(slow, metadata, plc_meta);
+    load(fast, metadata, plc_meta);
+  }
+
+  /// Decodes `payload` with both and checks they agree; true when the fast path read it.
+  bool check(std::string_view payload, std::string_view topic = plc_data) {
+    auto before = fast.paths().fast;
+    auto a = decode(slow, topic, payload);
+    auto b = decode(fast, topic, payload);
+    auto diff = difference(a, b);
+    if (!diff.empty() && ++mismatches <= 10) { // a few are enough to debug
+      INFO("payload: " << printable(payload, 2000));
+      FAIL_CHECK(diff);
+    }
+    return fast.paths().fast != before;
+  }
+};
+
+/// Random data messages: `plain` ones only use what the fast path reads; the others also
+/// contain shapes it leaves to nlohmann.
+struct message_generator {
+  std::mt19937_64 rng{20261125};
+  bool spaced = false; // JSON whitespace between tokens
+  std::string shared_ts = "2022-07-21T13:01:50.159Z";
+
+  size_t pick(size_t n) { return static_cast<size_t>(rng() % n); }
+  bool chance(int percent) { return pick(100) < static_cast<size_t>(percent); }
+
+  std::string ws() {
+    static const char* const space[] = {" ", "\n", "\t", "\r\n", "  ", " \n\t "};
+    return spaced && chance(30) ? space[pick(6)] : "";
+  }
+
+  std::string integer() {
+    static const char* const edges[] = {
+      "0", "1", "-1", "-0", "2", "3", "4", "127", "128", "-128", "-129", "255", "256",
+      "32767", "32768", "-32768", "-32769", "65535", "65536", "2147483647", "2147483648",
+      "-2147483648", "-2147483649", "4294967295", "4294967296", "9223372036854775807",
+      "9223372036854775808", "-9223372036854775808", "18446744073709551615"};
+    switch (pick(3)) {
+      case 0:
+        return edges[pick(std::size(edges))];
+      case 1:
+        return std::to_string(static_cast<int64_t>(rng()) >> pick(64));
+      default:
+        return std::to_string(rng() >> pick(64));
+    }
+  }
+
+  std::string floating() {
+    char buf[64];
+    switch (pick(7)) {
+      case 0: { // any finite double, shortest-exact or longer
+        double d;
+        do {
+          d = std::bit_cast<double>(rng());
+        } while (!std::isfinite(d));
+        std::snprintf(buf, sizeof buf, chance(50) ? "%.17g" : "%.16g", d);
+        break;
+      }
+      case 1: { // as connectors print measurements: fixed decimals
+        std::normal_distribution<double> g{0, std::pow(10.0, static_cast<double>(pick(8)))};
+        std::snprintf(buf, sizeof buf, "%.*f", static_cast<int>(pick(8)), g(rng));
+        break;
+      }
+      case 2: { // exponents in every spelling
+        int e = static_cast<int>(pick(600)) - 300;
+        std::snprintf(buf, sizeof buf, "%s%llu.%llu%s%s%d", chance(30) ? "-" : "",
+                      static_cast<unsigned long long>(pick(1000)),
+                      static_cast<unsigned long long>(rng() >> pick(64)), chance(50) ? "e" : "E",
+                      e < 0 ? "-" : chance(30) ? "+" : "", std::abs(e));
+        break;
+      }
+      case 3: { // long mantissas, near halfway cases
+        std::string digits = std::to_string(rng()) + std::to_string(rng());
+        auto cut = 1 + pick(digits.size() - 1);
+        return (chance(20) ? "-" : "") + digits.substr(0, cut) + "." + digits.substr(cut);
+      }
+      case 4: { // integral floats
+        static const char* const integral[] = {"0.0", "-0.0", "1.0", "3.0", "1e2", "1E+2",
+                                               "255.0", "256.0", "-128.0", "9.2233720368547758e18",
+                                               "-9.2233720368547758e18", "1e19", "0e0", "2.5e1"};
+        return integral[pick(std::size(integral))];
+      }
+      case 5: { // around the ranges of float and double, and subnormals
+        static const char* const edges[] = {
+          "3.4028234663852886e38", "3.4028235677973366e38", "3.4028236e38",
+          "-3.4028234663852886e38", "1.7976931348623157e308", "2.2250738585072014e-308",
+          "2.2250738585072011e-308", "4.9406564584124654e-324", "2.4703282292062328e-324",
+          "1e-320", "0.1", "0.2", "0.3", "1.5", "4.123"};
+        return edges[pick(std::size(edges))];
+      }
+      default: { // a random double printed with few digits
+        std::uniform_real_distribution<double> u{-1e6, 1e6};
+        std::snprintf(buf, sizeof buf, "%.*g", 1 + static_cast<int>(pick(17)), u(rng));
+      }
+    }
+    return buf;
+  }
+
+  std::string plain_text() {
+    static const char* const texts[] = {
+      "", "OK", "error", "pseudo-error", "true", "false", "1", "0", "-1", "+5", "4.5",
+      " 3", "1e3", "255", "256", "T#1s", "2022-07-21T13:01:50.159Z", "2022-07-21",
+      "with spaces and / slashes", "~\x7f", "9223372036854775808", "nan", "inf"};
+    if (chance(80))
+      return std::string{"\""} + texts[pick(std::size(texts))] + "\"";
+    std::string s = "\"";
+    for (size_t i = pick(40); i > 0; --i) {
+      char c = static_cast<char>(0x20 + pick(0x60));
+      if (c != '"' && c != '\\')
+        s += c;
+    }
+    return s + "\"";
+  }
+
+  /// A val the fast path reads.
+  std::string plain_val() {
+    switch (pick(6)) {
+      case 0:
+        return integer();
+      case 1:
+      case 2:
+        return floating();
+      case 3:
+        return plain_text();
+      case 4:
+        return chance(50) ? "true" : "false";
+      default:
+        return chance(80) ? "null" : integer();
+    }
+  }
+
+  std::string ts() {
+    static const char* const odd[] = {
+      "\"2022-07-21T13:01:50Z\"", "\"2022-07-21T13:01:50.1234567Z\"",
+      "\"2022-07-21 13:01:50.159+02:00\"", "\"1999-12-31T23:59:59Z\"", "\"2030-01-01T00:00:00Z\"",
+      "\"yesterday\"", "\"\"", "\"2022-13-01T00:00:00Z\"", "null", "1658408510159", "true"};
+    if (chance(85))
+      return "\"" + shared_ts + "\"";
+    return odd[pick(std::size(odd))];
+  }
+
+  std::string qc() {
+    static const char* const qcs[] = {"0", "1", "2", "3", "3", "3", "4", "-1", "null",
+                                      "\"3\"", "3.0", "true", "99999999999"};
+    return qcs[pick(std::size(qcs))];
+  }
+
+  /// One element of vals, keys shuffled; `odd` adds a shape left to nlohmann.
+  std::string element(bool odd, size_t ids) {
+    std::vector<std::string> keys;
+    std::string id = chance(95) ? std::to_string(1 + pick(ids)) : "999";
+    keys.push_back("\"id\"" + ws() + ":" + ws() + "\"" + id + "\"");
+    if (chance(95))
+      keys.push_back("\"val\":" + ws() + plain_val());
+    if (chance(90))
+      keys.push_back("\"ts\":" + ts());
+    if (chance(80))
+      keys.push_back("\"qc\":" + ws() + qc());
+    if (chance(20))
+      keys.push_back("\"qx\":" + (chance(50) ? integer() : plain_val()));
+    if (odd) {
+      static const char* const extra[] = {
+        R"("val":"esc\"aped")", R"("val":"tab\tnew\nline")", R"("val":"\u00e9t\u00e9")",
+        "\"val\":\"\xc3\xa9t\xc3\xa9\"", "\"val\":\"bad \xff utf-8\"",
+        "\"val\":\"overlong \xc0\xaf\"", "\"val\":\"ctl \x01 byte\"", R"("val":[1,2.50,"x"])",
+        R"("val":{"a":[true,null]})", R"("val":[])", R"("unknown":1)", R"("qx":{"a":1})",
+        R"("qx":[0])", R"("ts":["x"])", R"("qc":{})", R"("id":"dup")", R"("id":7)",
+        R"("val":1e999)", R"("val":-1e400)", R"("val":1e-400)", R"("val":01)",
+        R"("val":1.)", R"("val":.5)", R"("val":+1)", R"("val":tru)", R"("val":nul)",
+        R"("val":99999999999999999999)", R"("val":-9223372036854775809)", R"("i\u0064":"1")",
+        "\"val\":\"\x7f\"", R"("val":"\/")"};
+      keys.push_back(extra[pick(std::size(extra))]);
+    }
+    std::shuffle(keys.begin(), keys.end(), rng);
+    std::string out = "{" + ws();
+    for (size_t i = 0; i < keys.size(); ++i)
+      out += (i ? "," + ws() : "") + keys[i] + ws();
+    return out + "}";
+  }
+
+  std::string message(bool odd, size_t ids = 24) {
+    std::vector<std::string> top;
+    if (chance(80))
+      top.push_back("\"seq\":" + ws()
+                    + (chance(90)   ? std::to_string(rng() >> pick(64))
+                       : chance(50) ? integer() // may be negative: an error
+                                    : "\"1\""));
+    size_t n = pick(20);
+    size_t odd_at = odd ? pick(n + 3) : n + 99; // past the end: at the top level
+    std::string vals = "\"vals\":" + ws() + "[" + ws();
+    for (size_t i = 0; i < n; ++i)
+      vals += (i ? "," + ws() : "") + element(i == odd_at, ids) + ws();
+    top.push_back(vals + "]");
+    if (odd && odd_at >= n) {
+      static const char* const extra[] = {R"("x":1)", R"("meta":{"a":[1]})", R"("vals":[])",
+                                          R"("seq":2)", R"("seq":-1)", R"("vals":{})"};
+      top.push_back(extra[pick(std::size(extra))]);
+    }
+    std::shuffle(top.begin(), top.end(), rng);
+    std::string out = ws() + "{" + ws();
+    for (size_t i = 0; i < top.size(); ++i)
+      out += (i ? "," + ws() : "") + top[i] + ws();
+    return out + "}" + ws();
+  }
+};
+
+} // namespace
+
+TEST_CASE("the fast path decodes generated messages exactly as nlohmann does", "[simatic]") {
+  both_paths p{all_types_metadata()};
+  message_generator gen;
+  size_t fast = 0, plain = 0;
+  for (int i = 0; i < 6000; ++i) {
+    gen.spaced = i % 3 == 0;
+    if (i % 50 == 0) // a new ts now and then, as from a connector
+      gen.shared_ts = "2022-07-21T13:01:" + std::to_string(10 + i % 50) + ".159Z";
+    bool odd = i % 4 == 3;
+    auto m = gen.message(odd);
+    bool took_fast = p.check(m);
+    if (!odd) {
+      ++plain;
+      fast += took_fast;
+    }
+  }
+  CHECK(p.mismatches == 0);
+  // Plain messages with well-formed vals go the fast way; those an error or an odd number
+  // sends back to nlohmann are few.
+  INFO(fast << " of " << plain << " plain messages took the fast path");
+  CHECK(fast * 10 > plain * 9);
+  // Unknown topic: everything parked, on both paths.
+  for (int i = 0; i < 200; ++i)
+    p.check(gen.message(i % 2 == 0), "ie/d/j/simatic/v1/plc/dp/r/Line1/other");
+  CHECK(p.mismatches == 0);
+}
+
+TEST_CASE("the fast path takes the connectors' shape and leaves the rest to nlohmann",
+          "[simatic]") {
+  both_paths p{all_types_metadata()};
+  const std::vector<std::string> fast{
+    R"({"seq":1,"vals":[{"id":"1","val":true,"ts":"2022-07-21T13:01:50.159Z","qc":3}]})",
+    R"({"vals":[]})",
+    R"({})",
+    R"({"seq":7})",
+    " \r\n\t{ \"vals\" : [ { \"qc\" : 3 , \"id\" : \"15\" , \"val\" : -1.5e-3 } ] } \n",
+    R"({"vals":[{"id":"14","val":"4.5","qx":0},{"id":"14","val":null},{"id":"3"}]})",
+    R"({"vals":[{"id":"999","val":1}],"seq":3})",
+    "{\"vals\":[{\"id\":\"17\",\"val\":\"~\x7f\"}]}",
+  };
+  for (auto& m : fast) {
+    INFO(m);
+    CHECK(p.check(m));
+  }
+  const std::vector<std::string> slow{
+    R"({"vals":[{"id":"17","val":"~\u007f"}]})",
+    R"({"vals":[{"id":"17","val":"a\"b"}]})",
+    "{\"vals\":[{\"id\":\"17\",\"val\":\"\xc3\xa9\"}]}",
+    "{\"vals\":[{\"id\":\"17\",\"val\":\"\xff\"}]}",
+    "\xef\xbb\xbf{\"vals\":[]}",
+    R"({"vals":[{"id":"1","val":[true]}]})",
+    R"({"vals":[{"id":"1","val":{}}]})",
+    R"({"vals":[{"id":"1","val":true,"other":1}]})",
+    R"({"vals":[{"id":"1","val":true,"qx":[]}]})",
+    R"({"vals":[{"id":"1","val":true,"val":false}]})",
+    R"({"vals":[{"id":"1","val":true}],"vals":[]})",
+    R"({"seq":1,"seq":2,"vals":[]})",
+    R"({"vals":[],"x":1})",
+    R"({"seq":-1,"vals":[]})",
+    R"({"seq":1.5,"vals":[]})",
+    R"({"vals":[{"id":1,"val":true}]})",
+    R"({"vals":[{"val":true}]})",
+    R"({"vals":[1]})",
+    R"({"vals":{}})",
+    R"({"vals":[{"id":"15","val":1e999}]})",
+    R"({"vals":[{"id":"15","val":1e-999}]})",
+    R"({"vals":[{"id":"15","val":18446744073709551616}]})",
+    R"({"vals":[{"id":"15","val":-9223372036854775809}]})",
+    R"({"vals":[{"id":"15","val":01}]})",
+    R"({"vals":[{"id":"15","val":1.}]})",
+    R"({"vals":[{"id":"15","val":-}]})",
+    R"({"vals":[{"id":"15","val":1}]} x)",
+    R"({"vals":[{"id":"15","val":1},]})",
+    R"({"vals":[{"id":"15","val":1,}]})",
+    "{\"vals\":[{\"id\":\"15\",\"val\":1}]}\f",
+    "[]",
+    "",
+  };
+  for (auto& m : slow) {
+    INFO(m);
+    CHECK_FALSE(p.check(m));
+  }
+  CHECK(p.mismatches == 0);
+}
+
+TEST_CASE("numbers read by the fast path are bit-identical to nlohmann's", "[simatic]") {
+  both_paths p{metadata_of({{"a", "1", "LReal"}, {"b", "2", "LInt"}, {"c", "3", "Time"},
+                            {"d", "4", "Real"}, {"e", "5", "SomethingNew"}})};
+  message_generator gen;
+  size_t fast = 0;
+  const int messages = 2000;
+  for (int i = 0; i < messages; ++i) {
+    std::string m = R"({"vals":[)";
+    for (int k = 0; k < 20; ++k) {
+      auto id = std::to_string(1 + k % 5);
+      m += (k ? "," : "") + (R"({"id":")" + id + R"(","val":)")
+           + (k % 5 == 1 ? gen.integer() : gen.floating()) + "}"; // ids repeat: 4 records
+    }
+    m += "]}";
+    fast += p.check(m);
+  }
+  CHECK(p.mismatches == 0);
+  CHECK(fast * 10 > messages * 9);
+}
+
+TEST_CASE("the fast path agrees on every truncation of a message", "[simatic]") {
+  both_paths p{all_types_metadata()};
+  message_generator gen;
+  for (int i = 0; i < 20; ++i) {
+    gen.spaced = i % 2 == 1;
+    auto m = gen.message(i % 5 == 4);
+    for (size_t cut = 0; cut <= m.size(); ++cut)
+      p.check(std::string_view{m}.substr(0, cut));
+    // and every single byte changed to one that matters to the scanner
+    for (size_t at = 0; at < m.size(); at += 3) {
+      auto changed = m;
+      changed[at] = "\"\\{}[],: 0-.e\x80"[at % 14];
+      p.check(changed);
+    }
+  }
+  CHECK(p.mismatches == 0);
+}
+
+TEST_CASE("a ts equal to the previous one reuses its time; any other is parsed", "[simatic]") {
+  both_paths p{metadata_of({{"a", "1", "LReal"}, {"b", "2", "LReal"}})};
+  auto two = [](const std::string& ts1, const std::string& ts2) {
+    return R"({"vals":[{"id":"1","val":1,"ts":")" + ts1 + R"("},{"id":"2","val":2,"ts":")"
+           + ts2 + R"("}]})";
+  };
+  const std::string t = "2022-07-21T13:01:50.159Z";
+  const std::vector<std::tuple<std::string, std::string, int64_t>> cases{
+    {t, t, example_ts},
+    {t, "2022-07-21T13:01:50.160Z", example_ts + ms},
+    {"2022-07-21T13:01:50.160Z", t, example_ts + ms},
+    {t, "2022-07-21T13:01:50.158Z", example_ts},
+    {t, t + " ", example_ts},
+    {"2022-07-21T13:01:50.159+00:00", t, example_ts},
+    {"garbage", t, example_ts},
+    {t, "garbage", example_ts},
+    {"garbage", "garbage", ingest},
+  };
+  for (auto& [ts1, ts2, time] : cases) {
+    auto m = two(ts1, ts2);
+    INFO(m);
+    CHECK(p.check(m));
+    auto d = decode(p.fast, plc_data, m);
+    REQUIRE(d.records.size() == 1);
+    CHECK(d.records[0].time == time);
+  }
+  // A bad ts is reported for every value, whether its result came from the cache or not.
+  auto d = decode(p.fast, plc_data, two("garbage", "garbage"));
+  CHECK(d.error == "vals[0] (id 1): ts 'garbage' is not a time (and 1 more)");
+  CHECK(p.mismatches == 0);
 }
