@@ -40,7 +40,8 @@ public:
       return;
     }
     auto pending = std::make_shared<size_t>(downstream_.size());
-    auto shared = std::make_shared<record_batch>(std::move(batch));
+    // One message shared by every downstream and every resend: batches are never copied.
+    auto msg = caf::make_message(std::move(batch));
     auto finish = [this, pending, done = std::move(done)] {
       if (--*pending == 0) {
         --in_flight_;
@@ -48,21 +49,20 @@ public:
       }
     };
     for (auto& dst : downstream_)
-      deliver(dst, shared, finish);
+      deliver(caf::actor_cast<caf::actor>(dst), msg, finish);
   }
 
 private:
-  void deliver(const consumer_actor& dst, std::shared_ptr<record_batch> batch,
-               std::function<void()> finish) {
-    self_->request(dst, caf::infinite, *batch)
+  void deliver(const caf::actor& dst, caf::message msg, std::function<void()> finish) {
+    self_->request(dst, caf::infinite, msg)
       .then([finish](uint64_t) { finish(); },
-            [this, dst, batch, finish](caf::error& err) {
+            [this, dst, msg, finish](caf::error& err) {
               ++refusals_;
               if (limiter_.allow())
                 spdlog::warn("{}: downstream refused a batch ({}), retrying in 1 s", owner_,
                              caf::to_string(err));
               self_->delayed_send(self_, std::chrono::seconds{1}, retry_fn{[=, this] {
-                                    deliver(dst, batch, finish);
+                                    deliver(dst, msg, finish);
                                   }});
             });
   }

@@ -46,8 +46,10 @@ void put_varint(std::string& out, uint64_t x) {
 }
 
 void put_le64(std::string& out, uint64_t x) {
+  char buf[8];
   for (int i = 0; i < 8; ++i)
-    out.push_back(static_cast<char>((x >> (8 * i)) & 0xff));
+    buf[i] = static_cast<char>((x >> (8 * i)) & 0xff);
+  out.append(buf, 8);
 }
 
 void put_le16(std::string& out, uint16_t x) {
@@ -56,8 +58,10 @@ void put_le16(std::string& out, uint16_t x) {
 }
 
 void put_be64(std::string& out, uint64_t x) {
-  for (int i = 7; i >= 0; --i)
-    out.push_back(static_cast<char>((x >> (8 * i)) & 0xff));
+  char buf[8];
+  for (int i = 0; i < 8; ++i)
+    buf[i] = static_cast<char>((x >> (8 * (7 - i))) & 0xff);
+  out.append(buf, 8);
 }
 
 void put_bytes(std::string& out, std::string_view s) {
@@ -265,8 +269,8 @@ uint64_t fnv1a(uint64_t h, std::string_view s) {
 }
 
 /// The canonical bytes of one field for the digest (docs/records.md, "Identity").
-std::string digest_bytes(const field& f) {
-  std::string out;
+void digest_bytes(const field& f, std::string& out) {
+  out.clear();
   put_le64(out, f.name.size());
   out.append(f.name);
   out.push_back(static_cast<char>(f.v.index()));
@@ -291,7 +295,6 @@ std::string digest_bytes(const field& f) {
       out.append(std::get<bytes>(f.v).data);
       break;
   }
-  return out;
 }
 
 // -- keys ---------------------------------------------------------------------------
@@ -414,15 +417,21 @@ expected<record_batch> decode_batch(std::string_view in) {
 // -- identity ---------------------------------------------------------------------
 
 uint64_t content_digest(const record& r) {
-  // Sorted, so that the order of fields in a message does not change its identity.
-  std::vector<std::string> parts;
-  parts.reserve(r.fields.size());
-  for (auto& f : r.fields)
-    parts.push_back(digest_bytes(f));
-  std::sort(parts.begin(), parts.end());
+  // Sorted, so that the order of fields in a message does not change its identity. The
+  // buffers are reused: this runs for every record stored.
+  thread_local std::vector<std::string> parts;
+  thread_local std::vector<const std::string*> order;
+  if (parts.size() < r.fields.size())
+    parts.resize(r.fields.size());
+  order.clear();
+  for (size_t i = 0; i < r.fields.size(); ++i) {
+    digest_bytes(r.fields[i], parts[i]);
+    order.push_back(&parts[i]);
+  }
+  std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return *a < *b; });
   uint64_t h = fnv_offset;
-  for (auto& p : parts)
-    h = fnv1a(h, p);
+  for (auto* p : order)
+    h = fnv1a(h, *p);
   return h;
 }
 

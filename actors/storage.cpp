@@ -75,7 +75,7 @@ caf::behavior storage(caf::stateful_actor<storage_state>* self, store_options op
   }
   self->delayed_send(self, std::chrono::nanoseconds{retention_interval}, tick_atom::value);
   return {
-    [=](record_batch& batch) -> caf::result<uint64_t> {
+    [=](const record_batch& batch) -> caf::result<uint64_t> {
       auto& s = self->state;
       s.st.in += batch.records.size();
       if (!s.db)

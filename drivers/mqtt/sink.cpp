@@ -168,7 +168,7 @@ caf::behavior sink(sink_pointer self, client_options opts, sink_params p, actor_
     self->send(self, connect_atom::value);
   }
   return {
-    [=](record_batch& batch) -> caf::result<uint64_t> {
+    [=](const record_batch& batch) -> caf::result<uint64_t> {
       auto& s = self->state;
       s.st.in += batch.records.size();
       if (!s.cli)
