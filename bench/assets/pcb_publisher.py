@@ -29,20 +29,21 @@ With QoS 1 or 2 it waits for every acknowledgement before it exits and prints
 "published N boards in S s (R msg/s)". At --rate 0 it keeps at most --window publishes
 unacknowledged instead of waiting for each. SIGINT/SIGTERM stop it cleanly (acks are
 still awaited). Exit status: 0 ok, 1 connection or acknowledgement failure, 2 usage.
+
+The connector side (status, metadata, the window of unacknowledged publishes, the paced
+loop, the common options, the clean stop) is simatic_asset.py's, shared with the IMU
+asset (imu_publisher.py); this file holds what is PCB-specific. bench/assets/README.md
+describes both assets.
 """
 
 import argparse
-import json
 import math
 import random
-import signal
-import socket
 import sys
-import threading
 import time
-import zlib
 
-import paho.mqtt.client as mqtt
+sys.dont_write_bytecode = True  # no __pycache__ beside the scripts
+import simatic_asset as asset  # noqa: E402  (bench/assets/simatic_asset.py)
 
 CONNECTION = "Line1"
 COLLECTION = "default"
@@ -160,226 +161,42 @@ def metadata(app, labels):
             for i, (name, dtype, _unit, _dec) in enumerate(MEASUREMENTS)]
     if labels:
         defs.append({"name": "label", "id": LABEL_ID, "dataType": "String"})
-    hash_version = zlib.crc32(json.dumps(defs, sort_keys=True).encode()) & 0x7FFFFFFF
-    return {
-        "seq": 1,
-        "hashVersion": hash_version,
-        "applicationName": "fabrik PCB SPI simulator V1.0",
-        "statustopic": f"ie/s/j/simatic/v1/{app}/status",
-        "connections": [{
-            "name": CONNECTION,
-            "type": "simulated",
-            "dataPoints": [{
-                "name": COLLECTION,
-                "topic": f"ie/d/j/simatic/v1/{app}/dp/r/{CONNECTION}/{COLLECTION}",
-                "publishType": "bulk",
-                "dataPointDefinitions": defs,
-            }],
-        }],
-    }
+    return asset.metadata(app, "fabrik PCB SPI simulator V1.0", CONNECTION, COLLECTION, defs)
 
 
-class Timestamps:
-    """ISO 8601 UTC with milliseconds; the second's prefix is cached."""
+def board_payloads(a):
+    """make_payload(n) for Publisher.run: board n as a simatic-v1 data message."""
+    rng = random.Random(a.seed)
+    board = Board(rng)
+    stamps = asset.Timestamps()
+    # Field formats, fixed per id: '{"id":"3","val":%.5f,"ts":"%s","qc":3}'.
+    fmts = ['{"id":"%d","val":%%.%df,"ts":"%%s","qc":3}' % (i + 1, dec)
+            for i, (_n, _t, _u, dec) in enumerate(MEASUREMENTS)]
+    label_fmt = '{"id":"%s","val":"%%s","ts":"%%s","qc":3}' % LABEL_ID
+    labels, start_seq = a.labels, a.start_seq
+    choices = rng.choices
 
-    def __init__(self):
-        self.sec = -1
-        self.prefix = ""
+    def make_payload(n):
+        label = choices(LABELS, LABEL_WEIGHTS)[0]
+        vals = board.draw(label, n)
+        ts = stamps.at(time.time())
+        parts = [f % (v, ts) for f, v in zip(fmts, vals)]
+        if labels:
+            parts.append(label_fmt % (label, ts))
+        return '{"seq":%d,"vals":[%s]}' % (start_seq + n, ",".join(parts))
 
-    def at(self, t):
-        ms = int(t * 1000)
-        sec, frac = divmod(ms, 1000)
-        if sec != self.sec:
-            self.sec = sec
-            self.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-        return f"{self.prefix}.{frac:03d}Z"
-
-
-def status_payload(seq, status, conn_status, ts):
-    return json.dumps({"seq": seq, "ts": ts, "connector": {"status": status},
-                       "connections": [{"name": CONNECTION, "status": conn_status}]},
-                      separators=(",", ":"))
-
-
-class Publisher:
-    def __init__(self, args):
-        self.args = args
-        self.cond = threading.Condition()
-        self.sent = 0      # publishes issued (data, metadata and status)
-        self.acked = 0     # on_publish callbacks
-        self.connected = threading.Event()
-        self.connect_rc = None
-        self.stop = False
-        cid = args.client_id or f"pcb-publisher-{args.app}"
-        self.client = mqtt.Client(client_id=cid, clean_session=True)
-        self.client.on_connect = self.on_connect
-        self.client.on_publish = self.on_publish
-        self.client.on_disconnect = self.on_disconnect
-        self.client.on_socket_open = self.on_socket_open
-        # Paho's own queue stays unbounded; the window below bounds what is outstanding.
-        self.client.max_inflight_messages_set(args.window)
-        self.client.max_queued_messages_set(0)
-        self.status_topic = f"ie/s/j/simatic/v1/{args.app}/status"
-        self.meta_topic = f"ie/m/j/simatic/v1/{args.app}/dp"
-        self.data_topic = f"ie/d/j/simatic/v1/{args.app}/dp/r/{CONNECTION}/{COLLECTION}"
-        self.ts = Timestamps()
-        self.client.will_set(self.status_topic,
-                             status_payload(0, "unavailable", "bad", self.ts.at(time.time())),
-                             qos=1, retain=True)
-
-    # Paho callbacks (network thread).
-    def on_socket_open(self, client, userdata, sock):
-        try:  # Nagle would delay small publishes at low rates (see TOOLCHAIN.md, MQTT)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
-
-    def on_connect(self, client, userdata, flags, rc):
-        self.connect_rc = rc
-        self.connected.set()
-
-    def on_disconnect(self, client, userdata, rc):
-        if rc != 0 and not self.stop:
-            print(f"pcb_publisher: connection lost ({mqtt.error_string(rc)}); reconnecting",
-                  file=sys.stderr)
-
-    def on_publish(self, client, userdata, mid):
-        with self.cond:
-            self.acked += 1
-            self.cond.notify_all()
-
-    # Main thread.
-    def publish(self, topic, payload, qos, retain=False):
-        # Bounded window: at most --window publishes not yet acknowledged (QoS 1/2) or
-        # not yet written to the socket (QoS 0; Paho calls on_publish after the write).
-        with self.cond:
-            while self.sent - self.acked >= self.args.window:
-                self.cond.wait(1.0)
-            self.sent += 1
-        info = self.client.publish(topic, payload, qos=qos, retain=retain)
-        if info.rc == mqtt.MQTT_ERR_NO_CONN and qos == 0:
-            with self.cond:  # dropped by Paho while reconnecting: no on_publish will come
-                self.acked += 1
-        elif info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-            raise RuntimeError(f"publish failed: {mqtt.error_string(info.rc)}")
-        return info
-
-    def wait_acks(self, timeout):
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while self.acked < self.sent:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self.cond.wait(min(left, 0.5))
-        return True
-
-    def run(self):
-        a = self.args
-        try:
-            self.client.connect(a.host, a.port, keepalive=30)
-        except OSError as e:
-            print(f"pcb_publisher: cannot connect to {a.host}:{a.port}: {e}", file=sys.stderr)
-            return 1
-        self.client.loop_start()
-        try:
-            return self._run()
-        finally:
-            self.client.loop_stop()
-
-    def _run(self):
-        a = self.args
-        if not self.connected.wait(10) or self.connect_rc != 0:
-            why = "timeout" if self.connect_rc is None else mqtt.connack_string(self.connect_rc)
-            print(f"pcb_publisher: no CONNACK from {a.host}:{a.port}: {why}", file=sys.stderr)
-            return 1
-        sq = max(a.qos, 1)
-        now = self.ts.at(time.time())
-        self.publish(self.status_topic, status_payload(1, "available", "good", now), sq,
-                     retain=True)
-        self.publish(self.meta_topic, json.dumps(metadata(a.app, a.labels),
-                                                 separators=(",", ":")), sq, retain=True)
-        if not a.quiet:
-            print(f"pcb_publisher: {a.app} -> {a.host}:{a.port} {self.data_topic} "
-                  f"(rate {f'{a.rate:g}/s' if a.rate else 'max'}, count {a.count or 'forever'}, "
-                  f"qos {a.qos})",
-                  file=sys.stderr)
-
-        rng = random.Random(a.seed)
-        board = Board(rng)
-        # Field formats, fixed per id: '{"id":"3","val":%.5f,"ts":"%s","qc":3}'.
-        fmts = ['{"id":"%d","val":%%.%df,"ts":"%%s","qc":3}' % (i + 1, dec)
-                for i, (_n, _t, _u, dec) in enumerate(MEASUREMENTS)]
-        label_fmt = '{"id":"%s","val":"%%s","ts":"%%s","qc":3}' % LABEL_ID
-        topic, qos, rate, count = self.data_topic, a.qos, a.rate, a.count
-        labels = a.labels
-        choices = rng.choices
-        n = 0
-        start = time.monotonic()
-        next_t = start
-        last_report = start
-        while not self.stop and (count == 0 or n < count):
-            if rate > 0:
-                delay = next_t - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                next_t += 1.0 / rate
-            label = choices(LABELS, LABEL_WEIGHTS)[0]
-            vals = board.draw(label, n)
-            ts = self.ts.at(time.time())
-            parts = [f % (v, ts) for f, v in zip(fmts, vals)]
-            if labels:
-                parts.append(label_fmt % (label, ts))
-            payload = '{"seq":%d,"vals":[%s]}' % (a.start_seq + n, ",".join(parts))
-            self.publish(topic, payload, qos)
-            n += 1
-            if a.progress and not a.quiet:
-                t = time.monotonic()
-                if t - last_report >= a.progress:
-                    last_report = t
-                    print(f"pcb_publisher: {n} boards, {n / (t - start):.0f}/s", file=sys.stderr)
-        ok = self.wait_acks(a.ack_timeout)
-        elapsed = time.monotonic() - start
-        # Clean stop: say so on the status topic (the last will covers crashes).
-        self.publish(self.status_topic,
-                     status_payload(2, "unavailable", "stopped", self.ts.at(time.time())), sq,
-                     retain=True)
-        ok = self.wait_acks(5) and ok
-        self.client.disconnect()
-        rate_done = n / elapsed if elapsed > 0 else 0.0
-        print(f"published {n} boards in {elapsed:.2f} s ({rate_done:.0f} msg/s)", flush=True)
-        if not ok:
-            print(f"pcb_publisher: {self.sent - self.acked} publishes not acknowledged "
-                  f"within {a.ack_timeout} s", file=sys.stderr)
-            return 1
-        return 0
+    return make_payload
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(
         description="Simulated PCB solder-paste inspection line publishing simatic-v1 "
                     "(Industrial Edge databus) messages over MQTT.")
-    p.add_argument("--host", default="127.0.0.1", help="broker host (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=1883, help="broker port (default 1883)")
-    p.add_argument("--app", default="pcb1",
-                   help="providerAppInstanceId in the topics (default pcb1)")
+    asset.add_connection_arguments(p, "pcb1")
     p.add_argument("--rate", type=float, default=10.0,
                    help="boards per second; 0 = as fast as possible (default 10)")
     p.add_argument("--count", type=int, default=0, help="boards to publish; 0 = forever (default)")
-    p.add_argument("--qos", type=int, choices=(0, 1, 2), default=1,
-                   help="QoS of data messages (default 1); metadata and status use QoS >= 1")
-    p.add_argument("--seed", type=int, default=None, help="random seed, for reproducible values")
-    p.add_argument("--start-seq", type=int, default=1, help="seq of the first board (default 1)")
-    p.add_argument("--labels", action=argparse.BooleanOptionalAction, default=True,
-                   help="publish the `label` datapoint (id 17; default on)")
-    p.add_argument("--window", type=int, default=1000,
-                   help="most publishes awaiting their ack (QoS 0: their write) (default 1000)")
-    p.add_argument("--ack-timeout", type=float, default=60.0,
-                   help="seconds to wait for outstanding acks at the end (default 60)")
-    p.add_argument("--client-id", default=None, help="MQTT client id (default pcb-publisher-APP)")
-    p.add_argument("--progress", type=float, default=0.0,
-                   help="print progress to stderr every this many seconds (default off)")
-    p.add_argument("-q", "--quiet", action="store_true", help="only print the summary line")
+    asset.add_publish_arguments(p, "pcb_publisher", "board", LABEL_ID)
     a = p.parse_args(argv)
     if a.rate < 0 or a.count < 0 or a.window < 1:
         p.error("--rate and --count must be >= 0, --window >= 1")
@@ -387,17 +204,13 @@ def parse_args(argv):
 
 
 def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    pub = Publisher(args)
-
-    def on_signal(signum, frame):
-        if pub.stop:  # second signal: give up
-            sys.exit(130)
-        pub.stop = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    return pub.run()
+    a = parse_args(sys.argv[1:] if argv is None else argv)
+    pub = asset.Publisher(a, "pcb_publisher", CONNECTION, COLLECTION, metadata(a.app, a.labels))
+    asset.stop_on_signals(pub)
+    rate = f"{a.rate:g}/s" if a.rate else "max"
+    banner = (f"{a.app} -> {a.host}:{a.port} {pub.data_topic} "
+              f"(rate {rate}, count {a.count or 'forever'}, qos {a.qos})")
+    return pub.run(board_payloads(a), a.rate, a.count, "boards", banner)
 
 
 if __name__ == "__main__":
