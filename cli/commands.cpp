@@ -1,4 +1,4 @@
-// fabrik run, check and kinds.
+// fabrik run, check and kinds (check FILE.zip is in package_cmd.cpp).
 
 #include "cli/commands.hpp"
 
@@ -43,14 +43,18 @@ std::optional<flow> load(const std::string& file, bool print_warnings) {
 
 int check(const args& a) {
   if (wants_help(a)) {
-    std::puts("usage: fabrik check FLOW\n\n"
+    std::puts("usage: fabrik check FLOW | FILE.zip\n\n"
               "Validates a flow file without running anything: YAML syntax, kinds, settings,\n"
               "wires. Prints every problem as FILE:LINE:COL: message; exits 1 if any is an\n"
-              "error (warnings alone exit 0).");
+              "error (warnings alone exit 0).\n\n"
+              "Given a .zip, validates a workflow package instead: its manifest, its entries\n"
+              "(paths, links, sizes, compression ratios) and its entry module.");
     return 0;
   }
   if (a.size() != 1)
     return fail(1, "check takes one flow file; see fabrik check --help");
+  if (a[0].ends_with(".zip"))
+    return check_package(a[0]);
   std::vector<diagnostic> diags;
   auto f = load_flow(a[0], diags);
   size_t errors = 0;

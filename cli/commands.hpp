@@ -13,6 +13,10 @@ int run(const args& a);
 int check(const args& a);
 int kinds(const args& a);
 int store(const args& a);
+int package(const args& a);
+
+/// `fabrik check FILE.zip`: validates a workflow package (cli/package_cmd.cpp).
+int check_package(const std::string& file);
 
 /// Prints "fabrik: REASON" to stderr and returns `code`.
 int fail(int code, const std::string& reason);

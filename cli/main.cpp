@@ -17,9 +17,10 @@ usage: fabrik COMMAND [ARGS...]
 
 commands:
   run FLOW      run a flow until SIGINT/SIGTERM
-  check FLOW    validate a flow file without running it
+  check FLOW    validate a flow file without running it (or a workflow FILE.zip)
   kinds [KIND]  reference of every actor kind and its settings
   store PATH    look inside a storage: streams, or the records of one stream
+  package DIR   build a workflow package: fabrik package DIR -o FILE.zip
   version       print the version
 
 `fabrik COMMAND --help` tells more about each command.
@@ -37,7 +38,7 @@ int main(int argc, char** argv) {
   std::string cmd = argv[1];
   args rest(argv + 2, argv + argc);
   static const std::map<std::string, int (*)(const args&)> commands{
-    {"run", &run}, {"check", &check}, {"kinds", &kinds}, {"store", &store}};
+    {"run", &run}, {"check", &check}, {"kinds", &kinds}, {"store", &store}, {"package", &package}};
   if (cmd == "-h" || cmd == "--help" || cmd == "help") {
     std::fputs(usage, stdout);
     return 0;
@@ -48,7 +49,8 @@ int main(int argc, char** argv) {
   }
   auto it = commands.find(cmd);
   if (it == commands.end())
-    return fail(1, "unknown command '" + cmd + "'; commands: run, check, kinds, store, version");
+    return fail(1, "unknown command '" + cmd
+                     + "'; commands: run, check, kinds, store, package, version");
   try {
     return it->second(rest);
   } catch (const std::exception& e) {
