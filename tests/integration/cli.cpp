@@ -8,7 +8,7 @@
 using namespace fabrik::test;
 
 TEST_CASE("every subcommand answers --help with exit code 0", "[cli]") {
-  for (auto cmd : {"run", "check", "kinds", "store"}) {
+  for (auto cmd : {"run", "check", "kinds", "store", "package"}) {
     std::string out;
     INFO(cmd);
     CHECK(run_command({fabrik_binary(), cmd, "--help"}, &out) == 0);
