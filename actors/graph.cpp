@@ -23,7 +23,10 @@ expected<std::vector<running_actor>> spawn_graph(caf::actor_system& sys, const f
   visit = [&](const actor_decl& decl) -> expected<void> {
     if (spawned.count(decl.name))
       return {};
-    spawn_context ctx{sys, f, decl, data_dir, {}, "local"};
+    spawn_context ctx{sys, f, decl, data_dir, {}, "local", [&](std::string_view name) {
+                        auto it = spawned.find(name);
+                        return it == spawned.end() ? caf::actor{} : it->second;
+                      }};
     for (auto& name : f.downstream(decl.name)) {
       auto* next = f.find(name);
       if (!next)
@@ -41,6 +44,10 @@ expected<std::vector<running_actor>> spawn_graph(caf::actor_system& sys, const f
     result.push_back({decl.name, decl.k, handle});
     return {};
   };
+  for (auto& decl : f.actors)
+    if (decl.k && decl.k->role == kind_role::sink)
+      if (auto ok = visit(decl); !ok)
+        return ok.err();
   for (auto& decl : f.actors)
     if (auto ok = visit(decl); !ok)
       return ok.err();

@@ -8,6 +8,7 @@
 #include <caf/actor_system.hpp>
 
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,9 @@ struct spawn_context {
   std::filesystem::path data_dir;         ///< the one state directory
   std::vector<consumer_actor> downstream; ///< wired consumers, in wire order
   std::string node = "local";
+  /// Actors spawned so far by name (every sink is spawned before any other actor, so a
+  /// workflow finds the storage it trains from); an invalid handle when unknown.
+  std::function<caf::actor(std::string_view)> lookup;
 
   /// DATA_DIR/SUBDIR/ACTOR: where this actor keeps its state.
   std::filesystem::path state_dir(std::string_view subdir) const;
@@ -34,8 +38,8 @@ struct running_actor {
   caf::actor handle;
 };
 
-/// Spawns every actor, consumers before their producers, so each spawn gets live
-/// downstream handles. Flows are acyclic (the loader checks).
+/// Spawns every actor, sinks first, then consumers before their producers, so each spawn
+/// gets live downstream handles. Flows are acyclic (the loader checks).
 expected<std::vector<running_actor>> spawn_graph(caf::actor_system& sys, const flow& f,
                                                  const std::filesystem::path& data_dir);
 

@@ -1,6 +1,7 @@
 #include "tests/integration/fixture.hpp"
 
 #include "actors/store.hpp"
+#include "drivers/mqtt/client.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -234,5 +235,46 @@ void publish_bytes(int port, const std::string& topic, const std::string& payloa
                     + std::to_string(qos) + " -t '" + topic + "' -s < "
                     + (tmp / "payload.bin").string() + " 2>&1";
   REQUIRE(std::system(cmd.c_str()) == 0);
+}
+} // namespace fabrik::test
+
+namespace fabrik::test {
+subscriber::subscriber(const broker& b, std::vector<std::string> topics) {
+  static std::atomic<int> n{0};
+  mqtt::client_options o;
+  o.url = b.url();
+  o.client_id = "test-subscriber-" + std::to_string(::getpid()) + "-" + std::to_string(++n);
+  o.clean_session = true;
+  auto c = mqtt::client::make(o);
+  REQUIRE(c);
+  cli_ = std::move(*c);
+  cli_->subscriptions(std::move(topics), 1);
+  cli_->on_message([this](std::string_view t, std::string_view p) {
+    std::lock_guard guard{mtx_};
+    got_.emplace_back(std::string{t}, std::string{p});
+  });
+  cli_->on_state([this](bool connected, const std::string&) { up_ = connected; });
+  REQUIRE(cli_->connect());
+  REQUIRE(wait_until([&] { return up_.load(); }, std::chrono::seconds{10}));
+}
+
+subscriber::~subscriber() = default;
+
+size_t subscriber::count() {
+  std::lock_guard guard{mtx_};
+  return got_.size();
+}
+
+std::vector<std::pair<std::string, std::string>> subscriber::messages() {
+  std::lock_guard guard{mtx_};
+  return got_;
+}
+
+bool subscriber::saw(const std::string& text) {
+  std::lock_guard guard{mtx_};
+  for (auto& [t, p] : got_)
+    if (p.find(text) != std::string::npos)
+      return true;
+  return false;
 }
 } // namespace fabrik::test

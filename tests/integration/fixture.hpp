@@ -3,7 +3,10 @@
 // fabrik binary as a child process, temporary directories. Every test starts what it
 // needs and stops it.
 
+#include <atomic>
 #include <chrono>
+#include <memory>
+#include <mutex>
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -93,4 +96,28 @@ uint64_t stored_count(const std::filesystem::path& store_dir, const std::string&
 namespace fabrik::test {
 /// Publishes `payload` (any bytes) as one message with mosquitto_pub -s.
 void publish_bytes(int port, const std::string& topic, const std::string& payload, int qos = 1);
+} // namespace fabrik::test
+
+namespace fabrik::mqtt {
+class client;
+}
+
+namespace fabrik::test {
+/// A subscriber on our own MQTT client, collecting (topic, payload) pairs; connected and
+/// subscribed when the constructor returns.
+class subscriber {
+public:
+  subscriber(const broker& b, std::vector<std::string> topics);
+  ~subscriber();
+  size_t count();
+  std::vector<std::pair<std::string, std::string>> messages();
+  /// True when some payload contains `text`.
+  bool saw(const std::string& text);
+
+private:
+  std::unique_ptr<mqtt::client> cli_;
+  std::mutex mtx_;
+  std::vector<std::pair<std::string, std::string>> got_;
+  std::atomic<bool> up_{false};
+};
 } // namespace fabrik::test

@@ -3,7 +3,6 @@
 
 #include "tests/integration/fixture.hpp"
 
-#include "drivers/mqtt/client.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -70,37 +69,6 @@ bool logged(process& p, const std::string& text) {
   return p.log().find(text) != std::string::npos;
 }
 
-/// Collects the payloads on one topic with our own client.
-struct watcher {
-  std::unique_ptr<mqtt::client> cli;
-  std::mutex mtx;
-  std::vector<std::string> got;
-  std::atomic<bool> up{false};
-
-  watcher(const broker& b, const std::string& topic) {
-    mqtt::client_options o;
-    o.url = b.url();
-    o.client_id = "test-watcher";
-    o.clean_session = true;
-    cli = std::move(*mqtt::client::make(o));
-    cli->subscriptions({topic}, 1);
-    cli->on_message([this](std::string_view, std::string_view p) {
-      std::lock_guard guard{mtx};
-      got.emplace_back(p);
-    });
-    cli->on_state([this](bool connected, const std::string&) { up = connected; });
-    REQUIRE(cli->connect());
-    REQUIRE(wait_until([&] { return up.load(); }, std::chrono::seconds{10}));
-  }
-  bool saw(const std::string& text) {
-    std::lock_guard guard{mtx};
-    for (auto& p : got)
-      if (p.find(text) != std::string::npos)
-        return true;
-    return false;
-  }
-};
-
 } // namespace
 
 TEST_CASE("a simatic-v1 source publishes available and good, and its last will says "
@@ -108,7 +76,7 @@ TEST_CASE("a simatic-v1 source publishes available and good, and its last will s
   temp_dir dir;
   broker b{dir / "broker"};
   write_file(dir / "flow.yaml", flow_text(b.url()));
-  watcher status{b, "ie/s/j/simatic/v1/fab-src/status"};
+  subscriber status{b, {"ie/s/j/simatic/v1/fab-src/status"}};
   auto fabrik = run_fabrik(dir);
   REQUIRE(wait_until([&] { return status.saw(R"("status":"good")"); }, std::chrono::seconds{20}));
   CHECK(status.saw(R"("status":"available")"));

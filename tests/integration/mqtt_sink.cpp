@@ -2,7 +2,6 @@
 
 #include "tests/integration/fixture.hpp"
 
-#include "drivers/mqtt/client.hpp"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -15,43 +14,6 @@
 using namespace fabrik;
 using namespace fabrik::test;
 
-namespace {
-
-/// A subscriber of our own client, collecting (topic, payload) pairs.
-struct subscriber {
-  std::unique_ptr<mqtt::client> cli;
-  std::mutex mtx;
-  std::vector<std::pair<std::string, std::string>> got;
-  std::atomic<bool> up{false};
-
-  subscriber(const broker& b, std::vector<std::string> topics) {
-    mqtt::client_options o;
-    o.url = b.url();
-    o.client_id = "test-subscriber";
-    o.clean_session = true;
-    auto c = mqtt::client::make(o);
-    REQUIRE(c);
-    cli = std::move(*c);
-    cli->subscriptions(std::move(topics), 1);
-    cli->on_message([this](std::string_view t, std::string_view p) {
-      std::lock_guard guard{mtx};
-      got.emplace_back(std::string{t}, std::string{p});
-    });
-    cli->on_state([this](bool connected, const std::string&) { up = connected; });
-    REQUIRE(cli->connect());
-    REQUIRE(wait_until([&] { return up.load(); }, std::chrono::seconds{10}));
-  }
-  size_t count() {
-    std::lock_guard guard{mtx};
-    return got.size();
-  }
-  std::vector<std::pair<std::string, std::string>> messages() {
-    std::lock_guard guard{mtx};
-    return got;
-  }
-};
-
-} // namespace
 
 TEST_CASE("mqtt.sink publishes every record as JSON on its topic template", "[e2e][mqtt]") {
   temp_dir dir;
