@@ -256,14 +256,7 @@ std::string diagnostic::to_string() const {
 
 // -- validation ------------------------------------------------------------------------
 
-namespace {
-
-struct position {
-  int line = 0;
-  int column = 0;
-};
-
-position where(const YAML::Node& n) {
+yaml_position where(const YAML::Node& n) {
   if (!n.IsDefined())
     return {};
   auto m = n.Mark();
@@ -271,6 +264,10 @@ position where(const YAML::Node& n) {
     return {};
   return {m.line + 1, m.column + 1};
 }
+
+namespace {
+
+using position = yaml_position;
 
 struct validator {
   const std::string& file;

@@ -100,6 +100,13 @@ struct diagnostic {
   std::string to_string() const;
 };
 
+/// 1-based line and column of a YAML node; 0 when the node carries no mark.
+struct yaml_position {
+  int line = 0;
+  int column = 0;
+};
+yaml_position where(const YAML::Node& n);
+
 /// Names of the entries in each top-level section, for `reference` settings.
 using section_names = std::map<std::string, std::vector<std::string>, std::less<>>;
 

@@ -2,6 +2,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <iterator>
 #include <limits>
 
 // All calendar arithmetic is our own (proleptic Gregorian, UTC): no locale and no time
@@ -516,6 +518,21 @@ bool plausible_source_time(int64_t source_ns, int64_t now) {
   if (__builtin_add_overflow(now, ahead, &limit))
     return true;
   return source_ns <= limit;
+}
+
+std::string format_size_approx(uint64_t bytes) {
+  static constexpr const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  if (bytes < 1024)
+    return std::to_string(bytes) + "B";
+  double v = static_cast<double>(bytes);
+  size_t u = 0;
+  while (v >= 1024 && u + 1 < std::size(units)) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f%s", v, units[u]);
+  return buf;
 }
 
 } // namespace fabrik

@@ -29,6 +29,8 @@ expected<int64_t> parse_size(std::string_view text);
 /// Human forms for docs and logs: 5m, 64MiB.
 std::string format_duration(int64_t ns);
 std::string format_size(int64_t bytes);
+/// Rounded for people: 980B, 1.5KiB, 312.4MiB.
+std::string format_size_approx(uint64_t bytes);
 
 /// A source time is plausible when it is after 2000-01-01 and at most one hour ahead of
 /// `now`; otherwise the record gets the ingest time and quality::time_replaced.

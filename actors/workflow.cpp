@@ -214,11 +214,11 @@ void train(workflow_pointer self) {
         s.st.details["model"] = s.model_id;
         s.st.details["trained_rows"] = std::to_string(d.rows());
         spdlog::info("{}: trained model {} on {} records of {} in {:.0f} ms (worker CPU "
-                     "{:.0f} ms, peak RSS {:.1f} MiB)",
+                     "{:.0f} ms, peak RSS {})",
                      s.st.name, s.model_id, d.rows(), s.p.train_stream,
                      std::chrono::duration<double, std::milli>(rep.wall).count(),
                      std::chrono::duration<double, std::milli>(rep.cpu).count(),
-                     static_cast<double>(rep.peak_rss) / (1 << 20));
+                     format_size_approx(rep.peak_rss));
       },
       [self](caf::error& err) {
         fail(self->state, "cannot read training data: " + caf::to_string(err), true);

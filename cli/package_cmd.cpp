@@ -2,6 +2,8 @@
 
 #include "cli/commands.hpp"
 
+#include "actors/time.hpp"
+
 #include "runtime/package.hpp"
 
 #include <cstdio>
@@ -11,27 +13,12 @@ namespace fabrik::cli {
 
 namespace {
 
-/// 41.2KiB, 3.0MiB: for people, unlike format_size's exact forms.
-std::string human_size(uint64_t bytes) {
-  if (bytes < 1024)
-    return std::to_string(bytes) + "B";
-  const char* units[] = {"KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(bytes) / 1024;
-  size_t u = 0;
-  while (v >= 1024 && u + 1 < std::size(units)) {
-    v /= 1024;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f%s", v, units[u]);
-  return buf;
-}
 
 /// NAME VERSION, N files, SIZE, sha256 HASH
 std::string summary(const package_info& p) {
   auto n = p.entries.size();
   return p.manifest.name + " " + p.manifest.version + ", " + std::to_string(n)
-         + (n == 1 ? " file, " : " files, ") + human_size(p.unpacked_size) + ", sha256 "
+         + (n == 1 ? " file, " : " files, ") + format_size_approx(p.unpacked_size) + ", sha256 "
          + p.sha256;
 }
 

@@ -47,21 +47,6 @@ int code_of(const error& e) {
   }
 }
 
-/// Rounded, for people: 980B, 1.5KiB, 312.4MiB.
-std::string human_size(uint64_t bytes) {
-  static constexpr const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-  if (bytes < 1024)
-    return std::to_string(bytes) + "B";
-  double v = static_cast<double>(bytes);
-  size_t u = 0;
-  while (v >= 1024 && u + 1 < std::size(units)) {
-    v /= 1024;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f%s", v, units[u]);
-  return buf;
-}
 
 /// "; stores inside: storage/a, ..." when `path` is, say, the data directory.
 std::string stores_inside(const std::filesystem::path& path) {
@@ -103,7 +88,7 @@ int list_streams(const fabrik::store& s, const std::string& path) {
   uint64_t total = 0;
   for (auto& i : *all) {
     rows.push_back({i.name, std::to_string(i.count), format_time(i.first, 3),
-                    format_time(i.last, 3), human_size(i.bytes)});
+                    format_time(i.last, 3), format_size_approx(i.bytes)});
     total += i.count;
   }
   size_t w[5] = {0, 0, 0, 0, 0};
@@ -119,7 +104,7 @@ int list_streams(const fabrik::store& s, const std::string& path) {
                 r.first.c_str(), static_cast<int>(w[3]), r.last.c_str(), r.size.c_str());
   std::printf("%zu stream%s, %llu records, file %s\n", all->size(), all->size() == 1 ? "" : "s",
               static_cast<unsigned long long>(total),
-              human_size(s.file_size()).c_str());
+              format_size_approx(s.file_size()).c_str());
   return 0;
 }
 

@@ -51,19 +51,7 @@ namespace {
 constexpr const char* reserved_keys[] = {"nodes", "http", "workflows"};
 constexpr const char* fixed_keys[] = {"name", "description", "actors", "wires"};
 
-struct position {
-  int line = 0;
-  int column = 0;
-};
-
-position where(const YAML::Node& n) {
-  if (!n.IsDefined())
-    return {};
-  auto m = n.Mark();
-  if (m.is_null())
-    return {};
-  return {m.line + 1, m.column + 1};
-}
+using position = yaml_position;
 
 std::string what_is(const YAML::Node& v) {
   if (!v.IsDefined() || v.IsNull())

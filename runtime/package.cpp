@@ -214,19 +214,7 @@ const settings_table& manifest_settings() {
 
 namespace {
 
-struct position {
-  int line = 0;
-  int column = 0;
-};
-
-position where(const YAML::Node& n) {
-  if (!n.IsDefined())
-    return {};
-  auto m = n.Mark();
-  if (m.is_null())
-    return {};
-  return {m.line + 1, m.column + 1};
-}
+using position = yaml_position;
 
 bool all_of_chars(std::string_view s, bool (*ok)(char)) {
   return std::all_of(s.begin(), s.end(), ok);
