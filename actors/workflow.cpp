@@ -27,6 +27,9 @@ const settings_table train_settings{{
    .required = true},
   {.name = "last", .type = setting_type::integer, .default_value = "100000",
    .doc = "train on the newest N records of the stream", .min = 1, .max = 100000000},
+  {.name = "min_records", .type = setting_type::integer, .default_value = "1000",
+   .doc = "train only once the stream holds at least this many records (checked every 10 s)",
+   .min = 1, .max = 100000000},
   {.name = "when", .type = setting_type::choice, .default_value = "on_deploy",
    .doc = "on_deploy: train when the actor starts (the only choice in this version)",
    .choices = {"on_deploy"}},
@@ -59,6 +62,7 @@ struct workflow_params {
   std::string train_storage;
   std::string train_stream;
   int64_t train_last = 0;
+  int64_t train_min = 1;
   std::chrono::milliseconds predict_timeout{10000};
   std::chrono::milliseconds train_timeout{600000};
   uint64_t memory_limit = 0;
@@ -190,10 +194,11 @@ void train(workflow_pointer self) {
                                        : std::to_string(as_number(v)));
         }
         d.y = labels;
-        if (d.rows() == 0) {
-          // A flow may start before any data: try again, holding predictions meanwhile.
+        if (d.rows() < static_cast<size_t>(s.p.train_min)) {
+          // A flow may start before there is data enough: look again later.
           s.st.state = "waiting";
-          s.st.last_error = "no records to train on yet in stream " + s.p.train_stream;
+          s.st.last_error = std::to_string(d.rows()) + " of " + std::to_string(s.p.train_min)
+                            + " records to train on in stream " + s.p.train_stream;
           spdlog::info("{}: {}; trying again in 10 s", s.st.name, s.st.last_error);
           self->delayed_send(self, std::chrono::seconds{10}, tick_atom::value);
           return;
@@ -372,6 +377,7 @@ caf::actor spawn_workflow(spawn_context& ctx) {
     p.train_storage = t.str("storage");
     p.train_stream = t.str("stream");
     p.train_last = t.integer("last");
+    p.train_min = t.integer("min_records");
     p.storage = ctx.lookup(p.train_storage);
     auto* decl = ctx.f.find(p.train_storage);
     if (!p.storage || !decl || decl->k->name != "storage") {

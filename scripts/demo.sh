@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The demo: installs what is missing, builds, and runs the PCB ingest flow with a
-# simulated solder-paste inspection line publishing simatic-v1 data to MQTT.
+# The demo: installs what is missing, builds, and runs the PCB flow with a simulated
+# solder-paste inspection line publishing simatic-v1 data to MQTT: fabrik stores the
+# boards, trains the pcb-classifier workflow on them and publishes a prediction per board.
 #
 #   bash scripts/demo.sh              runs until Ctrl-C
 #   DEMO_SECONDS=30 bash scripts/demo.sh   runs 30 s, then stops by itself
@@ -19,7 +20,7 @@ source "$root/bench/lib.sh"
 bench_install_trap
 
 fabrik="$root/build/fabrik"
-flow="$root/flows/examples/pcb-ingest.yaml"
+flow="$root/flows/examples/pcb-classify.yaml"
 demo="$root/build/demo"
 data="$demo/data"
 mkdir -p "$demo"
@@ -31,6 +32,7 @@ else
   bench_log "started mosquitto on 127.0.0.1:1883 (log: $BENCH_MOSQ_LOG)"
 fi
 
+"$fabrik" package "$root/examples/pcb-classifier" -o "$root/build/pcb-classifier.zip"
 "$fabrik" check "$flow"
 bench_log "starting: fabrik run $flow --data-dir $data"
 "$fabrik" run "$flow" --data-dir "$data" --status-interval 10s >"$demo/fabrik.log" 2>&1 &
@@ -41,20 +43,25 @@ bench_track_pid $!
 bench_wait_for 20 grep -q "pcb_in: connected" "$demo/fabrik.log" 2>/dev/null ||
   bench_die "fabrik did not connect to the broker; see $demo/fabrik.log"
 
+# A shift's worth of labelled history first (the workflow trains on it), then live boards.
+"$BENCH_PYTHON" "$root/bench/assets/pcb_publisher.py" --port 1883 --count 3000 --rate 0 -q \
+  --seed "$RANDOM" --start-seq 1 >"$demo/publisher.log" 2>&1
 "$BENCH_PYTHON" "$root/bench/assets/pcb_publisher.py" --port 1883 --rate 10 -q \
-  >"$demo/publisher.log" 2>&1 &
+  --seed "$RANDOM" --start-seq 1000000 >>"$demo/publisher.log" 2>&1 &
 bench_track_pid $!
 
 store="build/demo/data/storage/store" # relative to the repository, as the user types it
 cat <<EOT
 
-  fabrik is ingesting simulated PCB inspection data (10 boards/s, 16 measurements and a
-  label each) from MQTT into LMDB. Status lines appear every 10 s. In another terminal:
+  fabrik is ingesting simulated PCB inspection data (3000 boards of history, then 10
+  boards/s, 16 measurements and the operator's label each) from MQTT into LMDB. Within
+  ~10 s the pcb-classifier workflow trains on the stored boards ("classifier: trained
+  model" below), then every new board gets a prediction (OK / error / pseudo-error).
+  Status lines appear every 10 s. In another terminal:
 
+    mosquitto_sub -t 'fabrik/pcb-classify/#' -v          # predictions, live
     build/fabrik store $store
     build/fabrik store $store pcb_in/Line1/default --limit 3
-    build/fabrik store $store pcb_in/Line1/default --from -1m | wc -l
-    mosquitto_sub -t 'fabrik/pcb/#' -v -C 3     # the JSON copy for the plant
 
   Ctrl-C stops the demo; the stored data stays in build/demo/data.
 
