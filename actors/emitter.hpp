@@ -31,10 +31,11 @@ public:
   bool empty() const { return downstream_.empty(); }
   uint64_t refusals() const { return refusals_; }
 
-  /// Sends `batch` to every downstream; `done` runs once all of them accepted it.
+  /// Sends `batch` to every downstream; `done` runs once all of them accepted it (at once
+  /// for an empty batch).
   void send(record_batch batch, done_fn done) {
     ++in_flight_;
-    if (downstream_.empty()) {
+    if (downstream_.empty() || batch.records.empty()) {
       --in_flight_;
       done();
       return;

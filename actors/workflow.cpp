@@ -16,6 +16,8 @@
 #include <caf/all.hpp>
 
 #include <cmath>
+#include <deque>
+#include <map>
 
 namespace fabrik {
 namespace {
@@ -35,6 +37,14 @@ const settings_table train_settings{{
    .choices = {"on_deploy"}},
 }};
 
+const settings_table window_settings{{
+  {.name = "size", .type = setting_type::integer, .doc = "records per window", .required = true,
+   .min = 1, .max = 100000},
+  {.name = "step", .type = setting_type::integer,
+   .doc = "records between the starts of two windows; default: size (no overlap)", .min = 1,
+   .max = 100000},
+}};
+
 const settings_table workflow_settings{{
   {.name = "package", .type = setting_type::string,
    .doc = "the workflow package (a zip made by `fabrik package`); a relative path resolves "
@@ -43,6 +53,9 @@ const settings_table workflow_settings{{
   {.name = "train", .type = setting_type::object,
    .doc = "where and when to train; without it the package must be predict-only",
    .children = &train_settings},
+  {.name = "window", .type = setting_type::object,
+   .doc = "make one sample of several consecutive records of a stream (e.g. IMU windows)",
+   .children = &window_settings},
   {.name = "predict_timeout", .type = setting_type::duration, .default_value = "10s",
    .doc = "longest a batch of predictions may take before the worker is restarted",
    .min = 1e6},
@@ -67,7 +80,9 @@ struct workflow_params {
   std::chrono::milliseconds train_timeout{600000};
   uint64_t memory_limit = 0;
   size_t max_in_flight = 4;
-  caf::actor storage; ///< resolved at spawn
+  size_t window = 0;      ///< records per sample; 0: every record is a sample
+  size_t window_step = 1; ///< records between two windows of a stream
+  caf::actor storage;     ///< resolved at spawn
 };
 
 struct workflow_state {
@@ -79,6 +94,8 @@ struct workflow_state {
   std::string model_id; ///< empty until a model serves
   emitter em;
   uint64_t unserved = 0; ///< records that arrived before the first model
+  std::map<std::string, std::deque<record>> windows; ///< the newest records per stream
+  std::map<std::string, size_t> since_window;        ///< records since a stream's last window
   actor_status st;
   log_limiter limiter;
 };
@@ -114,14 +131,20 @@ double as_number(const value* v) {
   return std::nan("");
 }
 
-/// The manifest's inputs of each record, as rows of a dataset (missing values are NaN).
+/// Appends the manifest's inputs of `r` to `out` (missing or non-numeric values: NaN).
+void append_inputs(const workflow_manifest& m, const record& r, std::vector<double>& out) {
+  for (auto& name : m.inputs)
+    out.push_back(as_number(r.find(name)));
+}
+
+/// The records as consecutive rows of a dataset (training, and samples without windows).
 worker::dataset to_dataset(const workflow_manifest& m, const std::vector<record>& records) {
   worker::dataset d;
   d.columns = m.inputs;
-  std::vector<double> row(m.inputs.size());
+  std::vector<double> row;
   for (auto& r : records) {
-    for (size_t i = 0; i < m.inputs.size(); ++i)
-      row[i] = as_number(r.find(m.inputs[i]));
+    row.clear();
+    append_inputs(m, r, row);
     d.add_row(row);
   }
   return d;
@@ -305,18 +328,50 @@ void serve(workflow_pointer self, const record_batch& batch, caf::response_promi
     serve_process_input(self, batch, std::move(rp));
     return;
   }
-  auto out = s.worker->predict(to_dataset(s.manifest, batch.records), s.p.predict_timeout);
+  // The samples of this batch, each with the record its prediction answers.
+  std::vector<const record*> answers;
+  worker::dataset samples;
+  if (s.p.window == 0) {
+    samples = to_dataset(s.manifest, batch.records);
+    for (auto& r : batch.records)
+      answers.push_back(&r);
+  } else {
+    samples.columns = s.manifest.inputs;
+    samples.window = s.p.window;
+    std::vector<double> flat;
+    for (auto& r : batch.records) {
+      auto& buf = s.windows[r.stream];
+      buf.push_back(r);
+      if (buf.size() > s.p.window)
+        buf.pop_front();
+      auto& since = s.since_window[r.stream];
+      if (++since < s.p.window_step || buf.size() < s.p.window)
+        continue;
+      since = 0;
+      flat.clear();
+      for (auto& w : buf)
+        append_inputs(s.manifest, w, flat);
+      samples.add_row(flat);
+      answers.push_back(&r); // a window's prediction answers its newest record
+    }
+  }
+  auto inputs = static_cast<uint64_t>(batch.records.size());
+  if (answers.empty()) {
+    emit(self, {}, inputs, std::move(rp));
+    return;
+  }
+  auto out = s.worker->predict(samples, s.p.predict_timeout);
   if (!out) {
     handle_failure(s, out.err(), rp);
     return;
   }
-  // compute_ms: the batch's round trip into the worker, shared by its records.
+  // compute_ms: the batch's round trip into the worker, shared by its samples.
   auto compute_ms = static_cast<double>(now_ns() - t0) / 1e6
-                    / static_cast<double>(std::max<size_t>(1, batch.records.size()));
+                    / static_cast<double>(answers.size());
   record_batch predictions;
-  for (size_t i = 0; i < batch.records.size() && i < out->outputs.size(); ++i)
-    predictions.records.push_back(prediction(s, batch.records[i], out->outputs[i], compute_ms));
-  emit(self, std::move(predictions), batch.records.size(), std::move(rp));
+  for (size_t i = 0; i < answers.size() && i < out->outputs.size(); ++i)
+    predictions.records.push_back(prediction(s, *answers[i], out->outputs[i], compute_ms));
+  emit(self, std::move(predictions), inputs, std::move(rp));
 }
 
 caf::behavior workflow(workflow_pointer self, workflow_params p, actor_status st,
@@ -368,6 +423,11 @@ caf::actor spawn_workflow(spawn_context& ctx) {
   p.train_timeout = std::chrono::milliseconds{c.integer("train_timeout") / 1'000'000};
   p.memory_limit = static_cast<uint64_t>(c.integer("memory_limit"));
   p.max_in_flight = static_cast<size_t>(c.integer("max_in_flight"));
+  if (c.has("window")) {
+    auto& w = c.object("window");
+    p.window = static_cast<size_t>(w.integer("size"));
+    p.window_step = w.has("step") ? static_cast<size_t>(w.integer("step")) : p.window;
+  }
   actor_status st;
   st.name = ctx.decl.name;
   st.kind = "workflow";
