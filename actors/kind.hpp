@@ -14,6 +14,8 @@ class actor;
 namespace fabrik {
 
 struct spawn_context; // actors/graph.hpp: the actor system, settings, downstream handles
+struct flow;          // flows/flow.hpp
+struct actor_decl;
 
 /// Where a kind may sit on a wire.
 enum class kind_role {
@@ -32,6 +34,10 @@ struct kind {
   caf::actor (*spawn)(spawn_context&) = nullptr;
   /// Optional longer text (markdown) for `fabrik kinds KIND` and docs/kinds.md.
   std::string_view details = {};
+  /// Optional checks beyond the settings table, run by the flow loader once the whole flow
+  /// is valid (references to other actors, files a setting names). Appends to `diags`.
+  void (*check)(const flow& f, const actor_decl& a, const std::string& file,
+                std::vector<diagnostic>& diags) = nullptr;
 };
 
 /// A top-level section of shared connection settings (e.g. `brokers`).

@@ -450,6 +450,39 @@ caf::actor spawn_workflow(spawn_context& ctx) {
   return ctx.sys.spawn<caf::detached>(workflow, std::move(p), std::move(st), ctx.downstream);
 }
 
+/// What `fabrik check` can know before running: the package is valid, the training
+/// storage is a storage actor, the window matches the package's own window parameter.
+void check_workflow(const flow& f, const actor_decl& a, const std::string& file,
+                    std::vector<diagnostic>& diags) {
+  auto report = [&](std::string message, bool warning = false) {
+    diags.push_back({file, a.line, a.column, "actor '" + a.name + "': " + message, warning});
+  };
+  auto& c = a.settings;
+  auto info = read_package(f.resolve(c.str("package")));
+  if (!info)
+    report("package " + c.str("package") + ": " + info.err().message);
+  if (c.has("train")) {
+    auto& storage = c.object("train").str("storage");
+    auto* d = f.find(storage);
+    if (!d)
+      report("train.storage names no actor: '" + storage + "'");
+    else if (d->k->name != "storage")
+      report("train.storage '" + storage + "' is a " + std::string{d->k->name}
+             + ", not a storage");
+    if (info && info->manifest.kind == workflow_kind::process_input)
+      report("package " + info->manifest.name + " is predict-only (process_input): it cannot "
+             "train");
+  }
+  if (info && c.has("window")) {
+    auto it = info->manifest.parameters.find("window");
+    auto size = c.object("window").integer("size");
+    if (it != info->manifest.parameters.end())
+      if (auto* n = std::get_if<int64_t>(&it->second); n && *n != size)
+        report("window.size " + std::to_string(size) + " differs from the package's window "
+               "parameter " + std::to_string(*n), true);
+  }
+}
+
 const kind workflow_kind_decl{
   .name = "workflow",
   .summary = "runs a Python workflow package: trains it on stored records, predicts on live ones",
@@ -463,6 +496,7 @@ const kind workflow_kind_decl{
     "ACTOR/INPUT_STREAM with the workflow's outputs plus workflow, version, model and "
     "compute_ms. Records that arrive before the first model get no prediction (counted as "
     "unserved in the status); a training run with no data yet is retried every 10 s.",
+  .check = &check_workflow,
 };
 
 FABRIK_REGISTER_KIND(workflow_kind_decl);

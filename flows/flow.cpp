@@ -516,6 +516,13 @@ std::optional<flow> load_flow_text(const std::string& text, const std::filesyste
   } catch (const std::exception& e) {
     l.error({}, std::string{"internal error while loading the flow: "} + e.what());
   }
+  // Kind-specific checks need a flow whose every setting is valid.
+  bool valid = std::none_of(diags.begin() + static_cast<std::ptrdiff_t>(first), diags.end(),
+                            [](const diagnostic& d) { return !d.warning; });
+  if (valid)
+    for (auto& a : f.actors)
+      if (a.k && a.k->check)
+        a.k->check(f, a, file.string(), diags);
   // Report in file order; problems without a place (line 0) come last.
   auto key = [](const diagnostic& d) {
     return std::pair{d.line == 0 ? INT_MAX : d.line, d.column};
