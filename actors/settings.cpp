@@ -256,6 +256,16 @@ std::string diagnostic::to_string() const {
 
 // -- validation ------------------------------------------------------------------------
 
+std::string what_is(const YAML::Node& v) {
+  if (!v.IsDefined() || v.IsNull())
+    return "nothing";
+  if (v.IsSequence())
+    return "a list";
+  if (v.IsMap())
+    return "a map";
+  return "'" + v.Scalar() + "'";
+}
+
 yaml_position where(const YAML::Node& n) {
   if (!n.IsDefined())
     return {};
@@ -298,16 +308,6 @@ std::string join(const std::vector<std::string>& xs, std::string_view sep = ", "
     out += xs[i];
   }
   return out;
-}
-
-std::string what_is(const YAML::Node& v) {
-  if (!v.IsDefined() || v.IsNull())
-    return "nothing";
-  if (v.IsSequence())
-    return "a list";
-  if (v.IsMap())
-    return "a map";
-  return "'" + v.Scalar() + "'";
 }
 
 std::string expectation(const setting& s) {

@@ -106,6 +106,8 @@ struct yaml_position {
   int column = 0;
 };
 yaml_position where(const YAML::Node& n);
+/// A YAML value as an error message shows it: 'abc', a list, a map, nothing.
+std::string what_is(const YAML::Node& v);
 
 /// Names of the entries in each top-level section, for `reference` settings.
 using section_names = std::map<std::string, std::vector<std::string>, std::less<>>;

@@ -53,16 +53,6 @@ constexpr const char* fixed_keys[] = {"name", "description", "actors", "wires"};
 
 using position = yaml_position;
 
-std::string what_is(const YAML::Node& v) {
-  if (!v.IsDefined() || v.IsNull())
-    return "nothing";
-  if (v.IsSequence())
-    return "a list";
-  if (v.IsMap())
-    return "a map";
-  return "'" + v.Scalar() + "'";
-}
-
 std::string join(const std::vector<std::string>& xs, std::string_view sep = ", ") {
   std::string out;
   for (size_t i = 0; i < xs.size(); ++i) {

@@ -273,16 +273,6 @@ bool python_version(std::string_view s) {
   return parts >= 1 && parts <= 3;
 }
 
-std::string what_is(const YAML::Node& v) {
-  if (!v.IsDefined() || v.IsNull())
-    return "nothing";
-  if (v.IsSequence())
-    return "a list";
-  if (v.IsMap())
-    return "a map";
-  return "'" + v.Scalar() + "'";
-}
-
 /// A plain YAML scalar as Python's yaml.safe_load would type it (YAML 1.2 core schema:
 /// `yes`/`on` stay strings); quoted scalars are always strings.
 parameter_value scalar_value(const YAML::Node& v) {
