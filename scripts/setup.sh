@@ -10,7 +10,7 @@ packages=(
   python3-dev python3-numpy python3-sklearn
   libspdlog-dev libfmt-dev catch2 libyaml-cpp-dev nlohmann-json3-dev libcpp-httplib-dev
   libaravis-dev libusb-1.0-0-dev
-  mosquitto mosquitto-clients python3-paho-mqtt
+  mosquitto mosquitto-clients python3-paho-mqtt python3-yaml
   procps openssl
 )
 
