@@ -301,15 +301,15 @@ void serve_process_input(workflow_pointer self, const record_batch& batch,
         else
           data[f.name] = v;
       }, f.v);
-    auto t0 = now_ns();
     auto out = s.worker->process_input(data, s.p.predict_timeout);
     if (!out) {
       handle_failure(s, out.err(), rp);
       return;
     }
     if (out->output)
-      predictions.records.push_back(
-        prediction(s, in, *out->output, static_cast<double>(now_ns() - t0) / 1e6));
+      predictions.records.push_back(prediction(
+        s, in, *out->output,
+        std::chrono::duration<double, std::milli>(out->report.stats.worker_wall).count()));
   }
   emit(self, std::move(predictions), batch.records.size(), std::move(rp));
 }
@@ -323,7 +323,6 @@ void serve(workflow_pointer self, const record_batch& batch, caf::response_promi
     rp.deliver(static_cast<uint64_t>(batch.records.size()));
     return;
   }
-  auto t0 = now_ns();
   if (s.manifest.kind == workflow_kind::process_input) {
     serve_process_input(self, batch, std::move(rp));
     return;
@@ -365,8 +364,9 @@ void serve(workflow_pointer self, const record_batch& batch, caf::response_promi
     handle_failure(s, out.err(), rp);
     return;
   }
-  // compute_ms: the batch's round trip into the worker, shared by its samples.
-  auto compute_ms = static_cast<double>(now_ns() - t0) / 1e6
+  // compute_ms: time spent inside the worker (the model plus its Python glue), shared by
+  // the batch's samples; end-to-end latency minus this is fabrik's own part.
+  auto compute_ms = std::chrono::duration<double, std::milli>(out->report.stats.worker_wall).count()
                     / static_cast<double>(answers.size());
   record_batch predictions;
   for (size_t i = 0; i < answers.size() && i < out->outputs.size(); ++i)
@@ -494,7 +494,7 @@ const kind workflow_kind_decl{
     "or memory blow-up there fails that call and restarts the worker, never the engine. "
     "For every incoming record the actor emits a prediction record on stream "
     "ACTOR/INPUT_STREAM with the workflow's outputs plus workflow, version, model and "
-    "compute_ms. Records that arrive before the first model get no prediction (counted as "
+    "compute_ms (time inside the worker). Records that arrive before the first model get no prediction (counted as "
     "unserved in the status); a training run with no data yet is retried every 10 s.",
   .check = &check_workflow,
 };
