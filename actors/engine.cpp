@@ -7,6 +7,8 @@
 #include <spdlog/spdlog.h>
 
 #include <csignal>
+#include <cstdlib>
+#include <thread>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -108,6 +110,14 @@ int run_flow(const flow& f, const run_options& opts) {
     if (opts.status_interval > 0)
       log_status(sys, *actors);
   }
+  // A second signal forces the exit (a training run can keep an actor busy for minutes).
+  // Nothing is lost by it: commits are atomic and the spools are replayed at the next start.
+  std::thread{[signals] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    spdlog::warn("second signal: exiting without waiting for the actors");
+    std::_Exit(130);
+  }}.detach();
   stop(sys, *actors);
   sys.await_all_actors_done();
   spdlog::info("flow {} stopped", f.name);
