@@ -81,7 +81,8 @@ int run(const args& a) {
     std::puts(
       "usage: fabrik run FLOW [--data-dir DIR] [--status-interval DURATION] [--log-level L]\n\n"
       "Runs the flow until SIGINT or SIGTERM, then stops the sources, lets in-flight\n"
-      "batches reach storage and exits.\n\n"
+      "batches reach storage and exits. A second signal exits at once (nothing is lost:\n"
+      "commits are atomic and spooled messages are replayed at the next start).\n\n"
       "  --data-dir DIR            state directory (default: data/ beside the flow file)\n"
       "  --status-interval D       log every actor's status this often (default 10s; 0 = off)\n"
       "  --log-level L             trace, debug, info (default), warn, error");
