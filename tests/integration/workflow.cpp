@@ -168,9 +168,15 @@ TEST_CASE("an IMU workflow classifies windows of 50 samples every 25 with accura
   auto truth = stored_by_seq(dir, "src/Worker1/imu", first);
   REQUIRE(truth.size() == static_cast<size_t>(n));
   auto predicted = predictions_by_seq(predictions, "activity", first);
-  CHECK(predicted.size() == windows);
-  size_t right = 0;
+  // History that arrived after training is buffered too, so the first window of the new
+  // data may reach back into it: one window more than the new data alone makes.
+  CHECK(predicted.size() >= windows);
+  CHECK(predicted.size() <= windows + 1);
+  size_t right = 0, scored = 0;
   for (auto& [seq, activity] : predicted) {
+    if (seq - 49 < first)
+      continue; // reaches into the history: its truth is not all in `truth`
+    ++scored;
     std::map<std::string, int> votes;
     for (int64_t k = seq - 49; k <= seq; ++k)
       ++votes[std::get<std::string>(*truth.at(k).find("label"))];
@@ -178,7 +184,8 @@ TEST_CASE("an IMU workflow classifies windows of 50 samples every 25 with accura
                                  [](auto& a, auto& b) { return a.second < b.second; });
     right += best->first == activity;
   }
-  double accuracy = static_cast<double>(right) / static_cast<double>(predicted.size());
+  REQUIRE(scored >= windows - 1);
+  double accuracy = static_cast<double>(right) / static_cast<double>(scored);
   INFO("accuracy " << accuracy);
   CHECK(accuracy > 0.8);
 }
