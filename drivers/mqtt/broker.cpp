@@ -2,6 +2,7 @@
 
 #include "actors/graph.hpp"
 #include "actors/kind.hpp"
+#include "drivers/mqtt/simatic.hpp"
 
 namespace fabrik::mqtt {
 namespace {
@@ -46,6 +47,17 @@ std::vector<setting> common_settings() {
     {.name = "qos", .type = setting_type::integer, .default_value = "1",
      .doc = "MQTT quality of service: 0, 1 or 2", .min = 0, .max = 2},
   };
+}
+
+void set_connector_will(client_options& o, std::string_view app) {
+  o.will_topic = simatic_encoder::status_topic(app);
+  o.will_payload = simatic_encoder::status("unavailable");
+  o.will_qos = 1;
+  o.will_retain = true;
+}
+
+void publish_connector_status(client& c, std::string_view app, std::string_view status) {
+  (void)c.publish(simatic_encoder::status_topic(app), simatic_encoder::status(status), 1, true);
 }
 
 client_options broker_options(const spawn_context& ctx) {

@@ -14,6 +14,12 @@ namespace fabrik::mqtt {
 /// (client_id, clean_session), with state under DATA_DIR/mqtt/ACTOR.
 client_options broker_options(const spawn_context& ctx);
 
+/// simatic-v1: makes the broker publish `unavailable` (retained) on APP's connector status
+/// topic when the client drops without saying goodbye.
+void set_connector_will(client_options& o, std::string_view app);
+/// simatic-v1: publishes a connector status (retained, QoS 1) on APP's status topic.
+void publish_connector_status(client& c, std::string_view app, std::string_view status);
+
 /// Settings every MQTT actor kind has, appended to its own table.
 std::vector<setting> common_settings();
 

@@ -139,9 +139,7 @@ caf::behavior sink(sink_pointer self, client_options opts, sink_params p, actor_
   s.st = std::move(st);
   if (s.p.simatic) {
     s.enc = std::make_unique<simatic_encoder>(s.p.app);
-    opts.will_topic = simatic_encoder::status_topic(s.p.app);
-    opts.will_payload = simatic_encoder::status("unavailable");
-    opts.will_retain = true;
+    set_connector_will(opts, s.p.app);
   }
   auto cli = client::make(opts);
   if (!cli) {
@@ -197,8 +195,7 @@ caf::behavior sink(sink_pointer self, client_options opts, sink_params p, actor_
         s.retry.reset();
         spdlog::info("{}: connected to {}", s.st.name, s.cli->options().url);
         if (s.enc) {
-          (void)s.cli->publish(simatic_encoder::status_topic(s.p.app),
-                               simatic_encoder::status("available"), 1, true);
+          publish_connector_status(*s.cli, s.p.app, "available");
           (void)s.cli->publish(simatic_encoder::metadata_topic(s.p.app), s.enc->metadata(), 1,
                                true);
         }

@@ -151,14 +151,9 @@ struct source_state {
 
 using source_pointer = caf::stateful_actor<source_state>*;
 
-std::string status_topic_for(const source_state& s) {
-  return simatic_encoder::status_topic(s.app);
-}
-
 void publish_status(source_state& s, std::string_view status) {
-  if (s.format != payload_format::simatic || !s.cli)
-    return;
-  (void)s.cli->publish(status_topic_for(s), simatic_encoder::status(status), 1, true);
+  if (s.format == payload_format::simatic && s.cli)
+    publish_connector_status(*s.cli, s.app, status);
 }
 
 void note_error(source_state& s, const std::string& what) {
@@ -358,11 +353,8 @@ caf::behavior source(source_pointer self, client_options opts, config c, actor_s
   s.app = std::move(app);
 
   opts.clean_session = c.boolean("clean_session");
-  if (s.format == payload_format::simatic) {
-    opts.will_topic = simatic_encoder::status_topic(s.app);
-    opts.will_payload = simatic_encoder::status("unavailable");
-    opts.will_retain = true;
-  }
+  if (s.format == payload_format::simatic)
+    set_connector_will(opts, s.app);
   auto cli = client::make(opts);
   if (!cli) {
     s.st.state = "failed";
