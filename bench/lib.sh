@@ -14,6 +14,8 @@
 #
 #   bench_log MSG...                 message to stderr, prefixed with the script's name
 #   bench_die MSG...                 bench_log, then exit 1
+#   bench_count DEFAULT ARGS...      BENCH_N = the one positive count argument (default
+#                                    DEFAULT); -h/--help: the script's header, exit 0
 #   bench_install_trap               on EXIT/INT/TERM: bench_cleanup (and exit 130/143 on signals)
 #   bench_cleanup                    stop tracked processes (TERM, then KILL after 5 s),
 #                                    remove tracked temp dirs; safe to call twice
@@ -77,6 +79,23 @@ bench_log() {
 bench_die() {
   bench_log "$@"
   exit 1
+}
+
+# bench_count DEFAULT ARGS...: the benchmark's one argument, a positive count. -h/--help
+# prints the calling script's header comment (up to `set -euo`) and exits 0; anything
+# else prints it to stderr and exits 2. Sets BENCH_N.
+bench_usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+bench_count() {
+  local default=$1
+  shift
+  case ${1:-} in
+    -h | --help) bench_usage; exit 0 ;;
+  esac
+  BENCH_N=${1:-$default}
+  if ! [[ $BENCH_N =~ ^[1-9][0-9]*$ ]] || [ $# -gt 1 ]; then
+    bench_usage >&2
+    exit 2
+  fi
 }
 
 bench_track_pid() {

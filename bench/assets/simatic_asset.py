@@ -81,6 +81,18 @@ def status_payload(seq, status, conn_status, ts, connection):
                       separators=(",", ":"))
 
 
+def start_client(client, args, name):
+    """Connects `client` to args.host:args.port and starts its network loop; False (after
+    saying why on stderr) when the broker cannot be reached."""
+    try:
+        client.connect(args.host, args.port, keepalive=30)
+    except OSError as e:
+        print(f"{name}: cannot connect to {args.host}:{args.port}: {e}", file=sys.stderr)
+        return False
+    client.loop_start()
+    return True
+
+
 class Publisher:
     """One asset's MQTT connection: status, metadata, then paced data messages.
 
@@ -175,13 +187,8 @@ class Publisher:
         when the message is due. unit names the messages in the summary ("boards");
         banner goes after "NAME: " on stderr before the first message unless --quiet.
         Returns the exit status: 0 ok, 1 connection or acknowledgement failure."""
-        a = self.args
-        try:
-            self.client.connect(a.host, a.port, keepalive=30)
-        except OSError as e:
-            print(f"{self.name}: cannot connect to {a.host}:{a.port}: {e}", file=sys.stderr)
+        if not start_client(self.client, self.args, self.name):
             return 1
-        self.client.loop_start()
         try:
             return self._run(make_payload, rate, count, unit, banner)
         finally:

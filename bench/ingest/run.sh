@@ -28,15 +28,8 @@ export BENCH_NAME
 # shellcheck source=bench/lib.sh
 source "$root/bench/lib.sh"
 
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
-case ${1:-} in
-  -h | --help) usage; exit 0 ;;
-esac
-N=${1:-200000}
-if ! [[ $N =~ ^[1-9][0-9]*$ ]] || [ $# -gt 1 ]; then
-  usage >&2
-  exit 2
-fi
+bench_count 200000 "$@"
+N=$BENCH_N
 
 FABRIK=${FABRIK:-$root/build/fabrik}
 CONSUMERS=${BENCH_CONSUMERS:-mosquitto_sub fabrik fabrik-power}

@@ -118,12 +118,8 @@ def main(argv=None):
     a.count_total = a.warmup + a.count
 
     rx = Receiver(a)
-    try:
-        rx.client.connect(a.host, a.port, keepalive=30)
-    except OSError as e:
-        print(f"{name}: cannot connect to {a.host}:{a.port}: {e}", file=sys.stderr)
+    if not asset.start_client(rx.client, a, name):
         return 1
-    rx.client.loop_start()
     if not rx.subscribed.wait(10):
         print(f"{name}: no SUBACK for {a.topic}", file=sys.stderr)
         return 1
@@ -132,12 +128,8 @@ def main(argv=None):
     pub = asset.Publisher(a, "latency_probe", pcb_publisher.CONNECTION,
                           pcb_publisher.COLLECTION, pcb_publisher.metadata(a.app, a.labels))
     make_payload = pcb_publisher.board_payloads(a)
-    try:
-        pub.client.connect(a.host, a.port, keepalive=30)
-    except OSError as e:
-        print(f"{name}: cannot connect to {a.host}:{a.port}: {e}", file=sys.stderr)
+    if not asset.start_client(pub.client, a, name):
         return 1
-    pub.client.loop_start()
     if not pub.connected.wait(10) or pub.connect_rc != 0:
         print(f"{name}: no CONNACK", file=sys.stderr)
         return 1
