@@ -11,6 +11,7 @@ const char* to_string(ec code) {
     case ec::storage_full: return "storage full";
     case ec::version_mismatch: return "version mismatch";
     case ec::unavailable: return "unavailable";
+    case ec::timeout: return "timeout";
     case ec::internal: return "internal error";
   }
   return "unknown error";

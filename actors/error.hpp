@@ -17,6 +17,7 @@ enum class ec {
   storage_full,     ///< LMDB map or disk full; retry after retention or growth
   version_mismatch, ///< an on-disk or on-wire format version we do not speak
   unavailable,      ///< a peer (broker, server) cannot be reached right now
+  timeout,          ///< a peer was reached but did not answer in time
   internal,         ///< a bug: an invariant did not hold
 };
 
@@ -44,6 +45,7 @@ public:
   T* operator->() { return &std::get<0>(v_); }
   const T* operator->() const { return &std::get<0>(v_); }
   const error& err() const { return std::get<1>(v_); }
+  T value_or(T fallback) const& { return *this ? **this : std::move(fallback); }
 
 private:
   std::variant<T, error> v_;

@@ -1,5 +1,7 @@
 #include "runtime/worker_client.hpp"
 
+#include "runtime/measure.hpp"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -184,6 +186,7 @@ struct worker_client::impl {
   call_failure failure;
   std::string call_stderr; // stderr seen during the current call, last opts.stderr_tail bytes
   uint64_t cpu_total_ns = 0; // worker CPU time as of its last reply
+  std::optional<cpu_peak_meter> meter; // the current call's, sampled while waiting on I/O
   // Replayed by restart():
   std::optional<load_request> last_load;
   std::optional<worker::model_artifact> model;
@@ -385,6 +388,7 @@ error worker_client::impl::died(const char* op, clock_type::time_point start) {
   failure.report.stats.wall = clock_type::now() - start;
   auto cpu = ns_of(ru.ru_utime) + ns_of(ru.ru_stime);
   failure.report.stats.cpu = std::chrono::nanoseconds{cpu > cpu_total_ns ? cpu - cpu_total_ns : 0};
+  failure.report.stats.peak_cpu = meter ? meter->peak() : 0;
   failure.report.stderr_output = call_stderr;
   failure.traceback = stack_dump(call_stderr);
   std::string what;
@@ -449,6 +453,7 @@ error worker_client::impl::timed_out(const char* op, std::chrono::milliseconds t
   failure.report.stats.wall = clock_type::now() - start;
   auto cpu = ns_of(ru.ru_utime) + ns_of(ru.ru_stime);
   failure.report.stats.cpu = std::chrono::nanoseconds{cpu > cpu_total_ns ? cpu - cpu_total_ns : 0};
+  failure.report.stats.peak_cpu = meter ? meter->peak() : 0;
   failure.report.stderr_output = call_stderr;
   failure.traceback = stack_dump(call_stderr);
   failure.message = "timeout after " + duration_text(timeout) + " during " + op
@@ -461,12 +466,14 @@ error worker_client::impl::timed_out(const char* op, std::chrono::milliseconds t
 worker_client::impl::io_state worker_client::impl::wait_io(short events,
                                                            clock_type::time_point deadline) {
   for (;;) {
+    if (meter)
+      meter->sample();
     auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock_type::now());
     if (left.count() <= 0)
       return io_state::timeout;
     pollfd fds[2] = {{sock, events, 0}, {err, POLLIN, 0}};
-    int n = ::poll(fds, err >= 0 ? 2 : 1,
-                   static_cast<int>(std::min<int64_t>(left.count(), 1'000'000)));
+    // Woken at least every 100 ms, so that long calls get their CPU use sampled.
+    int n = ::poll(fds, err >= 0 ? 2 : 1, static_cast<int>(std::min<int64_t>(left.count(), 100)));
     if (n < 0 && errno != EINTR)
       return io_state::ready; // let the socket call report the problem
     if (n <= 0)
@@ -586,6 +593,7 @@ expected<worker::message> worker_client::impl::call(const worker::message_builde
     return out.err();
   }
   auto start = clock_type::now();
+  meter.emplace(pid);
   drain_stderr(); // output from between calls is not this call's
   call_stderr.clear();
   if (auto r = send(*out, op, timeout, start); !r)
@@ -603,6 +611,13 @@ expected<worker::message> worker_client::impl::call(const worker::message_builde
   report.stats.worker_wall = std::chrono::nanoseconds{number_or<int64_t>(stats, "wall_ns", 0)};
   report.stats.cpu = std::chrono::nanoseconds{number_or<int64_t>(stats, "cpu_ns", 0)};
   report.stats.peak_rss = number_or<uint64_t>(stats, "peak_rss", 0);
+  meter->sample();
+  // A call too short for a whole interval has its average instead, by the worker's own
+  // clocks: over a few ms /proc's 10 ms ticks would make noise of it.
+  report.stats.peak_cpu = meter->has_interval() || report.stats.worker_wall.count() <= 0
+                            ? meter->peak()
+                            : static_cast<double>(report.stats.cpu.count())
+                                / static_cast<double>(report.stats.worker_wall.count());
   cpu_total_ns = number_or<uint64_t>(stats, "cpu_total_ns", cpu_total_ns);
   if (m->type != worker::message_type::error)
     return m;

@@ -65,6 +65,9 @@ struct call_stats {
   std::chrono::nanoseconds worker_wall{0}; ///< handling time inside the worker
   std::chrono::nanoseconds cpu{0};         ///< worker CPU time, all threads (user + system)
   uint64_t peak_rss = 0;                   ///< worker peak RSS during the call, bytes; 0: unknown
+  /// Worker's highest CPU use over 200 ms intervals of the call (a shorter call: its
+  /// average), 1.0 = one core busy.
+  double peak_cpu = 0;
 };
 
 /// What every call brings back besides its result.
