@@ -59,6 +59,8 @@ using stop_atom = caf::atom_constant<caf::atom("stop")>;
 using wake_atom = caf::atom_constant<caf::atom("wake")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using connect_atom = caf::atom_constant<caf::atom("connect")>;
+/// To a workflow actor: start a training run now (trigger: manual, ...); replies the run id.
+using train_atom = caf::atom_constant<caf::atom("train")>;
 
 // -- interfaces ---------------------------------------------------------------
 

@@ -1,7 +1,11 @@
 #include "actors/engine.hpp"
 
 #include "actors/actors.hpp"
+#include "actors/control.hpp"
+#include "actors/engine_api.hpp"
 #include "actors/graph.hpp"
+#include "actors/workflow_hub.hpp"
+#include "runtime/registry.hpp"
 
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
@@ -43,7 +47,10 @@ private:
   int fd_ = -1;
 };
 
-void log_status(caf::actor_system& sys, const std::vector<running_actor>& actors) {
+void log_status(caf::actor_system& sys, const std::vector<running_actor>& actors,
+                const workflow_hub* hub) {
+  if (hub)
+    spdlog::info("status {}", hub->status().to_line());
   caf::scoped_actor self{sys};
   for (auto& a : actors) {
     self->request(caf::actor_cast<status_client>(a.handle), std::chrono::seconds{2},
@@ -55,7 +62,8 @@ void log_status(caf::actor_system& sys, const std::vector<running_actor>& actors
   }
 }
 
-void stop(caf::actor_system& sys, const std::vector<running_actor>& actors) {
+void stop(caf::actor_system& sys, const std::vector<running_actor>& actors,
+          const workflow_hub* hub) {
   caf::scoped_actor self{sys};
   // Sources first: they stop taking input and wait until downstream acknowledged all.
   for (auto& a : actors) {
@@ -68,7 +76,7 @@ void stop(caf::actor_system& sys, const std::vector<running_actor>& actors) {
                  spdlog::warn("{}: did not stop cleanly ({})", a.name, caf::to_string(err));
                });
   }
-  log_status(sys, actors);
+  log_status(sys, actors, hub);
   for (auto& a : actors)
     self->send_exit(a.handle, caf::exit_reason::user_shutdown);
 }
@@ -91,11 +99,43 @@ int run_flow(const flow& f, const run_options& opts) {
   caf::actor_system_config cfg;
   cfg.add_message_types<caf::id_block::fabrik>();
   caf::actor_system sys{cfg};
-  auto actors = spawn_graph(sys, f, opts.data_dir);
+  auto opened = registry::open(opts.data_dir / "registry");
+  if (!opened) {
+    spdlog::error("cannot open the workflow registry: {}", opened.err().message);
+    return 2;
+  }
+  auto reg = std::make_shared<registry>(std::move(*opened));
+  auto actors = spawn_graph(sys, f, opts.data_dir, reg);
   if (!actors) {
     spdlog::error("cannot start flow {}: {}", f.name, actors.err().message);
     return 2;
   }
+  // Zips dropped into the watched directory become versions; every workflow actor looks
+  // whether it should deploy one.
+  std::unique_ptr<workflow_hub> hub;
+  std::vector<caf::actor> workflow_actors;
+  for (auto& a : *actors)
+    if (a.k->name == "workflow")
+      workflow_actors.push_back(a.handle);
+  if (!workflow_actors.empty()) {
+    auto watch = f.resolve(f.sections.at("workflows").at("").str("watch"));
+    auto started = workflow_hub::start(reg, watch, [workflow_actors](const package_version&) {
+      for (auto& h : workflow_actors)
+        caf::anon_send(h, wake_atom::value);
+    });
+    if (!started)
+      spdlog::error("workflows: cannot watch {}: {}", watch.string(), started.err().message);
+    else
+      hub = std::move(*started);
+  }
+  api_context api{sys, *actors, reg, hub.get()};
+  auto control = control_server::start(opts.data_dir / "control.sock",
+                                       [&api](const nlohmann::json& req) {
+                                         return handle_request(api, req);
+                                       });
+  if (!control)
+    spdlog::warn("no control socket ({}): fabrik train cannot reach this engine",
+                 control.err().message);
   spdlog::info("flow {} running: {} actors, data in {}", f.name, actors->size(),
                opts.data_dir.string());
   auto interval = opts.status_interval > 0 ? opts.status_interval : 3'600'000'000'000;
@@ -108,7 +148,7 @@ int run_flow(const flow& f, const run_options& opts) {
       break;
     }
     if (opts.status_interval > 0)
-      log_status(sys, *actors);
+      log_status(sys, *actors, hub.get());
   }
   // A second signal forces the exit (a training run can keep an actor busy for minutes).
   // Nothing is lost by it: commits are atomic and the spools are replayed at the next start.
@@ -118,7 +158,10 @@ int run_flow(const flow& f, const run_options& opts) {
     spdlog::warn("second signal: exiting without waiting for the actors");
     std::_Exit(130);
   }}.detach();
-  stop(sys, *actors);
+  if (control)
+    control->reset();
+  stop(sys, *actors, hub.get());
+  hub.reset();
   sys.await_all_actors_done();
   spdlog::info("flow {} stopped", f.name);
   return 0;

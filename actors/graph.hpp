@@ -9,10 +9,13 @@
 
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace fabrik {
+
+class registry; // runtime/registry.hpp
 
 /// What a kind's spawn function gets.
 struct spawn_context {
@@ -25,6 +28,8 @@ struct spawn_context {
   /// Actors spawned so far by name (every sink is spawned before any other actor, so a
   /// workflow finds the storage it trains from); an invalid handle when unknown.
   std::function<caf::actor(std::string_view)> lookup;
+  /// Workflow packages, models and runs of this data directory (DATA_DIR/registry).
+  std::shared_ptr<registry> workflows;
 
   /// DATA_DIR/SUBDIR/ACTOR: where this actor keeps its state.
   std::filesystem::path state_dir(std::string_view subdir) const;
@@ -41,6 +46,7 @@ struct running_actor {
 /// Spawns every actor, sinks first, then consumers before their producers, so each spawn
 /// gets live downstream handles. Flows are acyclic (the loader checks).
 expected<std::vector<running_actor>> spawn_graph(caf::actor_system& sys, const flow& f,
-                                                 const std::filesystem::path& data_dir);
+                                                 const std::filesystem::path& data_dir,
+                                                 std::shared_ptr<registry> workflows);
 
 } // namespace fabrik

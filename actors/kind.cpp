@@ -92,7 +92,8 @@ std::string kinds_markdown() {
     out += "### `" + std::string{s->name} + "`\n\n";
     if (!s->summary.empty())
       out += std::string{s->summary} + "\n\n";
-    out += "Each entry of `" + std::string{s->name} + "` takes:\n\n";
+    out += s->single ? "`" + std::string{s->name} + "` takes:\n\n"
+                     : "Each entry of `" + std::string{s->name} + "` takes:\n\n";
     out += settings_markdown(table_of(s->settings)) + "\n";
   }
   out += "## Kinds\n\n";

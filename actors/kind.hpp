@@ -40,11 +40,14 @@ struct kind {
                 std::vector<diagnostic>& diags) = nullptr;
 };
 
-/// A top-level section of shared connection settings (e.g. `brokers`).
+/// A top-level section: named entries of shared settings (`brokers: {NAME: {...}}`), or,
+/// when `single`, one settings object for the whole flow (`workflows: {watch: ...}`).
 struct section {
   std::string_view name;
   std::string_view summary;
   const settings_table* settings = nullptr;
+  /// One object, stored under the entry name "" and filled with defaults when absent.
+  bool single = false;
 };
 
 void register_kind(const kind& k);

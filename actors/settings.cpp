@@ -40,6 +40,8 @@ const char* to_string(setting_type t) {
       return "object map";
     case setting_type::reference:
       return "reference";
+    case setting_type::scalar_map:
+      return "map";
   }
   return "unknown";
 }
@@ -111,6 +113,10 @@ const config& config::object(std::string_view name) const {
 
 const config::object_map& config::objects(std::string_view name) const {
   return get_as<object_map>(values_, name, "an object map");
+}
+
+const config::scalars& config::scalar_map(std::string_view name) const {
+  return get_as<scalars>(values_, name, "a map of values");
 }
 
 bool operator==(const config& a, const config& b) {
@@ -198,6 +204,16 @@ void render_value(std::string& out, const config::value_type& v, const setting* 
         out += '{';
         if (x)
           render(out, *x, children);
+        out += '}';
+      } else if constexpr (std::is_same_v<T, config::scalars>) {
+        out += '{';
+        bool first = true;
+        for (const auto& [name, value] : x) {
+          if (!first)
+            out += ", ";
+          first = false;
+          out += quote_if_needed(name) + "=" + quote_if_needed(value);
+        }
         out += '}';
       } else {
         out += '{';
@@ -336,6 +352,8 @@ std::string expectation(const setting& s) {
       return "a map of names to settings";
     case setting_type::reference:
       return "the name of an entry in " + std::string{s.section};
+    case setting_type::scalar_map:
+      return "a map of names to values";
   }
   return "valid";
 }
@@ -467,6 +485,30 @@ std::optional<config::value_type> validator::parse(const setting& s, const YAML:
           out.emplace(key, validate_map(it->second, s.children ? *s.children : empty, {},
                                         entry_context, kp));
         }
+      return out;
+    }
+    case setting_type::scalar_map: {
+      config::scalars out;
+      if (!v.IsDefined() || v.IsNull())
+        return out;
+      if (!v.IsMap())
+        return must_be(what_is(v));
+      bool ok = true;
+      for (auto it = v.begin(); it != v.end(); ++it) {
+        if (!it->first.IsScalar() || !it->second.IsScalar()) {
+          error(where(it->first), "entries of '" + name + "' must be NAME: value, got "
+                                    + what_is(it->second));
+          ok = false;
+          continue;
+        }
+        if (!out.emplace(it->first.Scalar(), it->second.Scalar()).second) {
+          error(where(it->first), "duplicate entry '" + it->first.Scalar() + "' in '" + name
+                                    + "'");
+          ok = false;
+        }
+      }
+      if (!ok)
+        return std::nullopt;
       return out;
     }
     case setting_type::string_list: {
@@ -637,6 +679,7 @@ config validator::validate_map(const YAML::Node& node, const settings_table& tab
       case setting_type::string_list:
       case setting_type::object:
       case setting_type::object_map:
+      case setting_type::scalar_map:
         try {
           d = YAML::Load(std::string{s.default_value});
         } catch (const YAML::Exception& e) {
@@ -692,6 +735,9 @@ std::string describe(const setting& s) {
       break;
     case setting_type::object_map:
       parts.push_back("map of name to object");
+      break;
+    case setting_type::scalar_map:
+      parts.push_back("map of name to value");
       break;
     default:
       parts.push_back(to_string(s.type));

@@ -32,6 +32,7 @@ enum class setting_type {
   object,      ///< a nested map validated by `children`
   object_map,  ///< a map NAME -> object validated by `children` (e.g. per-stream retention)
   reference,   ///< the name of an entry in the top-level section `section` (e.g. brokers)
+  scalar_map,  ///< a map NAME -> scalar, as written (the kind gives the values meaning)
 };
 
 const char* to_string(setting_type t);
@@ -63,8 +64,9 @@ class config {
 public:
   using list = std::vector<std::string>;
   using object_map = std::map<std::string, config>;
+  using scalars = std::map<std::string, std::string>;
   using value_type = std::variant<std::monostate, std::string, int64_t, double, bool, list,
-                                  std::shared_ptr<config>, object_map>;
+                                  std::shared_ptr<config>, object_map, scalars>;
 
   bool has(std::string_view name) const;
   /// string, choice, reference and resolved secrets.
@@ -76,6 +78,7 @@ public:
   const list& strings(std::string_view name) const;
   const config& object(std::string_view name) const;
   const object_map& objects(std::string_view name) const;
+  const scalars& scalar_map(std::string_view name) const;
 
   void set(std::string name, value_type v) { values_[std::move(name)] = std::move(v); }
   const std::map<std::string, value_type, std::less<>>& values() const { return values_; }

@@ -1,23 +1,25 @@
-// The `workflow` kind: runs a Python workflow package in its own worker process
-// (runtime/worker_client.hpp), trains it on records from a storage actor, and emits one
-// prediction record per incoming record.
+// The `workflow` kind: serves a Python workflow package (a version from the registry) in a
+// worker process, emits one prediction record per sample, and trains it on records from a
+// storage actor.
 //
-// This increment deploys a package named by path; the watched directory, versions in
-// LMDB, windows, schedules and `fabrik train` come next (issue 3).
+// New versions and retrained models are prepared by a job on a thread of its own, in a
+// second worker (runtime/deployment.hpp), while the serving worker keeps answering; the
+// actor swaps the two between batches, so no prediction is lost or answered twice.
 
 #include "actors/emitter.hpp"
 #include "actors/graph.hpp"
 #include "actors/kind.hpp"
 #include "actors/log.hpp"
 #include "actors/time.hpp"
-#include "runtime/package.hpp"
-#include "runtime/worker_client.hpp"
+#include "runtime/deployment.hpp"
+#include "runtime/measure.hpp"
 
 #include <caf/all.hpp>
 
-#include <cmath>
+#include <csignal>
 #include <deque>
 #include <map>
+#include <thread>
 
 namespace fabrik {
 namespace {
@@ -25,77 +27,156 @@ namespace {
 const settings_table train_settings{{
   {.name = "storage", .type = setting_type::string, .doc = "the storage actor to train from",
    .required = true},
-  {.name = "stream", .type = setting_type::string, .doc = "the stream holding labelled records",
+  {.name = "stream", .type = setting_type::string_list,
+   .doc = "the stream(s) holding labelled records; several are concatenated in this order",
    .required = true},
   {.name = "last", .type = setting_type::integer, .default_value = "100000",
-   .doc = "train on the newest N records of the stream", .min = 1, .max = 100000000},
+   .doc = "train on the newest N records of each stream", .min = 1, .max = 100000000},
+  {.name = "since", .type = setting_type::duration,
+   .doc = "only records newer than this (source time), e.g. 7d"},
+  {.name = "from", .type = setting_type::string,
+   .doc = "only records at or after this source time (2026-11-25T08:00:00Z)"},
+  {.name = "to", .type = setting_type::string, .doc = "only records before this source time"},
   {.name = "min_records", .type = setting_type::integer, .default_value = "1000",
-   .doc = "train only once the stream holds at least this many records (checked every 10 s)",
+   .doc = "an automatic run waits until the selection holds this many records (looking "
+          "every 10 s); a manual run fails with fewer",
    .min = 1, .max = 100000000},
-  {.name = "when", .type = setting_type::choice, .default_value = "on_deploy",
-   .doc = "on_deploy: train when the actor starts (the only choice in this version)",
-   .choices = {"on_deploy"}},
+  {.name = "when", .type = setting_type::string, .default_value = "on_deploy",
+   .doc = "on_deploy: whenever a version without a model is deployed; manual: only by "
+          "`fabrik train`; `every DURATION` (every 6h): also again that long after the last "
+          "successful run"},
 }};
 
 const settings_table window_settings{{
-  {.name = "size", .type = setting_type::integer, .doc = "records per window", .required = true,
-   .min = 1, .max = 100000},
+  {.name = "size", .type = setting_type::integer,
+   .doc = "records per window (a window by count)", .min = 1, .max = 100000},
   {.name = "step", .type = setting_type::integer,
-   .doc = "records between the starts of two windows; default: size (no overlap)", .min = 1,
-   .max = 100000},
+   .doc = "records between the starts of two count windows; default: size (no overlap)",
+   .min = 1, .max = 100000},
+  {.name = "span", .type = setting_type::duration,
+   .doc = "source time a window covers (a window by time; its record count varies)",
+   .min = 1e6},
+  {.name = "every", .type = setting_type::duration,
+   .doc = "source time between two time windows; default: span", .min = 1e6},
 }};
 
 const settings_table workflow_settings{{
   {.name = "package", .type = setting_type::string,
-   .doc = "the workflow package (a zip made by `fabrik package`); a relative path resolves "
-          "against the flow file's folder",
+   .doc = "the workflow's name (as in its manifest), deployed from the watched directory or "
+          "an upload; or the path of a zip (ending in .zip, relative to the flow file)",
    .required = true},
+  {.name = "version", .type = setting_type::string,
+   .doc = "pin a version: the manifest's version string, or the first 8+ hex digits of the "
+          "package's sha256; default: the newest stored"},
+  {.name = "params", .type = setting_type::scalar_map,
+   .doc = "parameter overrides, NAME: value (the package's parameters and their types)"},
   {.name = "train", .type = setting_type::object,
    .doc = "where and when to train; without it the package must be predict-only",
    .children = &train_settings},
   {.name = "window", .type = setting_type::object,
-   .doc = "make one sample of several consecutive records of a stream (e.g. IMU windows)",
+   .doc = "make one sample of several consecutive records of a stream (size or span)",
    .children = &window_settings},
   {.name = "predict_timeout", .type = setting_type::duration, .default_value = "10s",
    .doc = "longest a batch of predictions may take before the worker is restarted",
    .min = 1e6},
   {.name = "train_timeout", .type = setting_type::duration, .default_value = "10m",
-   .doc = "longest a training run may take", .min = 1e9},
+   .doc = "longest a training run (or a package import) may take", .min = 1e9},
   {.name = "memory_limit", .type = setting_type::size, .default_value = "2GiB",
-   .doc = "address-space limit of the worker process (RLIMIT_AS)", .min = 64 << 20},
+   .doc = "address-space limit of each worker process (RLIMIT_AS)", .min = 64 << 20},
   {.name = "max_in_flight", .type = setting_type::integer, .default_value = "4",
    .doc = "prediction batches sent downstream and not yet acknowledged", .min = 1,
    .max = 1000},
 }};
 
+/// `when:` parsed. every == 0 unless a schedule.
+struct train_when {
+  bool manual = false;
+  int64_t every = 0; ///< ns
+};
+
+expected<train_when> parse_when(const std::string& text) {
+  if (text == "on_deploy")
+    return train_when{};
+  if (text == "manual")
+    return train_when{.manual = true};
+  if (text.starts_with("every ")) {
+    auto d = parse_duration(text.substr(6));
+    if (!d)
+      return make_error(ec::invalid_argument, "train.when '" + text + "': " + d.err().message);
+    if (*d < 60'000'000'000)
+      return make_error(ec::invalid_argument, "train.when '" + text + "': at least every 1m");
+    return train_when{.every = *d};
+  }
+  return make_error(ec::invalid_argument, "train.when '" + text
+                                            + "' must be on_deploy, manual or `every DURATION` "
+                                              "(every 6h)");
+}
+
+bool is_path(const std::string& package) {
+  return package.ends_with(".zip") || package.find('/') != std::string::npos;
+}
+
 struct workflow_params {
-  std::filesystem::path package;
+  std::string package; ///< a name, or a zip path resolved against the flow
+  std::string pin;
+  std::map<std::string, std::string> params;
   std::filesystem::path work_dir; ///< DATA_DIR/workflows/ACTOR
   bool train = false;
-  std::string train_storage;
-  std::string train_stream;
-  int64_t train_last = 0;
-  int64_t train_min = 1;
+  train_selection data;
+  train_when when;
   std::chrono::milliseconds predict_timeout{10000};
   std::chrono::milliseconds train_timeout{600000};
   uint64_t memory_limit = 0;
   size_t max_in_flight = 4;
-  size_t window = 0;      ///< records per sample; 0: every record is a sample
-  size_t window_step = 1; ///< records between two windows of a stream
-  caf::actor storage;     ///< resolved at spawn
+  size_t window = 0;      ///< records per count window; 0: none
+  size_t window_step = 1;
+  int64_t span = 0;       ///< ns of a time window; 0: none
+  int64_t span_every = 0;
+  double tdp_w = default_tdp_watts;
+  caf::actor storage;
+};
+
+/// The background job and what a shutdown needs to stop it.
+struct job_control {
+  std::thread thread;
+  std::shared_ptr<std::atomic<pid_t>> pid = std::make_shared<std::atomic<pid_t>>(0);
+  ~job_control() {
+    if (!thread.joinable())
+      return;
+    // A shutdown does not wait for a training run: its worker is killed, the call returns.
+    if (pid_t p = pid->load(); p > 0)
+      ::kill(-p, SIGKILL);
+    thread.join();
+  }
+};
+
+/// A job's result, sent from the job thread to the actor.
+struct job_done {
+  std::shared_ptr<job_result> result;
+};
+
+struct window_buffer {
+  std::deque<record> records;
+  size_t since = 0;              ///< records since the last count window
+  int64_t last_emit = INT64_MIN; ///< source time of the last time window
 };
 
 struct workflow_state {
   static inline const char* name = "workflow";
   workflow_params p;
-  std::optional<worker_client> worker;
-  workflow_manifest manifest;
-  std::string package_hash;
-  std::string model_id; ///< empty until a model serves
+  std::shared_ptr<registry> reg;
+  std::unique_ptr<deployment> serving;
+  std::unique_ptr<deployment> pending; ///< deployed, waiting for training data
+  std::shared_ptr<job_control> job;    ///< set while a job runs
+  std::string job_sha;                 ///< the version the running job deploys
+  uint64_t job_run = 0;                ///< the run the running job trains, if any
+  bool recheck = false;                ///< a new version arrived during a job
+  bool waiting_tick = false;           ///< a retry tick is scheduled
+  int64_t next_scheduled = 0;          ///< ns; 0: no schedule
   emitter em;
-  uint64_t unserved = 0; ///< records that arrived before the first model
-  std::map<std::string, std::deque<record>> windows; ///< the newest records per stream
-  std::map<std::string, size_t> since_window;        ///< records since a stream's last window
+  uint64_t unserved = 0;
+  uint64_t swaps = 0;
+  std::map<std::string, window_buffer> windows;
   actor_status st;
   log_limiter limiter;
 };
@@ -113,41 +194,7 @@ void fail(workflow_state& s, const std::string& what, bool fatal) {
 
 std::string describe(const worker_client& w, const error& e) {
   auto& f = w.last_failure();
-  std::string out = e.message;
-  if (!f.traceback.empty())
-    out += "\n" + f.traceback;
-  return out;
-}
-
-double as_number(const value* v) {
-  if (!v)
-    return std::nan("");
-  if (auto* d = std::get_if<double>(v))
-    return *d;
-  if (auto* i = std::get_if<int64_t>(v))
-    return static_cast<double>(*i);
-  if (auto* b = std::get_if<bool>(v))
-    return *b ? 1.0 : 0.0;
-  return std::nan("");
-}
-
-/// Appends the manifest's inputs of `r` to `out` (missing or non-numeric values: NaN).
-void append_inputs(const workflow_manifest& m, const record& r, std::vector<double>& out) {
-  for (auto& name : m.inputs)
-    out.push_back(as_number(r.find(name)));
-}
-
-/// The records as consecutive rows of a dataset (training, and samples without windows).
-worker::dataset to_dataset(const workflow_manifest& m, const std::vector<record>& records) {
-  worker::dataset d;
-  d.columns = m.inputs;
-  std::vector<double> row;
-  for (auto& r : records) {
-    row.clear();
-    append_inputs(m, r, row);
-    d.add_row(row);
-  }
-  return d;
+  return f.traceback.empty() ? e.message : e.message + "\n" + f.traceback;
 }
 
 value to_value(const nlohmann::json& j) {
@@ -162,100 +209,232 @@ value to_value(const nlohmann::json& j) {
   return j.dump();
 }
 
-/// Extracts the package (once per content hash) and starts a worker serving it.
-expected<void> deploy(workflow_state& s) {
-  auto info = read_package(s.p.package);
-  if (!info)
-    return info.err();
-  s.manifest = info->manifest;
-  s.package_hash = info->sha256;
-  auto dir = s.p.work_dir / s.package_hash.substr(0, 16);
-  if (!std::filesystem::exists(dir / std::string{manifest_file_name})
-      && !std::filesystem::exists(dir / info->entry_file)) {
-    std::error_code ec_ignored;
-    std::filesystem::remove_all(dir, ec_ignored);
-    std::filesystem::create_directories(dir.parent_path());
-    if (auto x = extract_package(s.p.package, dir); !x)
-      return x.err();
-  }
-  worker_options wo;
-  wo.memory_limit = s.p.memory_limit;
-  auto w = worker_client::start(wo);
-  if (!w)
-    return w.err();
-  s.worker.emplace(std::move(*w));
-  load_request lr;
-  lr.package_dir = dir;
-  lr.entry = s.manifest.entry;
-  lr.kind = s.manifest.kind;
-  if (auto ok = s.worker->load(lr, s.p.train_timeout); !ok)
-    return make_error(ok.err().code, describe(*s.worker, ok.err()));
-  spdlog::info("{}: deployed {} {} (sha256 {}) in worker {}", s.st.name, s.manifest.name,
-               s.manifest.version, s.package_hash.substr(0, 12), s.worker->pid());
-  return {};
+// -- jobs ------------------------------------------------------------------------------
+
+/// Reads training data from the storage actor, from the job's thread.
+fetch_fn storage_reader(caf::actor_system& sys, caf::actor storage) {
+  return [&sys, storage](const std::string& stream, int64_t from, int64_t to,
+                         uint64_t last) -> expected<std::vector<record>> {
+    caf::scoped_actor self{sys};
+    expected<std::vector<record>> out = make_error(ec::unavailable, "no answer");
+    scan_request q{stream, from, to, last, true};
+    self->request(caf::actor_cast<storage_actor>(storage), std::chrono::minutes{5},
+                  query_atom::value, q)
+      .receive([&](record_batch& b) { out = std::move(b.records); },
+               [&](caf::error& e) { out = make_error(ec::unavailable, caf::to_string(e)); });
+    return out;
+  };
 }
 
-/// Trains on the newest records of the training stream, then serves the new model.
-void train(workflow_pointer self) {
+/// Starts a job: deploy `version` (or continue with `reuse`), then serve a stored model or
+/// train. At most one job runs per actor.
+void start_job(workflow_pointer self, package_version version, std::unique_ptr<deployment> reuse,
+               std::string trigger, uint64_t run_id) {
   auto& s = self->state;
-  scan_request q;
-  q.stream = s.p.train_stream;
-  q.limit = static_cast<uint64_t>(s.p.train_last);
-  q.newest_first = true;
-  s.st.state = "training";
-  self->request(caf::actor_cast<storage_actor>(s.p.storage), std::chrono::minutes{5},
-                query_atom::value, q)
-    .then(
-      [self](const record_batch& data) {
-        auto& s = self->state;
-        auto d = to_dataset(s.manifest, data.records);
-        std::vector<std::string> labels;
-        for (auto& r : data.records) {
-          auto* v = r.find(s.manifest.label);
-          labels.push_back(!v ? "" : std::holds_alternative<std::string>(*v)
-                                       ? std::get<std::string>(*v)
-                                       : std::to_string(as_number(v)));
-        }
-        d.y = labels;
-        if (d.rows() < static_cast<size_t>(s.p.train_min)) {
-          // A flow may start before there is data enough: look again later.
-          s.st.state = "waiting";
-          s.st.last_error = std::to_string(d.rows()) + " of " + std::to_string(s.p.train_min)
-                            + " records to train on in stream " + s.p.train_stream;
-          spdlog::info("{}: {}; trying again in 10 s", s.st.name, s.st.last_error);
-          self->delayed_send(self, std::chrono::seconds{10}, tick_atom::value);
-          return;
-        }
-        auto trained = s.worker->train(d, s.p.train_timeout);
-        if (!trained) {
-          fail(s, "training failed: " + describe(*s.worker, trained.err()), true);
-          return;
-        }
-        auto& rep = trained->report.stats;
-        if (auto ok = s.worker->load_model(trained->model, s.p.train_timeout); !ok) {
-          fail(s, "cannot load the trained model: " + ok.err().message, true);
-          return;
-        }
-        s.model_id = sha256_hex(trained->model.bytes).substr(0, 12);
-        s.st.state = "running";
-        s.st.last_error.clear();
-        s.st.details["model"] = s.model_id;
-        s.st.details["trained_rows"] = std::to_string(d.rows());
-        spdlog::info("{}: trained model {} on {} records of {} in {:.0f} ms (worker CPU "
-                     "{:.0f} ms, peak RSS {})",
-                     s.st.name, s.model_id, d.rows(), s.p.train_stream,
-                     std::chrono::duration<double, std::milli>(rep.wall).count(),
-                     std::chrono::duration<double, std::milli>(rep.cpu).count(),
-                     format_size_approx(rep.peak_rss));
-      },
-      [self](caf::error& err) {
-        fail(self->state, "cannot read training data: " + caf::to_string(err), true);
-      });
+  job_request req;
+  req.actor = s.st.name;
+  req.reg = s.reg;
+  req.version = std::move(version);
+  req.reuse = std::move(reuse);
+  req.work_dir = s.p.work_dir;
+  req.worker.memory_limit = s.p.memory_limit;
+  req.load_timeout = s.p.train_timeout;
+  req.train_timeout = s.p.train_timeout;
+  req.train = s.p.train;
+  req.train_now = s.p.train && (run_id != 0 || !s.p.when.manual);
+  req.data = s.p.data;
+  req.fetch = storage_reader(self->system(), s.p.storage);
+  req.run_id = run_id;
+  req.trigger = std::move(trigger);
+  req.tdp_w = s.p.tdp_w;
+  // Parameters need the manifest: known for a reused deployment, else read by the job.
+  std::vector<std::string> errors;
+  auto bytes = s.reg->package_bytes(req.reuse ? req.reuse->version.sha256 : req.version.sha256);
+  if (bytes)
+    if (auto info = read_package_bytes(*bytes, req.version.name + ".zip"))
+      req.params = effective_params(info->manifest, s.p.params, errors);
+  if (!errors.empty()) {
+    std::string all;
+    for (auto& e : errors)
+      all += (all.empty() ? "" : "; ") + e;
+    fail(s, all, s.serving == nullptr);
+    return;
+  }
+  s.job = std::make_shared<job_control>();
+  req.pid = s.job->pid;
+  s.job_sha = req.reuse ? req.reuse->version.sha256 : req.version.sha256;
+  s.job_run = run_id;
+  if (!s.serving)
+    s.st.state = "deploying";
+  caf::actor me = caf::actor_cast<caf::actor>(self);
+  s.job->thread = std::thread{[req = std::move(req), me]() mutable {
+    auto r = std::make_shared<job_result>(run_job(std::move(req)));
+    caf::anon_send(me, job_done{std::move(r)});
+  }};
 }
+
+/// The version this actor should serve, or why there is none.
+expected<package_version> wanted_version(workflow_state& s) {
+  return s.reg->find(s.p.package, s.p.pin);
+}
+
+/// Starts deploying the wanted version unless it serves already or is being deployed.
+void check_version(workflow_pointer self) {
+  auto& s = self->state;
+  if (s.job) {
+    s.recheck = true;
+    return;
+  }
+  auto v = wanted_version(s);
+  if (!v) {
+    if (!s.serving && s.st.last_error != v.err().message) {
+      s.st.state = "waiting";
+      s.st.last_error = v.err().message;
+      spdlog::info("{}: waiting for package {}: {}", s.st.name, s.p.package, v.err().message);
+    }
+    return;
+  }
+  if (s.serving && s.serving->version.sha256 == v->sha256)
+    return;
+  if (s.pending && s.pending->version.sha256 == v->sha256)
+    return; // waiting for training data; the retry tick goes on
+  s.pending.reset();
+  spdlog::info("{}: deploying {} {} (#{}, sha256 {})", s.st.name, v->name, v->version, v->seq,
+               v->sha256.substr(0, 12));
+  start_job(self, *v, nullptr, s.serving ? "new_version" : "on_deploy", 0);
+}
+
+void schedule_next(workflow_pointer self) {
+  auto& s = self->state;
+  if (s.p.when.every <= 0)
+    return;
+  // From the end of the last run, failed or not: a failing run is not retried at once.
+  int64_t last = 0;
+  if (auto rs = s.reg->runs(s.st.name, 1); rs && !rs->empty())
+    last = rs->front().finished;
+  s.next_scheduled = (last > 0 ? last : now_ns()) + s.p.when.every;
+  auto wait = std::max<int64_t>(s.next_scheduled - now_ns(), 1'000'000'000);
+  self->delayed_send(self, std::chrono::nanoseconds{wait}, tick_atom::value);
+}
+
+/// A run started now (manual or scheduled): in a fresh worker beside the serving one.
+expected<uint64_t> start_training(workflow_pointer self, const std::string& trigger) {
+  auto& s = self->state;
+  if (!s.p.train)
+    return make_error(ec::invalid_argument, s.st.name + " has no train: settings");
+  if (s.job)
+    return make_error(ec::unavailable, s.st.name + " is busy "
+                                         + (s.job_run ? "with run " + std::to_string(s.job_run)
+                                                      : std::string{"deploying"})
+                                         + "; try again when it is done");
+  // The pending version (not serving yet) is the one to train, else the serving one.
+  package_version v;
+  if (s.pending)
+    v = s.pending->version;
+  else if (s.serving)
+    v = s.serving->version;
+  else if (auto w = wanted_version(s))
+    v = *w;
+  else
+    return w.err();
+  run_record r;
+  r.actor = s.st.name;
+  r.workflow = v.name;
+  r.version = v.version;
+  r.package_sha256 = v.sha256;
+  r.trigger = trigger;
+  r.started = now_ns();
+  r.data = s.p.data.describe();
+  auto id = s.reg->begin_run(r);
+  if (!id)
+    return id.err();
+  spdlog::info("{}: run {} ({}) of {} {} started", s.st.name, *id, trigger, v.name, v.version);
+  start_job(self, v, std::move(s.pending), trigger, *id);
+  return *id;
+}
+
+void on_job_done(workflow_pointer self, job_result& r) {
+  auto& s = self->state;
+  if (s.job) {
+    s.job->thread.join();
+    s.job.reset();
+  }
+  s.job_sha.clear();
+  s.job_run = 0;
+  using outcome = job_result::outcome;
+  switch (r.result) {
+    case outcome::ready: {
+      auto& d = *r.deployed;
+      bool first = !s.serving;
+      // The swap: the next batch is answered by the new worker, the old one stops.
+      std::swap(s.serving, r.deployed);
+      ++s.swaps;
+      s.st.state = "running";
+      s.st.last_error.clear();
+      s.st.details["version"] = d.version.version + " (#" + std::to_string(d.version.seq) + ")";
+      s.st.details["model"] = d.model_id.empty() ? "none" : d.model_id.substr(0, 12);
+      spdlog::info("{}: {} {} {}: {}", s.st.name, first ? "serving" : "now serving",
+                   d.version.name, d.version.version, r.message);
+      r.deployed.reset(); // stops the previous worker
+      schedule_next(self);
+      break;
+    }
+    case outcome::waiting:
+      s.pending = std::move(r.deployed);
+      if (!s.serving) {
+        s.st.state = "waiting";
+        s.st.last_error = r.message;
+      }
+      if (s.p.when.manual) {
+        spdlog::info("{}: {}", s.st.name, r.message);
+        break;
+      }
+      spdlog::info("{}: {}; trying again in 10 s", s.st.name, r.message);
+      if (!s.waiting_tick) {
+        s.waiting_tick = true;
+        self->delayed_send(self, std::chrono::seconds{10}, tick_atom::value);
+      }
+      break;
+    case outcome::failed:
+      fail(s, r.message, false);
+      schedule_next(self);
+      if (!s.serving)
+        s.st.state = "failed";
+      // A version that deployed but could not train waits for the next trigger.
+      if (r.deployed)
+        s.pending = std::move(r.deployed);
+      break;
+  }
+  if (s.recheck) {
+    s.recheck = false;
+    check_version(self);
+  }
+}
+
+void on_tick(workflow_pointer self) {
+  auto& s = self->state;
+  s.waiting_tick = false;
+  if (s.job)
+    return; // its end decides what comes next
+  if (s.pending && !s.pending->model_id.size() && s.p.train && !s.p.when.manual) {
+    auto v = s.pending->version;
+    start_job(self, v, std::move(s.pending), s.serving ? "new_version" : "on_deploy", 0);
+    return;
+  }
+  // schedule_next() armed a tick for the due time; earlier ticks (retries) pass by.
+  if (s.next_scheduled > 0 && now_ns() >= s.next_scheduled) {
+    s.next_scheduled = 0;
+    if (auto id = start_training(self, "schedule"); !id)
+      fail(s, "scheduled run not started: " + id.err().message, false);
+  }
+}
+
+// -- serving ---------------------------------------------------------------------------
 
 /// The prediction record for input `in`: the outputs plus where they came from.
 record prediction(const workflow_state& s, const record& in, const nlohmann::json& outputs,
                   double compute_ms) {
+  auto& d = *s.serving;
   record r;
   r.stream = s.st.name + "/" + in.stream;
   r.time = in.time;
@@ -264,17 +443,18 @@ record prediction(const workflow_state& s, const record& in, const nlohmann::jso
   r.quality = in.quality;
   for (auto& [k, v] : outputs.items())
     r.fields.push_back({k, to_value(v)});
-  r.fields.push_back({"workflow", s.manifest.name});
-  r.fields.push_back({"version", s.manifest.version});
-  r.fields.push_back({"model", s.model_id});
+  r.fields.push_back({"workflow", d.manifest.name});
+  r.fields.push_back({"version", d.manifest.version});
+  r.fields.push_back({"model", d.model_id.empty() ? std::string{"none"} : d.model_id.substr(0, 12)});
   r.fields.push_back({"compute_ms", compute_ms});
   return r;
 }
 
 void handle_failure(workflow_state& s, const error& e, caf::response_promise& rp) {
-  fail(s, "prediction failed: " + describe(*s.worker, e), false);
-  if (!s.worker->alive())
-    if (auto ok = s.worker->restart(s.p.train_timeout); !ok)
+  auto& w = s.serving->worker;
+  fail(s, "prediction failed: " + describe(w, e), false);
+  if (!w.alive())
+    if (auto ok = w.restart(s.p.train_timeout); !ok)
       fail(s, "cannot restart the worker: " + ok.err().message, false);
   rp.deliver(caf::make_error(caf::sec::runtime_error, e.message));
 }
@@ -301,7 +481,7 @@ void serve_process_input(workflow_pointer self, const record_batch& batch,
         else
           data[f.name] = v;
       }, f.v);
-    auto out = s.worker->process_input(data, s.p.predict_timeout);
+    auto out = s.serving->worker.process_input(data, s.p.predict_timeout);
     if (!out) {
       handle_failure(s, out.err(), rp);
       return;
@@ -314,101 +494,137 @@ void serve_process_input(workflow_pointer self, const record_batch& batch,
   emit(self, std::move(predictions), batch.records.size(), std::move(rp));
 }
 
+/// One sample per record, per count window, or per time window; `answers` gets the
+/// record each sample's prediction answers (a window's newest record).
+void make_samples(workflow_state& s, const record_batch& batch,
+                  std::vector<worker::dataset>& calls, std::vector<const record*>& answers) {
+  auto& m = s.serving->manifest;
+  if (s.p.window == 0 && s.p.span == 0) {
+    calls.push_back(to_dataset(m, batch.records));
+    for (auto& r : batch.records)
+      answers.push_back(&r);
+    return;
+  }
+  std::vector<double> flat;
+  for (auto& r : batch.records) {
+    auto& w = s.windows[r.stream];
+    w.records.push_back(r);
+    flat.clear();
+    if (s.p.window > 0) {
+      if (w.records.size() > s.p.window)
+        w.records.pop_front();
+      if (++w.since < s.p.window_step || w.records.size() < s.p.window)
+        continue;
+      w.since = 0;
+      if (calls.empty()) {
+        calls.emplace_back();
+        calls.back().columns = m.inputs;
+        calls.back().window = s.p.window;
+      }
+      for (auto& x : w.records)
+        append_inputs(m, x, flat);
+      calls.back().add_row(flat);
+    } else {
+      // A time window holds the records of the last `span` of source time; its record
+      // count varies, so each window is a call of its own.
+      while (!w.records.empty() && w.records.front().time <= r.time - s.p.span)
+        w.records.pop_front();
+      if (w.last_emit != INT64_MIN && r.time < w.last_emit + s.p.span_every)
+        continue;
+      w.last_emit = r.time;
+      worker::dataset d;
+      d.columns = m.inputs;
+      d.window = w.records.size();
+      for (auto& x : w.records)
+        append_inputs(m, x, flat);
+      d.add_row(flat);
+      calls.push_back(std::move(d));
+    }
+    answers.push_back(&r);
+  }
+}
+
 void serve(workflow_pointer self, const record_batch& batch, caf::response_promise rp) {
   auto& s = self->state;
-  if (s.model_id.empty() && s.p.train) {
+  if (!s.serving || (s.serving->model_id.empty() && s.p.train)) {
     // No model yet: nothing to predict with. Holding the batch would also stall the
     // storage the training data comes from (one source feeds both), so it is counted.
     s.unserved += batch.records.size();
     rp.deliver(static_cast<uint64_t>(batch.records.size()));
     return;
   }
-  if (s.manifest.kind == workflow_kind::process_input) {
+  if (s.serving->manifest.kind == workflow_kind::process_input) {
     serve_process_input(self, batch, std::move(rp));
     return;
   }
-  // The samples of this batch, each with the record its prediction answers.
+  std::vector<worker::dataset> calls;
   std::vector<const record*> answers;
-  worker::dataset samples;
-  if (s.p.window == 0) {
-    samples = to_dataset(s.manifest, batch.records);
-    for (auto& r : batch.records)
-      answers.push_back(&r);
-  } else {
-    samples.columns = s.manifest.inputs;
-    samples.window = s.p.window;
-    std::vector<double> flat;
-    for (auto& r : batch.records) {
-      auto& buf = s.windows[r.stream];
-      buf.push_back(r);
-      if (buf.size() > s.p.window)
-        buf.pop_front();
-      auto& since = s.since_window[r.stream];
-      if (++since < s.p.window_step || buf.size() < s.p.window)
-        continue;
-      since = 0;
-      flat.clear();
-      for (auto& w : buf)
-        append_inputs(s.manifest, w, flat);
-      samples.add_row(flat);
-      answers.push_back(&r); // a window's prediction answers its newest record
-    }
-  }
+  make_samples(s, batch, calls, answers);
   auto inputs = static_cast<uint64_t>(batch.records.size());
-  if (answers.empty()) {
-    emit(self, {}, inputs, std::move(rp));
-    return;
-  }
-  auto out = s.worker->predict(samples, s.p.predict_timeout);
-  if (!out) {
-    handle_failure(s, out.err(), rp);
-    return;
-  }
-  // compute_ms: time spent inside the worker (the model plus its Python glue), shared by
-  // the batch's samples; end-to-end latency minus this is fabrik's own part.
-  auto compute_ms = std::chrono::duration<double, std::milli>(out->report.stats.worker_wall).count()
-                    / static_cast<double>(answers.size());
   record_batch predictions;
-  for (size_t i = 0; i < answers.size() && i < out->outputs.size(); ++i)
-    predictions.records.push_back(prediction(s, *answers[i], out->outputs[i], compute_ms));
+  size_t next = 0;
+  for (auto& samples : calls) {
+    auto out = s.serving->worker.predict(samples, s.p.predict_timeout);
+    if (!out) {
+      handle_failure(s, out.err(), rp);
+      return;
+    }
+    // compute_ms: time inside the worker (the model plus its Python glue), shared by the
+    // call's samples; end-to-end latency minus this is fabrik's own part.
+    auto n = samples.rows();
+    auto compute_ms =
+      std::chrono::duration<double, std::milli>(out->report.stats.worker_wall).count()
+      / static_cast<double>(std::max<size_t>(n, 1));
+    for (size_t i = 0; i < n && i < out->outputs.size(); ++i)
+      predictions.records.push_back(prediction(s, *answers[next + i], out->outputs[i], compute_ms));
+    next += n;
+  }
   emit(self, std::move(predictions), inputs, std::move(rp));
 }
 
 caf::behavior workflow(workflow_pointer self, workflow_params p, actor_status st,
-                       std::vector<consumer_actor> downstream) {
+                       std::shared_ptr<registry> reg, std::vector<consumer_actor> downstream) {
   auto& s = self->state;
   s.p = std::move(p);
   s.st = std::move(st);
+  s.reg = std::move(reg);
   s.em = emitter{self, std::move(downstream), s.p.max_in_flight, s.st.name};
-  if (s.st.state == "failed") {
-    // spawn_workflow found the flow unusable and said why.
-  } else if (auto ok = deploy(s); !ok) {
-    fail(s, "cannot deploy " + s.p.package.string() + ": " + ok.err().message, true);
-  } else if (s.p.train) {
-    train(self);
-  } else {
-    s.model_id = "none";
-    s.st.state = "running";
+  if (s.st.state != "failed") {
+    s.st.state = "waiting";
+    check_version(self);
   }
   return {
     [=](const record_batch& batch) -> caf::result<uint64_t> {
       auto& s = self->state;
       s.st.in += batch.records.size();
-      if (s.st.state == "failed")
+      if (s.st.state == "failed" && !s.serving)
         return caf::make_error(caf::sec::runtime_error, s.st.last_error);
       auto rp = self->make_response_promise<uint64_t>();
       serve(self, batch, rp);
       return rp;
     },
     [=](emitter::retry_fn& r) { r.fn(); },
-    [=](tick_atom) { train(self); },
+    [=](job_done& d) { on_job_done(self, *d.result); },
+    [=](wake_atom) { check_version(self); },
+    [=](tick_atom) { on_tick(self); },
+    [=](train_atom, const std::string& trigger) -> caf::result<uint64_t> {
+      auto id = start_training(self, trigger);
+      if (!id)
+        return caf::make_error(caf::sec::runtime_error, id.err().message);
+      return *id;
+    },
     [=](status_atom) {
       auto& s = self->state;
       auto st = s.st;
       st.queue = s.em.in_flight();
       st.details["unserved"] = std::to_string(s.unserved);
-      if (s.worker)
-        st.details["worker_pid"] = std::to_string(s.worker->pid());
+      st.details["swaps"] = std::to_string(s.swaps);
+      if (s.serving)
+        st.details["worker_pid"] = std::to_string(s.serving->worker.pid());
+      if (s.job_run)
+        st.details["training"] = "run " + std::to_string(s.job_run);
+      else if (s.job)
+        st.details["deploying"] = s.job_sha.substr(0, 12);
       return st;
     },
   };
@@ -417,63 +633,135 @@ caf::behavior workflow(workflow_pointer self, workflow_params p, actor_status st
 caf::actor spawn_workflow(spawn_context& ctx) {
   auto& c = ctx.decl.settings;
   workflow_params p;
-  p.package = ctx.f.resolve(c.str("package"));
+  actor_status st;
+  st.name = ctx.decl.name;
+  st.kind = "workflow";
+  auto refuse = [&](std::string why) {
+    st.state = "failed";
+    st.last_error = std::move(why);
+    spdlog::error("{}: {}", st.name, st.last_error);
+  };
+  p.package = c.str("package");
+  if (c.has("version"))
+    p.pin = c.str("version");
+  if (c.has("params"))
+    p.params = c.scalar_map("params");
   p.work_dir = ctx.state_dir("workflows");
   p.predict_timeout = std::chrono::milliseconds{c.integer("predict_timeout") / 1'000'000};
   p.train_timeout = std::chrono::milliseconds{c.integer("train_timeout") / 1'000'000};
   p.memory_limit = static_cast<uint64_t>(c.integer("memory_limit"));
   p.max_in_flight = static_cast<size_t>(c.integer("max_in_flight"));
+  if (auto sec = ctx.f.sections.find("workflows"); sec != ctx.f.sections.end())
+    if (auto e = sec->second.find(""); e != sec->second.end())
+      p.tdp_w = e->second.number("tdp");
   if (c.has("window")) {
     auto& w = c.object("window");
-    p.window = static_cast<size_t>(w.integer("size"));
-    p.window_step = w.has("step") ? static_cast<size_t>(w.integer("step")) : p.window;
+    if (w.has("size")) {
+      p.window = static_cast<size_t>(w.integer("size"));
+      p.window_step = w.has("step") ? static_cast<size_t>(w.integer("step")) : p.window;
+    } else if (w.has("span")) {
+      p.span = w.integer("span");
+      p.span_every = w.has("every") ? w.integer("every") : p.span;
+    }
   }
-  actor_status st;
-  st.name = ctx.decl.name;
-  st.kind = "workflow";
   if (c.has("train")) {
     auto& t = c.object("train");
     p.train = true;
-    p.train_storage = t.str("storage");
-    p.train_stream = t.str("stream");
-    p.train_last = t.integer("last");
-    p.train_min = t.integer("min_records");
-    p.storage = ctx.lookup(p.train_storage);
-    auto* decl = ctx.f.find(p.train_storage);
-    if (!p.storage || !decl || decl->k->name != "storage") {
-      st.state = "failed";
-      st.last_error = "train.storage '" + p.train_storage + "' is not a storage actor";
-      spdlog::error("{}: {}", st.name, st.last_error);
+    p.data.storage = t.str("storage");
+    p.data.streams = t.strings("stream");
+    p.data.last = static_cast<uint64_t>(t.integer("last"));
+    p.data.min_records = static_cast<uint64_t>(t.integer("min_records"));
+    if (t.has("since"))
+      p.data.since = t.integer("since");
+    if (t.has("from"))
+      p.data.from = parse_time(t.str("from")).value_or(INT64_MIN);
+    if (t.has("to"))
+      p.data.to = parse_time(t.str("to")).value_or(INT64_MAX);
+    p.when = parse_when(t.str("when")).value_or(train_when{});
+    p.storage = ctx.lookup(p.data.storage);
+    auto* decl = ctx.f.find(p.data.storage);
+    if (!p.storage || !decl || decl->k->name != "storage")
+      refuse("train.storage '" + p.data.storage + "' is not a storage actor");
+  }
+  if (!ctx.workflows) {
+    refuse("no workflow registry (internal)");
+  } else if (is_path(p.package)) {
+    // A zip named by path: stored as a version like a dropped one, and pinned to it.
+    auto path = ctx.f.resolve(p.package);
+    auto bytes = read_zip_file(path);
+    auto added = bytes ? ctx.workflows->add_package(*bytes, path.string())
+                       : expected<add_package_result>{bytes.err()};
+    if (!added) {
+      refuse("cannot deploy " + path.string() + ": " + added.err().message);
+    } else {
+      p.package = added->version.name;
+      p.pin = added->version.sha256;
     }
   }
   // Detached: calls into the worker block until it answers.
-  return ctx.sys.spawn<caf::detached>(workflow, std::move(p), std::move(st), ctx.downstream);
+  return ctx.sys.spawn<caf::detached>(workflow, std::move(p), std::move(st), ctx.workflows,
+                                      ctx.downstream);
 }
 
-/// What `fabrik check` can know before running: the package is valid, the training
-/// storage is a storage actor, the window matches the package's own window parameter.
+/// What `fabrik check` can know before running: the settings fit together, and for a
+/// package named by path, that it is valid and its parameters and window match.
 void check_workflow(const flow& f, const actor_decl& a, const std::string& file,
                     std::vector<diagnostic>& diags) {
   auto report = [&](std::string message, bool warning = false) {
     diags.push_back({file, a.line, a.column, "actor '" + a.name + "': " + message, warning});
   };
   auto& c = a.settings;
-  auto info = read_package(f.resolve(c.str("package")));
-  if (!info)
-    report("package " + c.str("package") + ": " + info.err().message);
+  std::optional<package_info> info;
+  if (is_path(c.str("package"))) {
+    auto read = read_package(f.resolve(c.str("package")));
+    if (!read)
+      report("package " + c.str("package") + ": " + read.err().message);
+    else
+      info = std::move(*read);
+  } else if (!std::all_of(c.str("package").begin(), c.str("package").end(), [](char ch) {
+               return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_'
+                      || ch == '-';
+             })) {
+    report("package '" + c.str("package") + "' is neither a workflow name ([a-z0-9_-]+) nor "
+           "a path to a .zip");
+  }
   if (c.has("train")) {
-    auto& storage = c.object("train").str("storage");
+    auto& t = c.object("train");
+    auto& storage = t.str("storage");
     auto* d = f.find(storage);
     if (!d)
       report("train.storage names no actor: '" + storage + "'");
     else if (d->k->name != "storage")
       report("train.storage '" + storage + "' is a " + std::string{d->k->name}
              + ", not a storage");
+    if (auto w = parse_when(t.str("when")); !w)
+      report(w.err().message);
+    for (const char* key : {"from", "to"})
+      if (t.has(key))
+        if (auto x = parse_time(t.str(key)); !x)
+          report("train." + std::string{key} + ": " + x.err().message);
     if (info && info->manifest.kind == workflow_kind::process_input)
       report("package " + info->manifest.name + " is predict-only (process_input): it cannot "
              "train");
   }
-  if (info && c.has("window")) {
+  if (c.has("window")) {
+    auto& w = c.object("window");
+    if (w.has("size") == w.has("span"))
+      report("window needs either size (records) or span (time), not both or neither");
+    if (w.has("span") && w.has("step"))
+      report("window.step counts records; a time window (span) takes every");
+    if (w.has("size") && w.has("every"))
+      report("window.every is for time windows (span); a count window takes step");
+  }
+  if (!info)
+    return;
+  if (c.has("params")) {
+    std::vector<std::string> errors;
+    effective_params(info->manifest, c.scalar_map("params"), errors);
+    for (auto& e : errors)
+      report(e);
+  }
+  if (c.has("window") && c.object("window").has("size")) {
     auto it = info->manifest.parameters.find("window");
     auto size = c.object("window").integer("size");
     if (it != info->manifest.parameters.end())
@@ -492,10 +780,13 @@ const kind workflow_kind_decl{
   .details =
     "The package runs in its own fabrik-worker process (CPython embedded); a crash, hang "
     "or memory blow-up there fails that call and restarts the worker, never the engine. "
-    "For every incoming record the actor emits a prediction record on stream "
+    "For every incoming sample the actor emits a prediction record on stream "
     "ACTOR/INPUT_STREAM with the workflow's outputs plus workflow, version, model and "
-    "compute_ms (time inside the worker). Records that arrive before the first model get no prediction (counted as "
-    "unserved in the status); a training run with no data yet is retried every 10 s.",
+    "compute_ms (time inside the worker). A new version (a zip dropped into the watched "
+    "directory) or a retrained model is prepared in a second worker and swapped in "
+    "between two batches. Records that arrive before the first model get no prediction "
+    "(counted as unserved in the status). Every training run is stored with its "
+    "measurements: `fabrik runs`.",
   .check = &check_workflow,
 };
 
@@ -503,3 +794,5 @@ FABRIK_REGISTER_KIND(workflow_kind_decl);
 
 } // namespace
 } // namespace fabrik
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(fabrik::job_done)

@@ -127,7 +127,7 @@ int run(const args& a) {
   auto f = load(*file, true);
   if (!f)
     return fail(1, "flow " + *file + " has errors; nothing started");
-  opts.data_dir = data_dir ? std::filesystem::absolute(*data_dir) : f->dir / "data";
+  opts.data_dir = data_dir_of(*file, data_dir);
   return run_flow(*f, opts);
 }
 
@@ -171,6 +171,17 @@ int kinds(const args& a) {
                 std::string{s->summary}.c_str());
   std::puts("\n`fabrik kinds KIND` shows a kind's settings.");
   return 0;
+}
+
+} // namespace fabrik::cli
+
+namespace fabrik::cli {
+
+std::filesystem::path data_dir_of(const std::string& flow_file,
+                                  const std::optional<std::string>& data_dir) {
+  if (data_dir)
+    return std::filesystem::absolute(*data_dir);
+  return std::filesystem::absolute(flow_file).parent_path() / "data";
 }
 
 } // namespace fabrik::cli

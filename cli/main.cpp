@@ -21,6 +21,9 @@ commands:
   kinds [KIND]  reference of every actor kind and its settings
   store PATH    look inside a storage: streams, or the records of one stream
   package DIR   build a workflow package: fabrik package DIR -o FILE.zip
+  train FLOW ACTOR   train a workflow actor of a running engine now
+  workflows     the workflow package versions an engine stored
+  runs          the training runs an engine stored, with their measurements
   version       print the version
 
 `fabrik COMMAND --help` tells more about each command.
@@ -38,7 +41,8 @@ int main(int argc, char** argv) {
   std::string cmd = argv[1];
   args rest(argv + 2, argv + argc);
   static const std::map<std::string, int (*)(const args&)> commands{
-    {"run", &run}, {"check", &check}, {"kinds", &kinds}, {"store", &store}, {"package", &package}};
+    {"run", &run}, {"check", &check}, {"kinds", &kinds}, {"store", &store}, {"package", &package},
+    {"train", &train},  {"workflows", &workflows}, {"runs", &runs}};
   if (cmd == "-h" || cmd == "--help" || cmd == "help") {
     std::fputs(usage, stdout);
     return 0;
@@ -50,7 +54,7 @@ int main(int argc, char** argv) {
   auto it = commands.find(cmd);
   if (it == commands.end())
     return fail(1, "unknown command '" + cmd
-                     + "'; commands: run, check, kinds, store, package, version");
+                     + "'; commands: run, check, kinds, store, package, train, workflows, runs, version");
   try {
     return it->second(rest);
   } catch (const std::exception& e) {

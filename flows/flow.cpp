@@ -48,7 +48,7 @@ std::filesystem::path flow::resolve(const std::string& path) const {
 
 namespace {
 
-constexpr const char* reserved_keys[] = {"nodes", "http", "workflows"};
+constexpr const char* reserved_keys[] = {"nodes", "http"};
 constexpr const char* fixed_keys[] = {"name", "description", "actors", "wires"};
 
 using position = yaml_position;
@@ -227,6 +227,10 @@ void loader::load_sections(const std::map<std::string, YAML::Node>& present,
   for (const auto& [sec, node] : present) {
     auto& list = names[sec];
     auto& es = entries[sec];
+    if (find_section(sec)->single) {
+      es.push_back({"", node, node});
+      continue;
+    }
     if (node.IsNull())
       continue;
     if (!node.IsMap()) {
@@ -257,8 +261,14 @@ void loader::load_sections(const std::map<std::string, YAML::Node>& present,
     const settings_table& table = s && s->settings ? *s->settings : none;
     auto& out = f.sections[sec];
     for (const auto& e : es)
-      out[e.name] = settings(e.value, table, names, {}, sec + "." + e.name, where(e.key));
+      out[e.name] = settings(e.value, table, names, {}, s->single ? sec : sec + "." + e.name,
+                             where(e.key));
   }
+  // A single section the flow leaves out still has its defaults.
+  for (const auto* s : all_sections())
+    if (s->single && !present.count(std::string{s->name}))
+      f.sections[std::string{s->name}][""] =
+        settings(YAML::Node{YAML::NodeType::Map}, *s->settings, names, {}, s->name, {});
 }
 
 void loader::load_actors(const YAML::Node& key, const YAML::Node& value,

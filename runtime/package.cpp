@@ -135,6 +135,24 @@ private:
 
 } // namespace
 
+expected<std::string> read_zip_file(const std::filesystem::path& zip) {
+  std::error_code err;
+  auto size = std::filesystem::file_size(zip, err);
+  if (err)
+    return make_error(err == std::errc::no_such_file_or_directory ? ec::not_found : ec::io_error,
+                      zip.string() + ": " + err.message());
+  if (size > max_zip_size)
+    return make_error(ec::invalid_argument,
+                      zip.string() + ": " + format_size(static_cast<int64_t>(size))
+                        + " is larger than the limit of "
+                        + format_size(static_cast<int64_t>(max_zip_size)));
+  std::ifstream in{zip, std::ios::binary};
+  std::string bytes{std::istreambuf_iterator<char>{in}, {}};
+  if (!in && !in.eof())
+    return make_error(ec::io_error, zip.string() + ": cannot read");
+  return bytes;
+}
+
 std::string sha256_hex(std::string_view data) {
   sha256 h;
   h.update(data);

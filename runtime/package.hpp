@@ -129,6 +129,12 @@ expected<package_info> build_package(const std::filesystem::path& dir,
 
 // -- helpers ---------------------------------------------------------------------------
 
+/// The bytes of a zip on disk, refusing anything over max_zip_size before reading it.
+/// Errors name the file (not_found, io_error, invalid_argument when too large).
+expected<std::string> read_zip_file(const std::filesystem::path& zip);
+/// The largest zip the engine reads into memory.
+inline constexpr uint64_t max_zip_size = 512ull << 20;
+
 /// SHA-256 of `data`, lowercase hex.
 std::string sha256_hex(std::string_view data);
 

@@ -34,6 +34,7 @@ fi
 
 "$fabrik" package "$root/examples/pcb-classifier" -o "$root/build/pcb-classifier.zip"
 "$fabrik" check "$flow"
+watched="$root/flows/examples/workflows" # the flow's watched directory (git ignores it)
 bench_log "starting: fabrik run $flow --data-dir $data"
 "$fabrik" run "$flow" --data-dir "$data" --status-interval 10s >"$demo/fabrik.log" 2>&1 &
 fabrik_pid=$!
@@ -46,6 +47,10 @@ bench_wait_for 20 grep -q "pcb_in: connected" "$demo/fabrik.log" 2>/dev/null ||
 # A shift's worth of labelled history first (the workflow trains on it), then live boards.
 "$BENCH_PYTHON" "$root/bench/assets/pcb_publisher.py" --port 1883 --count 3000 --rate 0 -q \
   --seed "$RANDOM" --start-seq 1 >"$demo/publisher.log" 2>&1
+# The data scientist's step: drop the package into the watched directory.
+mkdir -p "$watched"
+cp "$root/build/pcb-classifier.zip" "$watched/"
+bench_log "copied pcb-classifier.zip into $watched: fabrik deploys and trains it"
 "$BENCH_PYTHON" "$root/bench/assets/pcb_publisher.py" --port 1883 --rate 10 -q \
   --seed "$RANDOM" --start-seq 1000000 >>"$demo/publisher.log" 2>&1 &
 bench_track_pid $!
@@ -54,13 +59,15 @@ store="build/demo/data/storage/store" # relative to the repository, as the user 
 cat <<EOT
 
   fabrik is ingesting simulated PCB inspection data (3000 boards of history, then 10
-  boards/s, 16 measurements and the operator's label each) from MQTT into LMDB. Within
-  ~10 s the pcb-classifier workflow trains on the stored boards ("classifier: trained
-  model" below), then every new board gets a prediction (OK / error / pseudo-error).
-  Status lines appear every 10 s. In another terminal:
+  boards/s, 16 measurements and the operator's label each) from MQTT into LMDB. The
+  pcb-classifier package was just dropped into flows/examples/workflows/: fabrik stores
+  it as a version, trains it on the stored boards in a Python worker ("classifier:
+  serving pcb-classifier" below), then every new board gets a prediction (OK / error /
+  pseudo-error). Status lines appear every 10 s. In another terminal:
 
     mosquitto_sub -t 'fabrik/pcb-classify/#' -v          # predictions, live
-    build/fabrik store $store
+    build/fabrik train flows/examples/pcb-classify.yaml classifier --data-dir build/demo/data
+    build/fabrik runs --data-dir build/demo/data         # training runs, measured
     build/fabrik store $store pcb_in/Line1/default --limit 3
 
   Ctrl-C stops the demo; the stored data stays in build/demo/data.
@@ -78,3 +85,4 @@ bench_untrack_pid "$fabrik_pid"
 bench_cleanup
 echo
 "$fabrik" store "$store"
+"$fabrik" runs --data-dir "$data" --limit 5

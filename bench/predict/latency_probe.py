@@ -23,6 +23,7 @@ Usage (Debian's python3, which has python3-paho-mqtt 1.6):
 """
 
 import argparse
+import copy
 import json
 import os
 import socket
@@ -51,6 +52,9 @@ def parse_args(argv):
                    help="seconds to wait for one prediction before counting it lost (default 5)")
     p.add_argument("--label", default="", help="name of the consumer in messages")
     p.add_argument("--out", default="", help="write the per-board samples here as JSON")
+    p.add_argument("--drop", default="", metavar="ZIP:DIR",
+                   help="first move a copy of ZIP into the watched directory DIR and time "
+                        "until the first prediction (boards every 20 ms meanwhile)")
     # --qos, --seed, --start-seq, --labels, --window, ... as pcb_publisher has them.
     asset.add_publish_arguments(p, "latency_probe", "board", pcb_publisher.LABEL_ID)
     a = p.parse_args(argv)
@@ -112,6 +116,35 @@ class Receiver:
             return self.got[seq]
 
 
+def drop_and_wait(a, rx, pub, name, timeout=120.0):
+    """Seconds from the zip appearing in the watched directory (renamed into place, as a
+    careful copy does) to the first prediction of any board; None after `timeout`."""
+    zip_path, _, into = a.drop.partition(":")
+    dest = os.path.join(into, os.path.basename(zip_path))
+    os.makedirs(into, exist_ok=True)
+    with open(zip_path, "rb") as f:
+        data = f.read()
+    with open(dest + ".part", "wb") as f:
+        f.write(data)
+    t_drop = time.perf_counter_ns()
+    os.rename(dest + ".part", dest)
+    # Boards of their own (seqs below the measured ones, their own generator), so the
+    # measured boards stay the same with or without --drop.
+    own = copy.copy(a)
+    own.start_seq = base = a.start_seq - 50000
+    own.seed = a.seed + 1
+    make_own = pcb_publisher.board_payloads(own)
+    for k in range(int(timeout / 0.02)):
+        pub.publish(pub.data_topic, make_own(k), a.qos)
+        with rx.cond:
+            rx.cond.wait(0.02)
+            arrived = [t for seq, (t, _) in rx.got.items() if base <= seq < a.start_seq]
+        if arrived:
+            return (min(arrived) - t_drop) / 1e9
+    print(f"{name}: no prediction within {timeout} s of dropping {zip_path}", file=sys.stderr)
+    return None
+
+
 def main(argv=None):
     a = parse_args(sys.argv[1:] if argv is None else argv)
     name = a.label or "latency_probe"
@@ -137,6 +170,10 @@ def main(argv=None):
     pub.publish(pub.status_topic, pub._status(1, "available", "good"), sq, retain=True)
     pub.publish(pub.meta_topic, json.dumps(pub.meta, separators=(",", ":")), sq, retain=True)
     pub.wait_acks(10)
+
+    first_prediction_s = drop_and_wait(a, rx, pub, name) if a.drop else None
+    if a.drop and first_prediction_s is None:
+        return 1
 
     samples = []  # (seq, e2e_ms, compute_ms or None, label, prediction)
     lost = 0
@@ -178,6 +215,7 @@ def main(argv=None):
         "e2e_ms": stats(e2e), "model_ms": stats(model), "overhead_ms": stats(overhead),
         "accuracy": (sum(1 for s in labelled if s[3] == s[4]) / len(labelled)
                      if labelled else None),
+        "first_prediction_s": first_prediction_s,
     }
     if a.out:
         with open(a.out, "w") as f:

@@ -7,10 +7,11 @@
 # usage: bench/predict/run.sh [N]          N boards measured per consumer, default 1000
 #
 # One mosquitto (loopback, set_tcp_nodelay true), then:
-#   1. fabrik run on a copy of pcb-classify.yaml (this broker, the package built into the
-#      temp dir, min_records 3000); 3000 labelled boards (pcb_publisher.py --seed 1);
-#      wait for "classifier: trained model"
-#   2. latency_probe.py against fabrik's prediction topic (boards one at a time, QoS 1)
+#   1. fabrik run on a copy of pcb-classify.yaml (this broker, min_records 3000, its
+#      watched directory empty); 3000 labelled boards (pcb_publisher.py --seed 1), stored
+#   2. latency_probe.py against fabrik's prediction topic: first it moves the package zip
+#      into the watched directory and times zip -> first prediction (deploy, imports,
+#      training on the 3000 boards, first answer); then boards one at a time, QoS 1
 #   3. fabrik stopped; its stored boards read back with `fabrik store` (JSON lines);
 #      baseline.py trains model.py's train() on the same 3000 boards and serves them;
 #      the same probe (same boards) against the baseline's topic
@@ -59,7 +60,8 @@ bench_tmpdir tmp
 
 # VmHWM (peak resident set, KiB) of a live process; 0 when it is gone.
 vmhwm_kib() { awk '$1 == "VmHWM:" { print $2; f = 1 } END { if (!f) print 0 }' "/proc/$1/status" 2>/dev/null || echo 0; }
-trained() { grep -q "classifier: trained model" "$tmp/fabrik.log"; }
+stored() { "$FABRIK" store "$tmp/data/storage/store" 2>/dev/null |
+  awk -v s="$STREAM" -v n="$TRAIN_N" '$1 == s && $2 >= n { f = 1 } END { exit !f }'; }
 baseline_ready() { grep -q '^ready$' "$tmp/baseline.out"; }
 
 # --- broker, package, flow -------------------------------------------------------------
@@ -71,44 +73,45 @@ bench_mosquitto_start "$tmp/broker" "$port" || exit 1
   { sed 's/^/  /' "$tmp/package.log" >&2; bench_die "fabrik package failed"; }
 flow=$tmp/pcb-classify.yaml
 sed -e "s#url: tcp://127.0.0.1:1883#url: tcp://127.0.0.1:$port#" \
-  -e "s#package: .*pcb-classifier.zip#package: $tmp/pcb-classifier.zip#" \
   -e "s#^\( *\)last: 20000\$#&\n\1min_records: $TRAIN_N#" \
   "$root/flows/examples/pcb-classify.yaml" >"$flow"
-if ! grep -q "127.0.0.1:$port" "$flow" || ! grep -q "package: $tmp/" "$flow" ||
+if ! grep -q "127.0.0.1:$port" "$flow" || ! grep -q "package: pcb-classifier" "$flow" ||
   ! grep -q "min_records: $TRAIN_N" "$flow" || ! grep -q "^name: $FLOW_NAME\$" "$flow"; then
   bench_die "flows/examples/pcb-classify.yaml no longer has the lines run.sh edits" \
-    "(name, url tcp://127.0.0.1:1883, package: ...pcb-classifier.zip, last: 20000)"
+    "(name, url tcp://127.0.0.1:1883, package: pcb-classifier, last: 20000)"
 fi
 check=$("$FABRIK" check "$flow" 2>&1) || { printf '%s\n' "$check" | sed 's/^/  /' >&2; bench_die "fabrik check refused the flow"; }
 
-# --- 1. fabrik: start, 3000 labelled boards, wait for the model -------------------------
-bench_log "fabrik: starting, publishing $TRAIN_N labelled boards, waiting for the model"
-t_start=$(bench_now)
+# --- 1. fabrik: start, 3000 labelled boards stored ---------------------------------------
+bench_log "fabrik: starting (no package yet), publishing $TRAIN_N labelled boards"
 "$FABRIK" run "$flow" --data-dir "$tmp/data" >"$tmp/fabrik.log" 2>&1 &
 fpid=$!
 bench_track_pid "$fpid"
 bench_rss_sampler_start "$fpid" "$tmp/fabrik.rss"
 bench_mosquitto_wait_subscribed "$SOURCE_CID" "$DATA_TOPIC" 30 ||
   { tail -n 20 "$tmp/fabrik.log" | sed 's/^/  /' >&2; bench_die "fabrik did not subscribe within 30 s"; }
-wpid=""
-bench_wait_for 30 eval 'wpid=$(pgrep -P "$fpid" fabrik-worker)' ||
-  { tail -n 20 "$tmp/fabrik.log" | sed 's/^/  /' >&2; bench_die "no fabrik-worker child within 30 s"; }
-bench_rss_sampler_start "$wpid" "$tmp/worker.rss"
 pub_line=$("$BENCH_PYTHON" "$root/bench/assets/pcb_publisher.py" --port "$port" --count "$TRAIN_N" \
   --rate 0 --qos 1 --seed 1 --quiet 2>"$tmp/publisher.err") ||
   { sed 's/^/  /' "$tmp/publisher.err" >&2; bench_die "the publisher failed"; }
 bench_log "publisher: $pub_line"
-bench_wait_for 120 trained ||
-  { tail -n 20 "$tmp/fabrik.log" | sed 's/^/  /' >&2; bench_die "no trained model within 120 s"; }
-t_trained=$(bench_elapsed "$t_start")
-train_line=$(grep -m1 "classifier: trained model" "$tmp/fabrik.log" | sed 's/^.*classifier: //')
-bench_log "fabrik: $train_line (${t_trained}s after start)"
+bench_wait_for 60 stored ||
+  { tail -n 20 "$tmp/fabrik.log" | sed 's/^/  /' >&2; bench_die "the boards were not stored within 60 s"; }
 
-# --- 2. fabrik latency ------------------------------------------------------------------
-bench_log "probe: fabrik ($FABRIK_TOPIC)"
+# --- 2. zip -> first prediction, then fabrik latency ------------------------------------
+bench_log "probe: dropping pcb-classifier.zip into $tmp/workflows, then fabrik ($FABRIK_TOPIC)"
 "$BENCH_PYTHON" "$here/latency_probe.py" --port "$port" --topic "$FABRIK_TOPIC" --label fabrik \
-  "${PROBE_ARGS[@]}" --out "$tmp/fabrik.samples.json" >"$tmp/fabrik.json" 2>"$tmp/fabrik.probe.err" ||
+  --drop "$tmp/pcb-classifier.zip:$tmp/workflows" \
+  "${PROBE_ARGS[@]}" --out "$tmp/fabrik.samples.json" >"$tmp/fabrik.json" 2>"$tmp/fabrik.probe.err" &
+probe=$!
+bench_track_pid "$probe"
+wpid=""
+bench_wait_for 30 eval 'wpid=$(pgrep -P "$fpid" fabrik-worker)' ||
+  { tail -n 20 "$tmp/fabrik.log" | sed 's/^/  /' >&2; bench_die "no fabrik-worker child within 30 s of the drop"; }
+bench_rss_sampler_start "$wpid" "$tmp/worker.rss"
+wait "$probe" ||
   { sed 's/^/  /' "$tmp/fabrik.probe.err" >&2; tail -n 20 "$tmp/fabrik.log" | sed 's/^/  /' >&2; bench_die "the fabrik probe failed"; }
+bench_untrack_pid "$probe"
+train_line=$("$FABRIK" runs --data-dir "$tmp/data" --limit 1 2>&1 | head -1)
 f_hwm=$(vmhwm_kib "$fpid")
 w_hwm=$(vmhwm_kib "$wpid")
 bench_stop_pid "$fpid" 30 || bench_die "fabrik did not stop on SIGTERM within 30 s"
@@ -139,8 +142,8 @@ bench_mosquitto_stop || true
 # --- 4. report --------------------------------------------------------------------------
 echo
 echo "prediction latency: $N PCB boards one at a time (QoS 1, +$WARMUP warm-up, ${GAP_MS} ms gap), loopback mosquitto"
-echo "training: $pub_line; fabrik $train_line"
-echo "fabrik start -> trained model: ${t_trained}s (includes the workflow actor's 10 s retry while the boards arrive)"
+echo "training data: $pub_line"
+echo "fabrik's run: $train_line"
 "$BENCH_PYTHON" - "$tmp" "$f_hwm" "$w_hwm" "$f_anon" "$w_anon" "${b_hwm:-0}" <<'EOF'
 import json, sys
 tmp, f_hwm, w_hwm, f_anon, w_anon, b_hwm = sys.argv[1], *map(int, sys.argv[2:])
@@ -155,6 +158,9 @@ for c, r in res.items():
                      g("model_ms", "p50"), g("model_ms", "p99"), g("overhead_ms", "p50"),
                      g("overhead_ms", "p99"), f"{s['accuracy']:.3f}" if s["accuracy"] is not None else "-"))
 f, b = res["fabrik"]["summary"], res["baseline"]["summary"]
+if f.get("first_prediction_s") is not None:
+    print(f"zip moved into the watched directory -> first prediction: {f['first_prediction_s']:.2f} s"
+          " (validate, store, start a worker, import, train on the stored boards, predict)")
 if f["e2e_ms"] and b["e2e_ms"]:
     print(f"ratio fabrik / baseline e2e p50: {f['e2e_ms']['p50'] / b['e2e_ms']['p50']:.2f}"
           f"  (p99: {f['e2e_ms']['p99'] / b['e2e_ms']['p99']:.2f})")

@@ -23,8 +23,10 @@ def train(dataset, params):
     if len(dataset) == 0:
         raise ValueError("no boards to train on")
     max_depth = params.get("max_depth")
+    n_estimators = int(params.get("n_estimators", 100))
+    print(f"training {n_estimators} trees on {len(dataset)} boards")  # kept in the run's log
     forest = RandomForestClassifier(
-        n_estimators=int(params.get("n_estimators", 100)),
+        n_estimators=n_estimators,
         max_depth=None if max_depth is None else int(max_depth),
         min_samples_leaf=int(params.get("min_samples_leaf", 1)),
         random_state=params.get("random_state"),

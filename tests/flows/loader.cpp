@@ -218,21 +218,36 @@ TEST_CASE("a repeated top-level key is an error", "[flow]") {
 }
 
 TEST_CASE("reserved keys are accepted with a warning", "[flow]") {
-  auto l = load("name: t\nnodes: {edge: {}}\nhttp: {port: 8080}\nworkflows: {}\n"
+  auto l = load("name: t\nnodes: {edge: {}}\nhttp: {port: 8080}\n"
                 "actors: {a: {kind: test.sink}}\n");
   INFO(l.dump());
   REQUIRE(l.f);
   auto p = l.problems();
-  REQUIRE(p.size() == 4);
+  REQUIRE(p.size() == 3);
   CHECK(p[0].warning);
   CHECK(p[0].line == 2);
   CHECK(p[0].column == 1);
   CHECK(p[0].message == "'nodes' is reserved for later versions and ignored by this version");
   CHECK(p[1].line == 3);
   CHECK(p[1].message == "'http' is reserved for later versions and ignored by this version");
-  CHECK(p[2].line == 4);
-  CHECK(p[2].message.starts_with("'workflows' is reserved"));
-  CHECK(p[3].message == "actor 'a' has no wires");
+  CHECK(p[2].message == "actor 'a' has no wires");
+}
+
+TEST_CASE("a single-object section is validated, and has its defaults when left out", "[flow]") {
+  auto absent = load("name: t\nactors: {a: {kind: test.sink}}\n");
+  REQUIRE(absent.f);
+  CHECK(absent.f->sections.at("workflows").at("").str("watch") == "workflows");
+  CHECK(absent.f->sections.at("workflows").at("").number("tdp") == 85);
+
+  auto set = load("name: t\nworkflows: {watch: zips, tdp: 35}\nactors: {a: {kind: test.sink}}\n");
+  REQUIRE(set.f);
+  CHECK(set.f->sections.at("workflows").at("").str("watch") == "zips");
+  CHECK(set.f->sections.at("workflows").at("").number("tdp") == 35);
+
+  auto bad = load("name: t\nworkflows:\n  wach: zips\nactors: {a: {kind: test.sink}}\n");
+  CHECK_FALSE(bad.f);
+  CHECK(bad.error().line == 3);
+  CHECK(bad.error().message.find("unknown setting 'wach'") != std::string::npos);
 }
 
 TEST_CASE("name is required and restricted to [a-z0-9_-]+", "[flow]") {

@@ -11,7 +11,10 @@
 
 #include <algorithm>
 #include <csignal>
+#include <fstream>
 #include <map>
+#include <set>
+#include <thread>
 
 using namespace fabrik;
 using namespace fabrik::test;
@@ -55,6 +58,7 @@ std::string flow_text(const broker& b, const std::string& workflow) {
          "  - model -> out\n";
 }
 
+/// Starts `fabrik run` on DIR/flow.yaml; returns once the source is connected.
 process run_flow(temp_dir& dir) {
   process p{{fabrik_binary(), "run", (dir / "flow.yaml").string(), "--data-dir",
              (dir / "data").string(), "--status-interval", "2s"},
@@ -85,6 +89,31 @@ std::map<int64_t, record> stored_by_seq(temp_dir& dir, const std::string& stream
       out.emplace(static_cast<int64_t>(r.seq), std::move(r));
     return true;
   }));
+  return out;
+}
+
+/// A fabrik CLI command's exit code; its output in `out`.
+int fabrik_cli(std::vector<std::string> args, std::string& out) {
+  args.insert(args.begin(), fabrik_binary());
+  return run_command(args, &out);
+}
+
+/// How many predictions answer each seq >= first, and the set of a field's values.
+std::map<int64_t, int> answers_per_seq(subscriber& sub, int64_t first) {
+  std::map<int64_t, int> out;
+  for (auto& [topic, payload] : sub.messages())
+    if (auto seq = nlohmann::json::parse(payload).at("seq").get<int64_t>(); seq >= first)
+      ++out[seq];
+  return out;
+}
+
+std::set<std::string> values_of(subscriber& sub, const std::string& key, int64_t first) {
+  std::set<std::string> out;
+  for (auto& [topic, payload] : sub.messages()) {
+    auto j = nlohmann::json::parse(payload);
+    if (j.at("seq").get<int64_t>() >= first)
+      out.insert(j.at(key).get<std::string>());
+  }
   return out;
 }
 
@@ -153,7 +182,7 @@ TEST_CASE("an IMU workflow classifies windows of 50 samples every 25 with accura
                           "min_records: 12000}\n"));
   auto fabrik = run_flow(dir);
   publish_asset("imu_publisher.py", b.port(), 15000, 1, 1); // 5 minutes at 50 Hz
-  REQUIRE(wait_until([&] { return fabrik.log().find("model: trained model") != std::string::npos; },
+  REQUIRE(wait_until([&] { return fabrik.log().find("model: serving imu-classifier") != std::string::npos; },
                      std::chrono::seconds{120}));
   subscriber predictions{b, {"predictions/#"}};
   const int first = 1000000, n = 3000; // one more minute, another worker's day
@@ -188,4 +217,176 @@ TEST_CASE("an IMU workflow classifies windows of 50 samples every 25 with accura
   double accuracy = static_cast<double>(right) / static_cast<double>(scored);
   INFO("accuracy " << accuracy);
   CHECK(accuracy > 0.8);
+}
+
+TEST_CASE("a zip dropped into the watched directory is deployed once complete; a broken one "
+          "is refused and a new version is swapped in", "[e2e][workflow]") {
+  temp_dir dir;
+  broker b{dir / "broker"};
+  package("pcb-classifier", dir / "pcb.zip");
+  // Version 1.1.0: the same sources under another version string.
+  std::filesystem::copy(source_dir() / "examples" / "pcb-classifier", dir / "src-v2",
+                        std::filesystem::copy_options::recursive);
+  auto manifest = read_file(dir / "src-v2" / "fabrik-workflow.yaml");
+  manifest.replace(manifest.find("\"1.0.0\""), 7, "\"1.1.0\"");
+  write_file(dir / "src-v2" / "fabrik-workflow.yaml", manifest);
+  std::string out;
+  REQUIRE(fabrik_cli({"package", (dir / "src-v2").string(), "-o", (dir / "pcb-v2.zip").string()},
+                     out) == 0);
+  write_file(dir / "flow.yaml",
+             "workflows: {watch: zips}\n"
+               + flow_text(b, "    package: pcb-classifier\n"
+                              "    train: {storage: store, stream: src/Line1/default}\n"));
+  auto fabrik = run_flow(dir);
+  publish_boards(b.port(), 1500, 1, 1);
+  REQUIRE(wait_until([&] { return stored_count(dir / "data" / "storage" / "store",
+                                               "src/Line1/default") >= 1500; }));
+  CHECK(fabrik.log().find("model: waiting for package pcb-classifier") != std::string::npos);
+
+  // Half a zip, the file still open: never read.
+  auto zip = read_file(dir / "pcb.zip");
+  {
+    std::ofstream f{dir / "zips" / "pcb.zip", std::ios::binary};
+    f.write(zip.data(), static_cast<std::streamsize>(zip.size() / 2));
+    f.flush();
+    std::this_thread::sleep_for(std::chrono::milliseconds{1500});
+    CHECK(fabrik.log().find("workflows: refused") == std::string::npos);
+    CHECK(fabrik.log().find("workflows: stored") == std::string::npos);
+    f.write(zip.data() + zip.size() / 2, static_cast<std::streamsize>(zip.size() - zip.size() / 2));
+  }
+  REQUIRE(wait_until([&] { return fabrik.log().find("model: serving pcb-classifier 1.0.0")
+                                  != std::string::npos; }, std::chrono::seconds{90}));
+  CHECK(fabrik.log().find("workflows: refused") == std::string::npos);
+
+  subscriber predictions{b, {"predictions/#"}};
+  auto expect_predictions = [&](int first, int n, const std::string& version) {
+    publish_boards(b.port(), n, 7, first);
+    REQUIRE(wait_until([&] { return answers_per_seq(predictions, first).size()
+                                    >= static_cast<size_t>(n); }));
+    CHECK(values_of(predictions, "version", first) == std::set<std::string>{version});
+  };
+  expect_predictions(200001, 100, "1.0.0");
+
+  // A broken zip: refused with its reason, the serving version stays.
+  write_file(dir / "zips" / "broken.zip", "PK\x03\x04 this is not a zip at all");
+  REQUIRE(wait_until([&] { return fabrik.log().find("workflows: refused broken.zip")
+                                  != std::string::npos; }));
+  expect_predictions(300001, 100, "1.0.0");
+
+  // Version 1.1.0, moved in: trained in a second worker, then swapped in.
+  std::filesystem::copy_file(dir / "pcb-v2.zip", dir / "v2.zip.part");
+  std::filesystem::rename(dir / "v2.zip.part", dir / "zips" / "v2.zip");
+  REQUIRE(wait_until([&] { return fabrik.log().find("model: now serving pcb-classifier 1.1.0")
+                                  != std::string::npos; }, std::chrono::seconds{90}));
+  expect_predictions(400001, 100, "1.1.0");
+
+  // Deleting the files deletes no version; a restart serves 1.1.0 with its stored model.
+  std::filesystem::remove_all(dir / "zips");
+  fabrik.signal(SIGTERM);
+  REQUIRE(fabrik.wait() == 0);
+  REQUIRE(fabrik_cli({"workflows", "--data-dir", (dir / "data").string()}, out) == 0);
+  INFO(out);
+  CHECK(out.find("1.0.0") != std::string::npos);
+  CHECK(out.find("1.1.0") != std::string::npos);
+  auto again = run_flow(dir);
+  REQUIRE(wait_until([&] { return again.log().find("model: serving pcb-classifier 1.1.0")
+                                  != std::string::npos; }, std::chrono::seconds{60}));
+  CHECK(again.log().find("serving stored model") != std::string::npos);
+  again.signal(SIGTERM);
+  REQUIRE(again.wait() == 0);
+}
+
+TEST_CASE("fabrik train retrains under load: the new model is swapped in with no prediction "
+          "lost or doubled, and the runs are stored with their measurements",
+          "[e2e][workflow]") {
+  temp_dir dir;
+  broker b{dir / "broker"};
+  package("pcb-classifier", dir / "pcb.zip");
+  write_file(dir / "flow.yaml",
+             flow_text(b, "    package: pcb.zip\n"
+                          "    params: {n_estimators: 30}\n"
+                          "    train: {storage: store, stream: src/Line1/default}\n"));
+  auto fabrik = run_flow(dir);
+  publish_boards(b.port(), 1500, 1, 1);
+  REQUIRE(wait_until([&] { return fabrik.log().find("model: serving pcb-classifier 1.0.0")
+                                  != std::string::npos; }, std::chrono::seconds{90}));
+  subscriber predictions{b, {"predictions/#"}};
+  // Boards at 200/s for 10 s while two runs train and swap.
+  const int first = 500001, n = 2000;
+  process load{{"/usr/bin/python3", (source_dir() / "bench" / "assets" / "pcb_publisher.py").string(),
+                "--port", std::to_string(b.port()), "--count", std::to_string(n), "--rate", "200",
+                "-q", "--seed", "9", "--start-seq", std::to_string(first)},
+               dir / "publisher.log"};
+  std::string out;
+  for (int i = 0; i < 2; ++i) {
+    REQUIRE(wait_until([&] { return answers_per_seq(predictions, first).size()
+                                    > static_cast<size_t>(300 * (i + 1)); }));
+    int rc = fabrik_cli({"train", (dir / "flow.yaml").string(), "model"}, out);
+    INFO(out);
+    REQUIRE(rc == 0);
+    CHECK(out.find("succeeded") != std::string::npos);
+  }
+  REQUIRE(load.wait(std::chrono::seconds{60}) == 0);
+  REQUIRE(wait_until([&] { return answers_per_seq(predictions, first).size()
+                                  >= static_cast<size_t>(n); }));
+  std::this_thread::sleep_for(std::chrono::milliseconds{500}); // a late double would show now
+  auto answers = answers_per_seq(predictions, first);
+  CHECK(answers.size() == static_cast<size_t>(n));
+  CHECK(std::all_of(answers.begin(), answers.end(), [](auto& a) { return a.second == 1; }));
+  // The boards were answered by more than one model: the swaps happened under load.
+  CHECK(values_of(predictions, "model", first).size() >= 2);
+  fabrik.signal(SIGTERM);
+  REQUIRE(fabrik.wait() == 0);
+
+  // Three runs: on_deploy and two manual, each measured; the flow's params reached train().
+  REQUIRE(fabrik_cli({"runs", "--data-dir", (dir / "data").string()}, out) == 0);
+  INFO(out);
+  CHECK(std::count(out.begin(), out.end(), '\n') >= 3);
+  CHECK(out.find("failed") == std::string::npos);
+  REQUIRE(fabrik_cli({"runs", "--data-dir", (dir / "data").string(), "3"}, out) == 0);
+  CHECK(out.find("manual") != std::string::npos);
+  CHECK(out.find("training 30 trees on") != std::string::npos);
+  CHECK(out.find("peak RSS") != std::string::npos);
+  CHECK(out.find("energy") != std::string::npos);
+}
+
+TEST_CASE("a Siemens AI Inference Server package runs unchanged: process_input per record, "
+          "None emits nothing", "[e2e][workflow]") {
+  temp_dir dir;
+  broker b{dir / "broker"};
+  std::filesystem::create_directories(dir / "siemens");
+  write_file(dir / "siemens" / "entrypoint.py",
+             "limit = None\n"
+             "def update_parameters(params):\n"
+             "    global limit\n"
+             "    limit = 0.0\n"
+             "def process_input(data):\n"
+             "    if data.get('label') == 'OK':\n"
+             "        return None\n"
+             "    return {'flag': 'inspect', 'was': data['label'], 'limit': limit}\n");
+  std::string out;
+  REQUIRE(fabrik_cli({"package", (dir / "siemens").string(), "-o", (dir / "inspect.zip").string()},
+                     out) == 0);
+  write_file(dir / "flow.yaml", flow_text(b, "    package: inspect.zip\n"));
+  auto fabrik = run_flow(dir);
+  REQUIRE(wait_until([&] { return fabrik.log().find("model: serving inspect") != std::string::npos; }));
+  subscriber predictions{b, {"predictions/#"}};
+  const int first = 1, n = 300;
+  publish_boards(b.port(), n, 3, first);
+  auto truth = [&] { return stored_by_seq(dir, "src/Line1/default", first); };
+  REQUIRE(wait_until([&] { return stored_count(dir / "data" / "storage" / "store",
+                                               "src/Line1/default") >= static_cast<size_t>(n); }));
+  size_t flagged = 0;
+  for (auto& [seq, r] : truth())
+    flagged += std::get<std::string>(*r.find("label")) != "OK";
+  REQUIRE(flagged > 0);
+  REQUIRE(wait_until([&] { return predictions.count() >= flagged; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds{500});
+  fabrik.signal(SIGTERM);
+  REQUIRE(fabrik.wait() == 0);
+  CHECK(predictions.count() == flagged);
+  auto j = nlohmann::json::parse(predictions.messages().front().second);
+  CHECK(j.at("flag") == "inspect");
+  CHECK(j.at("was") != "OK");
+  CHECK(j.at("limit") == 0.0); // update_parameters ran before the first input
 }

@@ -1,0 +1,292 @@
+// fabrik workflows and fabrik runs: what the engine's registry (DATA_DIR/registry) holds,
+// read-only, so both work while `fabrik run` writes.
+
+#include "cli/commands.hpp"
+
+#include "actors/time.hpp"
+#include "runtime/registry.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string_view>
+
+namespace fabrik::cli {
+
+namespace {
+
+constexpr const char* workflows_usage =
+  R"(usage: fabrik workflows [FLOW] [--data-dir DIR] [NAME]
+
+Lists the workflow package versions an engine stored: every distinct content of a
+package is a version, numbered #1, #2... per name in order of arrival.
+
+  fabrik workflows            the versions of every package
+  fabrik workflows NAME       the versions of one package
+
+  FLOW            a flow file (.yaml): its data directory is data/ beside it
+  --data-dir DIR  the data directory (default: ./data, or data/ beside FLOW)
+
+Columns: name, version, #seq, the first 12 digits of the content's sha256 (enough to
+pin it: `pin: 3f2a9b1c`), when it was added (local time), the zip's size, and where it
+came from. Opens DIR/registry read-only, so it works while `fabrik run` holds it.
+
+Exit status: 0 ok, 1 a user error (nothing stored, no such package, a bad option),
+2 an internal error.)";
+
+constexpr const char* runs_usage =
+  R"(usage: fabrik runs [FLOW] [--data-dir DIR] [--actor A] [--limit N] [ID]
+
+Lists the training runs an engine stored, newest first, one line each: the package
+version, the data, the model made, and the measurements (times, peak CPU and memory,
+energy). A failed run ends with the first line of its error.
+
+  fabrik runs         the newest runs of every workflow actor
+  fabrik runs ID      one run in full: every measurement, the error with its
+                      traceback, and the workflow's own log lines
+
+  FLOW            a flow file (.yaml): its data directory is data/ beside it
+  --data-dir DIR  the data directory (default: ./data, or data/ beside FLOW)
+  --actor A       only the runs of workflow actor A
+  --limit N       at most N runs (default 100)
+
+Opens DIR/registry read-only, so it works while `fabrik run` holds it.
+
+Exit status: 0 ok, 1 a user error (nothing stored, no such run, a bad option), 2 an
+internal error.)";
+
+/// What the registry's user can fix is 1; the disk or a bug is 2.
+int code_of(const error& e) {
+  return e.code == ec::io_error || e.code == ec::internal || e.code == ec::storage_full
+             || e.code == ec::unavailable
+           ? 2
+           : 1;
+}
+
+/// FLOW, the options that take a value, and the other positionals of one command.
+struct command_line {
+  std::optional<std::string> flow;
+  std::map<std::string, std::string> options;
+  std::vector<std::string> positionals;
+};
+
+/// Parses `a` for command `cmd`, which accepts --data-dir and `extra` options (each takes
+/// a value, as `--opt V` or `--opt=V`); nullopt after printing why not.
+std::optional<command_line> parse(const args& a, const std::string& cmd,
+                                  std::initializer_list<std::string_view> extra) {
+  auto see = "; see fabrik " + cmd + " --help";
+  command_line out;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const auto& x = a[i];
+    if (x.size() > 1 && x[0] == '-') {
+      auto eq = x.find('=');
+      auto name = x.substr(0, eq);
+      bool known = name == "--data-dir"
+                   || std::find(extra.begin(), extra.end(), name) != extra.end();
+      if (!known) {
+        fail(1, "unknown option " + x + see);
+        return std::nullopt;
+      }
+      if (eq == std::string::npos && i + 1 >= a.size()) {
+        fail(1, name + " needs a value" + see);
+        return std::nullopt;
+      }
+      out.options[name] = eq == std::string::npos ? a[++i] : x.substr(eq + 1);
+    } else if (!out.flow && (x.ends_with(".yaml") || x.ends_with(".yml"))) {
+      out.flow = x;
+    } else {
+      out.positionals.push_back(x);
+    }
+  }
+  return out;
+}
+
+/// Opens the registry of the data directory `c` names, read-only, and runs `fn` on it.
+int with_registry(const command_line& c, const std::function<int(const registry&)>& fn) {
+  std::optional<std::string> data_dir;
+  if (auto it = c.options.find("--data-dir"); it != c.options.end())
+    data_dir = it->second;
+  auto dir = c.flow || data_dir ? data_dir_of(c.flow.value_or(""), data_dir)
+                                 : std::filesystem::absolute("data");
+  std::error_code err;
+  if (!std::filesystem::exists(dir / "registry" / "data.mdb", err))
+    return fail(1, "no workflows stored in " + dir.string() + " (fabrik run has not stored any)");
+  auto reg = registry::open(dir / "registry", true);
+  if (!reg)
+    return fail(code_of(reg.err()), reg.err().message);
+  return fn(*reg);
+}
+
+/// Local time, ISO 8601 with the offset: 2024-05-01T10:03:12+02:00.
+std::string local_time(int64_t ns) {
+  if (ns <= 0)
+    return "-";
+  auto t = static_cast<std::time_t>(ns / 1'000'000'000);
+  std::tm tm{};
+  localtime_r(&t, &tm);
+  char buf[40];
+  auto n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S%z", &tm);
+  std::string out{buf, n};
+  if (out.size() > 2 && (out[out.size() - 5] == '+' || out[out.size() - 5] == '-'))
+    out.insert(out.size() - 2, ":");
+  return out;
+}
+
+/// Prints rows as columns two spaces apart; the last column is not padded.
+void print_table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (auto& r : rows)
+    for (size_t i = 0; i < r.size(); ++i) {
+      width.resize(std::max(width.size(), r.size()));
+      width[i] = std::max(width[i], r[i].size());
+    }
+  for (auto& r : rows) {
+    std::string line;
+    for (size_t i = 0; i < r.size(); ++i) {
+      line += r[i];
+      if (i + 1 < r.size())
+        line += std::string(width[i] - r[i].size() + 2, ' ');
+    }
+    std::puts(line.c_str());
+  }
+}
+
+std::optional<uint64_t> parse_number(const std::string& s) {
+  uint64_t n = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+  if (ec != std::errc{} || end != s.data() + s.size())
+    return std::nullopt;
+  return n;
+}
+
+int print_run(const run_record& r) {
+  auto line = [](const char* what, const std::string& value) {
+    std::printf("  %-15s %s\n", what, value.c_str());
+  };
+  auto measured = [](int64_t ns) { return ns > 0 ? describe_duration(ns) : "not measured"; };
+  std::printf("run %llu\n", static_cast<unsigned long long>(r.id));
+  line("actor", r.actor);
+  line("workflow", r.workflow + " " + r.version);
+  line("package sha256", r.package_sha256);
+  line("trigger", r.trigger);
+  line("status", r.status);
+  line("started", local_time(r.started));
+  line("finished", r.finished > 0 ? local_time(r.finished) + " (after "
+                                      + describe_duration(r.finished - r.started) + ")"
+                                  : "-");
+  line("rows", std::to_string(r.rows));
+  line("data", r.data.empty() ? "-" : r.data);
+  line("model", r.model_id.empty() ? "-" : r.model_id);
+  std::puts("measurements:");
+  line("deploy", measured(r.m.deploy_wall));
+  line("deploy CPU", measured(r.m.deploy_cpu));
+  line("train", measured(r.m.train_wall));
+  line("train CPU", measured(r.m.train_cpu));
+  line("peak CPU", r.m.peak_cpu > 0 ? std::to_string(std::lround(r.m.peak_cpu * 100)) + "%"
+                                    : "not measured");
+  line("peak RSS", r.m.peak_rss > 0 ? format_size_approx(r.m.peak_rss) : "not measured");
+  line("energy", r.m.energy_j > 0 ? describe_energy(r.m.energy_j) : "not measured");
+  line("energy method", r.m.energy_method.empty() ? "-" : r.m.energy_method);
+  if (!r.error.empty()) {
+    std::puts("error:");
+    for (std::string_view rest = r.error; !rest.empty();) {
+      auto nl = rest.find('\n');
+      auto text = std::string{rest.substr(0, nl)};
+      std::printf("  %s\n", text.c_str());
+      rest = nl == std::string_view::npos ? std::string_view{} : rest.substr(nl + 1);
+    }
+  }
+  std::printf("log (%zu line%s)%s\n", r.logs.size(), r.logs.size() == 1 ? "" : "s",
+              r.logs.empty() ? "" : ":");
+  for (auto& l : r.logs)
+    std::printf("  %s\n", l.c_str());
+  return 0;
+}
+
+} // namespace
+
+int workflows(const args& a) {
+  if (wants_help(a)) {
+    std::puts(workflows_usage);
+    return 0;
+  }
+  auto c = parse(a, "workflows", {});
+  if (!c)
+    return 1;
+  if (c->positionals.size() > 1)
+    return fail(1, "workflows takes at most one package name; see fabrik workflows --help");
+  std::string name = c->positionals.empty() ? "" : c->positionals[0];
+  return with_registry(*c, [&](const registry& reg) {
+    if (!name.empty())
+      if (auto known = reg.find(name); !known)
+        return fail(code_of(known.err()), known.err().message);
+    auto all = reg.versions(name);
+    if (!all)
+      return fail(code_of(all.err()), all.err().message);
+    if (all->empty()) {
+      std::puts("no workflow packages stored yet");
+      return 0;
+    }
+    std::vector<std::vector<std::string>> rows{
+      {"NAME", "VERSION", "#", "SHA256", "ADDED", "SIZE", "SOURCE"}};
+    for (auto& v : *all)
+      rows.push_back({v.name, v.version, "#" + std::to_string(v.seq), v.sha256.substr(0, 12),
+                      local_time(v.added), format_size_approx(v.size), v.source});
+    print_table(rows);
+    return 0;
+  });
+}
+
+int runs(const args& a) {
+  if (wants_help(a)) {
+    std::puts(runs_usage);
+    return 0;
+  }
+  auto c = parse(a, "runs", {"--actor", "--limit"});
+  if (!c)
+    return 1;
+  if (c->positionals.size() > 1)
+    return fail(1, "runs takes at most one run id; see fabrik runs --help");
+  std::optional<uint64_t> id;
+  if (!c->positionals.empty()) {
+    id = parse_number(c->positionals[0]);
+    if (!id || *id == 0)
+      return fail(1, "a run id is a number such as 12, not '" + c->positionals[0] + "'");
+  }
+  size_t limit = 100;
+  if (auto it = c->options.find("--limit"); it != c->options.end()) {
+    auto n = parse_number(it->second);
+    if (!n || *n == 0)
+      return fail(1, "--limit takes a positive number of runs, not '" + it->second + "'");
+    limit = static_cast<size_t>(*n);
+  }
+  std::string actor;
+  if (auto it = c->options.find("--actor"); it != c->options.end())
+    actor = it->second;
+  if (id && (c->options.contains("--actor") || c->options.contains("--limit")))
+    return fail(1, "--actor and --limit list runs; they do not go with a run id");
+  return with_registry(*c, [&](const registry& reg) {
+    if (id) {
+      auto r = reg.run(*id);
+      if (!r)
+        return fail(code_of(r.err()), r.err().message);
+      return print_run(*r);
+    }
+    auto all = reg.runs(actor, limit);
+    if (!all)
+      return fail(code_of(all.err()), all.err().message);
+    if (all->empty())
+      std::puts(actor.empty() ? "no runs stored yet"
+                              : ("no runs of actor " + actor + " stored").c_str());
+    for (auto& r : *all)
+      std::puts(describe_run(r).c_str());
+    return 0;
+  });
+}
+
+} // namespace fabrik::cli
