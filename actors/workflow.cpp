@@ -103,8 +103,8 @@ expected<train_when> parse_when(const std::string& text) {
     auto d = parse_duration(text.substr(6));
     if (!d)
       return make_error(ec::invalid_argument, "train.when '" + text + "': " + d.err().message);
-    if (*d < 60'000'000'000)
-      return make_error(ec::invalid_argument, "train.when '" + text + "': at least every 1m");
+    if (*d < 1'000'000'000)
+      return make_error(ec::invalid_argument, "train.when '" + text + "': at least every 1s");
     return train_when{.every = *d};
   }
   return make_error(ec::invalid_argument, "train.when '" + text

@@ -15,6 +15,7 @@
 #include <map>
 #include <set>
 #include <thread>
+#include <tuple>
 
 using namespace fabrik;
 using namespace fabrik::test;
@@ -142,7 +143,7 @@ TEST_CASE("a PCB workflow trains on stored boards and predicts new ones on MQTT 
   auto fabrik = run_flow(dir);
   // History with labels; the workflow trains once it finds enough stored records.
   publish_boards(b.port(), 3000, 1, 1);
-  REQUIRE(wait_until([&] { return fabrik.log().find("model: trained model") != std::string::npos; },
+  REQUIRE(wait_until([&] { return fabrik.log().find("model: serving pcb-classifier 1.0.0") != std::string::npos; },
                      std::chrono::seconds{90}));
   subscriber predictions{b, {"predictions/#"}};
   // New boards: their labels are stored (for the test to check), not used by the model.
@@ -389,4 +390,87 @@ TEST_CASE("a Siemens AI Inference Server package runs unchanged: process_input p
   CHECK(j.at("flag") == "inspect");
   CHECK(j.at("was") != "OK");
   CHECK(j.at("limit") == 0.0); // update_parameters ran before the first input
+}
+
+TEST_CASE("a time window holds the records of its span of source time, one every `every`",
+          "[e2e][workflow]") {
+  temp_dir dir;
+  broker b{dir / "broker"};
+  std::filesystem::create_directories(dir / "probe");
+  write_file(dir / "probe" / "fabrik-workflow.yaml",
+             "name: window-probe\nversion: \"1\"\nkind: fabrik\nentry: model\n"
+             "inputs: [x]\noutputs: [n, first, last]\n");
+  write_file(dir / "probe" / "model.py",
+             "def predict(model, sample):\n"
+             "    return {'n': int(sample.X.shape[1]), 'first': float(sample.x[0][0]),\n"
+             "            'last': float(sample.x[-1][0])}\n");
+  std::string out;
+  REQUIRE(fabrik_cli({"package", (dir / "probe").string(), "-o", (dir / "probe.zip").string()},
+                     out) == 0);
+  write_file(dir / "flow.yaml",
+             "name: window-test\n"
+             "brokers:\n  local: {url: \"" + b.url() + "\"}\n"
+             "actors:\n"
+             "  src: {kind: mqtt.source, broker: local, topics: [probe/#], format: json}\n"
+             "  model:\n"
+             "    kind: workflow\n"
+             "    package: probe.zip\n"
+             "    window: {span: 1s, every: 1s}\n"
+             "  out: {kind: mqtt.sink, broker: local, topic: \"predictions/{stream}\"}\n"
+             "wires:\n  - src -> model -> out\n");
+  auto fabrik = run_flow(dir);
+  REQUIRE(wait_until([&] { return fabrik.log().find("model: serving window-probe") != std::string::npos; }));
+  subscriber predictions{b, {"predictions/#"}};
+  // 50 records 100 ms apart in source time (published at once): x = 0..49.
+  auto base = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::system_clock::now().time_since_epoch()).count() - 60'000;
+  std::vector<std::string> lines;
+  for (int i = 0; i < 50; ++i)
+    lines.push_back("{\"ts\":" + std::to_string(base + 100 * i) + ",\"seq\":" + std::to_string(i)
+                    + ",\"x\":" + std::to_string(i) + "}");
+  publish_lines(b.port(), "probe/a", lines);
+  // Windows end at x = 0, 10, 20, 30, 40 (each once 1 s of source time passed); each holds
+  // the records of the last second: (t - 1 s, t].
+  REQUIRE(wait_until([&] { return predictions.count() >= 5; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds{500});
+  fabrik.signal(SIGTERM);
+  REQUIRE(fabrik.wait() == 0);
+  std::vector<std::tuple<int, double, double>> got;
+  for (auto& [topic, payload] : predictions.messages()) {
+    auto j = nlohmann::json::parse(payload);
+    got.emplace_back(j.at("n").get<int>(), j.at("first").get<double>(), j.at("last").get<double>());
+  }
+  CHECK(got == std::vector<std::tuple<int, double, double>>{
+                 {1, 0, 0}, {10, 1, 10}, {10, 11, 20}, {10, 21, 30}, {10, 31, 40}});
+}
+
+TEST_CASE("train.when: every DURATION trains again that long after the last run",
+          "[e2e][workflow]") {
+  temp_dir dir;
+  broker b{dir / "broker"};
+  package("pcb-classifier", dir / "pcb.zip");
+  write_file(dir / "flow.yaml",
+             flow_text(b, "    package: pcb.zip\n"
+                          "    params: {n_estimators: 10}\n"
+                          "    train: {storage: store, stream: src/Line1/default, "
+                          "when: every 2s}\n"));
+  auto fabrik = run_flow(dir);
+  publish_boards(b.port(), 1200, 1, 1);
+  std::string out;
+  auto scheduled_runs = [&] {
+    fabrik_cli({"runs", "--data-dir", (dir / "data").string()}, out);
+    size_t n = 0;
+    for (uint64_t id = 1; id <= 5; ++id) {
+      std::string one;
+      if (fabrik_cli({"runs", "--data-dir", (dir / "data").string(), std::to_string(id)}, one) == 0
+          && one.find("schedule") != std::string::npos && one.find("succeeded") != std::string::npos)
+        ++n;
+    }
+    return n;
+  };
+  REQUIRE(wait_until([&] { return scheduled_runs() >= 2; }, std::chrono::seconds{90}));
+  fabrik.signal(SIGTERM);
+  REQUIRE(fabrik.wait() == 0);
+  INFO(out);
+  CHECK(out.find("failed") == std::string::npos);
 }
