@@ -597,8 +597,8 @@ caf::behavior workflow(workflow_pointer self, workflow_params p, actor_status st
     [=](const record_batch& batch) -> caf::result<uint64_t> {
       auto& s = self->state;
       s.st.in += batch.records.size();
-      if (s.st.state == "failed" && !s.serving)
-        return caf::make_error(caf::sec::runtime_error, s.st.last_error);
+      // Even a workflow that cannot serve (see its status) takes the batch, counting it as
+      // unserved: refusing it would stall the source, and with it the storage beside us.
       auto rp = self->make_response_promise<uint64_t>();
       serve(self, batch, rp);
       return rp;

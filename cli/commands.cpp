@@ -9,6 +9,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <optional>
@@ -25,6 +26,45 @@ bool wants_help(const args& a) {
     if (x == "-h" || x == "--help")
       return true;
   return false;
+}
+
+std::optional<std::string> command_line::option(std::string_view name) const {
+  if (auto it = options.find(name); it != options.end())
+    return it->second;
+  return std::nullopt;
+}
+
+std::optional<command_line> parse_command_line(const args& a, const std::string& cmd,
+                                               const std::vector<std::string_view>& valued,
+                                               const std::vector<std::string_view>& flags) {
+  auto see = "; see fabrik " + cmd + " --help";
+  auto in = [](auto& list, std::string_view x) {
+    return std::find(list.begin(), list.end(), x) != list.end();
+  };
+  command_line out;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const auto& x = a[i];
+    if (x.size() < 2 || x[0] != '-') {
+      out.positionals.push_back(x);
+      continue;
+    }
+    auto eq = x.find('=');
+    auto name = x.substr(0, eq);
+    if (in(flags, x)) {
+      out.flags.insert(x);
+    } else if (!in(valued, name)) {
+      fail(1, "unknown option " + x + see);
+      return std::nullopt;
+    } else if (eq != std::string::npos) {
+      out.options[name] = x.substr(eq + 1);
+    } else if (i + 1 < a.size()) {
+      out.options[name] = a[++i];
+    } else {
+      fail(1, name + " needs a value" + see);
+      return std::nullopt;
+    }
+  }
+  return out;
 }
 
 namespace {
@@ -88,46 +128,30 @@ int run(const args& a) {
       "  --log-level L             trace, debug, info (default), warn, error");
     return 0;
   }
-  std::optional<std::string> file, data_dir;
+  auto c = parse_command_line(a, "run", {"--data-dir", "--status-interval", "--log-level"});
+  if (!c)
+    return 1;
+  if (c->positionals.size() != 1)
+    return fail(1, c->positionals.empty() ? "run needs a flow file; see fabrik run --help"
+                                          : "run takes one flow file; see fabrik run --help");
   run_options opts;
-  for (size_t i = 0; i < a.size(); ++i) {
-    auto value = [&](const char* name) -> std::optional<std::string> {
-      if (i + 1 >= a.size())
-        return std::nullopt;
-      (void)name;
-      return a[++i];
-    };
-    if (a[i] == "--data-dir") {
-      data_dir = value("--data-dir");
-      if (!data_dir)
-        return fail(1, "--data-dir needs a directory");
-    } else if (a[i] == "--status-interval") {
-      auto v = value("--status-interval");
-      auto d = v ? parse_duration(*v) : expected<int64_t>{make_error(ec::invalid_argument,
-                                                                     "missing value")};
-      if (!d)
-        return fail(1, "--status-interval: " + d.err().message);
-      opts.status_interval = *d;
-    } else if (a[i] == "--log-level") {
-      auto v = value("--log-level");
-      auto level = v ? spdlog::level::from_str(*v) : spdlog::level::off;
-      if (!v || (level == spdlog::level::off && *v != "off"))
-        return fail(1, "--log-level takes trace, debug, info, warn or error");
-      spdlog::set_level(level);
-    } else if (!a[i].empty() && a[i][0] == '-') {
-      return fail(1, "unknown option " + a[i] + "; see fabrik run --help");
-    } else if (!file) {
-      file = a[i];
-    } else {
-      return fail(1, "run takes one flow file; see fabrik run --help");
-    }
+  if (auto v = c->option("--status-interval")) {
+    auto d = parse_duration(*v);
+    if (!d)
+      return fail(1, "--status-interval: " + d.err().message);
+    opts.status_interval = *d;
   }
-  if (!file)
-    return fail(1, "run needs a flow file; see fabrik run --help");
-  auto f = load(*file, true);
+  if (auto v = c->option("--log-level")) {
+    auto level = spdlog::level::from_str(*v);
+    if (level == spdlog::level::off && *v != "off")
+      return fail(1, "--log-level takes trace, debug, info, warn or error");
+    spdlog::set_level(level);
+  }
+  auto file = c->positionals.front();
+  auto f = load(file, true);
   if (!f)
-    return fail(1, "flow " + *file + " has errors; nothing started");
-  opts.data_dir = data_dir_of(*file, data_dir);
+    return fail(1, "flow " + file + " has errors; nothing started");
+  opts.data_dir = data_dir_of(file, c->option("--data-dir"));
   return run_flow(*f, opts);
 }
 

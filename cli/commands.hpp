@@ -3,6 +3,9 @@
 // subcommand name) and returns the process exit code: 0 ok, 1 user error, 2 internal error.
 
 #include <filesystem>
+#include <map>
+#include <set>
+#include <string_view>
 #include <optional>
 #include <string>
 #include <vector>
@@ -33,5 +36,23 @@ int fail(int code, const std::string& reason);
 
 /// True when `a` holds -h or --help.
 bool wants_help(const args& a);
+
+/// A subcommand's arguments: options that take a value (`--opt V`, `--opt=V`; V is taken
+/// as it is, even when it starts with '-'), flags, and the positionals in order.
+struct command_line {
+  std::map<std::string, std::string, std::less<>> options;
+  std::set<std::string, std::less<>> flags;
+  std::vector<std::string> positionals;
+
+  std::optional<std::string> option(std::string_view name) const;
+  bool flag(std::string_view name) const { return flags.contains(name); }
+};
+
+/// Parses the arguments of command `cmd` ("store"), which takes the options `valued` and
+/// the flags `flags`. nullopt after printing why not ("unknown option --x; see fabrik
+/// store --help", "--limit needs a value; ...").
+std::optional<command_line> parse_command_line(const args& a, const std::string& cmd,
+                                               const std::vector<std::string_view>& valued,
+                                               const std::vector<std::string_view>& flags = {});
 
 } // namespace fabrik::cli

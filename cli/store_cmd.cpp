@@ -147,38 +147,18 @@ int store(const args& a) {
     std::puts(store_usage);
     return 0;
   }
-  std::optional<std::string> path, stream, from_text, to_text, limit_text;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const auto& x = a[i];
-    auto option = [&](const char* name, std::optional<std::string>& out) {
-      std::string flag = name;
-      if (x == flag) {
-        if (i + 1 >= a.size())
-          return false;
-        out = a[++i]; // taken as is: relative times start with '-'
-        return true;
-      }
-      out = x.substr(flag.size() + 1); // --name=value
-      return true;
-    };
-    bool ok = true;
-    if (x == "--from" || x.starts_with("--from="))
-      ok = option("--from", from_text);
-    else if (x == "--to" || x.starts_with("--to="))
-      ok = option("--to", to_text);
-    else if (x == "--limit" || x.starts_with("--limit="))
-      ok = option("--limit", limit_text);
-    else if (x.size() > 1 && x[0] == '-')
-      return fail(1, "unknown option " + x + "; see fabrik store --help");
-    else if (!path)
-      path = x;
-    else if (!stream)
-      stream = x;
-    else
-      return fail(1, "store takes a path and at most one stream; see fabrik store --help");
-    if (!ok)
-      return fail(1, x + " needs a value; see fabrik store --help");
-  }
+  auto c = parse_command_line(a, "store", {"--from", "--to", "--limit"});
+  if (!c)
+    return 1;
+  if (c->positionals.size() > 2)
+    return fail(1, "store takes a path and at most one stream; see fabrik store --help");
+  std::optional<std::string> path, stream;
+  if (c->positionals.size() > 0)
+    path = c->positionals[0];
+  if (c->positionals.size() > 1)
+    stream = c->positionals[1];
+  auto from_text = c->option("--from"), to_text = c->option("--to"),
+       limit_text = c->option("--limit");
   if (!path)
     return fail(1, "store needs the path of a storage directory; see fabrik store --help");
   if (!stream && (from_text || to_text || limit_text))

@@ -73,41 +73,15 @@ int train(const args& a) {
     std::puts(train_usage);
     return 0;
   }
-  std::optional<std::string> flow_file, actor, data_dir, timeout_text;
-  bool wait = true;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const auto& x = a[i];
-    auto option = [&](const char* name, std::optional<std::string>& out) {
-      std::string flag = name;
-      if (x == flag) {
-        if (i + 1 >= a.size())
-          return false;
-        out = a[++i];
-        return true;
-      }
-      out = x.substr(flag.size() + 1); // --name=value
-      return true;
-    };
-    bool ok = true;
-    if (x == "--data-dir" || x.starts_with("--data-dir="))
-      ok = option("--data-dir", data_dir);
-    else if (x == "--timeout" || x.starts_with("--timeout="))
-      ok = option("--timeout", timeout_text);
-    else if (x == "--no-wait")
-      wait = false;
-    else if (x.size() > 1 && x[0] == '-')
-      return fail(1, "unknown option " + x + "; see fabrik train --help");
-    else if (!flow_file)
-      flow_file = x;
-    else if (!actor)
-      actor = x;
-    else
-      return fail(1, "train takes a flow file and one actor; see fabrik train --help");
-    if (!ok)
-      return fail(1, x + " needs a value; see fabrik train --help");
-  }
-  if (!flow_file || !actor)
-    return fail(1, "train needs a flow file and an actor; see fabrik train --help");
+  auto c = parse_command_line(a, "train", {"--data-dir", "--timeout"}, {"--no-wait"});
+  if (!c)
+    return 1;
+  if (c->positionals.size() != 2)
+    return fail(1, "train needs a flow file and one actor; see fabrik train --help");
+  auto& flow_file = c->positionals[0];
+  auto& actor = c->positionals[1];
+  auto timeout_text = c->option("--timeout");
+  bool wait = !c->flag("--no-wait");
   int64_t timeout_ns = 30LL * 60 * 1'000'000'000;
   if (timeout_text) {
     auto d = parse_duration(*timeout_text);
@@ -118,8 +92,8 @@ int train(const args& a) {
     timeout_ns = *d;
   }
 
-  auto socket = data_dir_of(*flow_file, data_dir) / "control.sock";
-  auto started = ask(socket, json{{"op", "train"}, {"actor", *actor}});
+  auto socket = data_dir_of(flow_file, c->option("--data-dir")) / "control.sock";
+  auto started = ask(socket, json{{"op", "train"}, {"actor", actor}});
   if (!started)
     return fail(code_of(started.err()), started.err().message);
   auto id = started->find("run");

@@ -68,50 +68,34 @@ int code_of(const error& e) {
            : 1;
 }
 
-/// FLOW, the options that take a value, and the other positionals of one command.
-struct command_line {
+/// The arguments of `workflows` and `runs`: an optional FLOW (the first positional
+/// ending in .yaml or .yml), --data-dir and the command's options, other positionals.
+struct registry_args : command_line {
   std::optional<std::string> flow;
-  std::map<std::string, std::string> options;
-  std::vector<std::string> positionals;
 };
 
-/// Parses `a` for command `cmd`, which accepts --data-dir and `extra` options (each takes
-/// a value, as `--opt V` or `--opt=V`); nullopt after printing why not.
-std::optional<command_line> parse(const args& a, const std::string& cmd,
-                                  std::initializer_list<std::string_view> extra) {
-  auto see = "; see fabrik " + cmd + " --help";
-  command_line out;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const auto& x = a[i];
-    if (x.size() > 1 && x[0] == '-') {
-      auto eq = x.find('=');
-      auto name = x.substr(0, eq);
-      bool known = name == "--data-dir"
-                   || std::find(extra.begin(), extra.end(), name) != extra.end();
-      if (!known) {
-        fail(1, "unknown option " + x + see);
-        return std::nullopt;
-      }
-      if (eq == std::string::npos && i + 1 >= a.size()) {
-        fail(1, name + " needs a value" + see);
-        return std::nullopt;
-      }
-      out.options[name] = eq == std::string::npos ? a[++i] : x.substr(eq + 1);
-    } else if (!out.flow && (x.ends_with(".yaml") || x.ends_with(".yml"))) {
-      out.flow = x;
-    } else {
-      out.positionals.push_back(x);
-    }
+std::optional<registry_args> parse(const args& a, const std::string& cmd,
+                                   std::vector<std::string_view> valued) {
+  valued.push_back("--data-dir");
+  auto c = parse_command_line(a, cmd, valued);
+  if (!c)
+    return std::nullopt;
+  registry_args out;
+  auto& ps = c->positionals;
+  auto flow = std::find_if(ps.begin(), ps.end(),
+                           [](auto& x) { return x.ends_with(".yaml") || x.ends_with(".yml"); });
+  if (flow != ps.end()) {
+    out.flow = *flow;
+    ps.erase(flow);
   }
+  static_cast<command_line&>(out) = std::move(*c);
   return out;
 }
 
 /// Opens the registry of the data directory `c` names, read-only, and runs `fn` on it.
-int with_registry(const command_line& c, const std::function<int(const registry&)>& fn) {
-  std::optional<std::string> data_dir;
-  if (auto it = c.options.find("--data-dir"); it != c.options.end())
-    data_dir = it->second;
-  auto dir = c.flow || data_dir ? data_dir_of(c.flow.value_or(""), data_dir)
+int with_registry(const registry_args& r, const std::function<int(const registry&)>& fn) {
+  auto data_dir = r.option("--data-dir");
+  auto dir = r.flow || data_dir ? data_dir_of(r.flow.value_or(""), data_dir)
                                  : std::filesystem::absolute("data");
   std::error_code err;
   if (!std::filesystem::exists(dir / "registry" / "data.mdb", err))
@@ -259,16 +243,14 @@ int runs(const args& a) {
       return fail(1, "a run id is a number such as 12, not '" + c->positionals[0] + "'");
   }
   size_t limit = 100;
-  if (auto it = c->options.find("--limit"); it != c->options.end()) {
-    auto n = parse_number(it->second);
+  if (auto text = c->option("--limit")) {
+    auto n = parse_number(*text);
     if (!n || *n == 0)
-      return fail(1, "--limit takes a positive number of runs, not '" + it->second + "'");
+      return fail(1, "--limit takes a positive number of runs, not '" + *text + "'");
     limit = static_cast<size_t>(*n);
   }
-  std::string actor;
-  if (auto it = c->options.find("--actor"); it != c->options.end())
-    actor = it->second;
-  if (id && (c->options.contains("--actor") || c->options.contains("--limit")))
+  auto actor = c->option("--actor").value_or("");
+  if (id && (c->option("--actor") || c->option("--limit")))
     return fail(1, "--actor and --limit list runs; they do not go with a run id");
   return with_registry(*c, [&](const registry& reg) {
     if (id) {
