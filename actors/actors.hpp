@@ -5,6 +5,7 @@
 
 #include "actors/record.hpp"
 #include "actors/status.hpp"
+#include "actors/store.hpp"
 
 #include <caf/fwd.hpp>
 #include <caf/atom.hpp>
@@ -14,6 +15,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace fabrik {
 
@@ -30,6 +32,12 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, scan_request& x) {
   return f(caf::meta::type_name("fabrik::scan_request"), x.stream, x.from, x.to, x.limit,
            x.newest_first);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, stream_info& x) {
+  return f(caf::meta::type_name("fabrik::stream_info"), x.name, x.count, x.first, x.last,
+           x.bytes);
 }
 
 // Records cross nodes in their own versioned encoding (docs/records.md), so the wire
@@ -61,6 +69,8 @@ using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using connect_atom = caf::atom_constant<caf::atom("connect")>;
 /// To a workflow actor: start a training run now (trigger: manual, ...); replies the run id.
 using train_atom = caf::atom_constant<caf::atom("train")>;
+/// To a storage: which streams it holds.
+using streams_atom = caf::atom_constant<caf::atom("streams")>;
 
 // -- interfaces ---------------------------------------------------------------
 
@@ -75,7 +85,8 @@ using consumer_actor = status_client::extend<caf::replies_to<record_batch>::with
 
 /// A storage is a consumer that also answers range queries.
 using storage_actor =
-  consumer_actor::extend<caf::replies_to<query_atom, scan_request>::with<record_batch>>;
+  consumer_actor::extend<caf::replies_to<query_atom, scan_request>::with<record_batch>,
+                         caf::replies_to<streams_atom>::with<std::vector<stream_info>>>;
 
 /// A source emits batches to its downstream consumers. `stop` asks it to stop taking input
 /// and reply once everything it took is acknowledged downstream (a clean shutdown).
@@ -87,4 +98,6 @@ CAF_BEGIN_TYPE_ID_BLOCK(fabrik, caf::first_custom_type_id)
 CAF_ADD_TYPE_ID(fabrik, (fabrik::record_batch))
 CAF_ADD_TYPE_ID(fabrik, (fabrik::actor_status))
 CAF_ADD_TYPE_ID(fabrik, (fabrik::scan_request))
+CAF_ADD_TYPE_ID(fabrik, (fabrik::stream_info))
+CAF_ADD_TYPE_ID(fabrik, (std::vector<fabrik::stream_info>))
 CAF_END_TYPE_ID_BLOCK(fabrik)

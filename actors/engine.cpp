@@ -4,6 +4,8 @@
 #include "actors/control.hpp"
 #include "actors/engine_api.hpp"
 #include "actors/graph.hpp"
+#include "actors/http.hpp"
+#include "actors/telemetry.hpp"
 #include "actors/workflow_hub.hpp"
 #include "runtime/registry.hpp"
 
@@ -81,6 +83,51 @@ void stop(caf::actor_system& sys, const std::vector<running_actor>& actors,
     self->send_exit(a.handle, caf::exit_reason::user_shutdown);
 }
 
+/// The web UI and API, when the flow or --http asks for it; the engine runs on without
+/// it when the address is taken (the log says so).
+std::unique_ptr<http_server> start_http(const flow& f, const run_options& opts, engine_api& api,
+                                        std::shared_ptr<telemetry> tel) {
+  auto& c = f.sections.at("http").at("");
+  auto listen = opts.http.value_or(c.str("listen"));
+  if (listen == "off")
+    return nullptr;
+  auto addr = parse_listen(listen);
+  if (!addr) {
+    spdlog::error("http: {}; no web UI", addr.err().message);
+    return nullptr;
+  }
+  http_options o;
+  o.host = addr->first;
+  o.port = addr->second;
+  o.public_status = c.boolean("public_status");
+  o.max_upload = static_cast<uint64_t>(c.integer("max_upload"));
+  o.static_dir = default_static_dir();
+  bool made = false;
+  if (c.has("token")) {
+    o.token = c.str("token");
+  } else if (auto t = data_dir_token(opts.data_dir, made)) {
+    o.token = *t;
+  } else {
+    spdlog::error("http: {}; no web UI", t.err().message);
+    return nullptr;
+  }
+  auto token = o.token;
+  auto server = http_server::start(std::move(o), api, std::move(tel));
+  if (!server) {
+    spdlog::error("http: {}; the flow runs without its web UI", server.err().message);
+    return nullptr;
+  }
+  auto url = "http://" + addr->first + ":" + std::to_string((*server)->port()) + "/";
+  if (made) // shown this once; afterwards it is in the file
+    spdlog::info("http: web UI on {} (new access token, kept in {}): open {}#token={}", url,
+                 (opts.data_dir / "http-token").string(), url, token);
+  else
+    spdlog::info("http: web UI on {} (access token: {})", url,
+                 c.has("token") ? "the flow's http.token"
+                                : "in " + (opts.data_dir / "http-token").string());
+  return std::move(*server);
+}
+
 } // namespace
 
 int run_flow(const flow& f, const run_options& opts) {
@@ -105,7 +152,8 @@ int run_flow(const flow& f, const run_options& opts) {
     return 2;
   }
   auto reg = std::make_shared<registry>(std::move(*opened));
-  auto actors = spawn_graph(sys, f, opts.data_dir, reg);
+  auto tel = std::make_shared<telemetry>();
+  auto actors = spawn_graph(sys, f, opts.data_dir, reg, tel);
   if (!actors) {
     spdlog::error("cannot start flow {}: {}", f.name, actors.err().message);
     return 2;
@@ -128,14 +176,15 @@ int run_flow(const flow& f, const run_options& opts) {
     else
       hub = std::move(*started);
   }
-  api_context api{sys, *actors, reg, hub.get()};
+  engine_api api{sys, f, *actors, reg, hub.get(), tel};
   auto control = control_server::start(opts.data_dir / "control.sock",
                                        [&api](const nlohmann::json& req) {
-                                         return handle_request(api, req);
+                                         return api.handle(req);
                                        });
   if (!control)
     spdlog::warn("no control socket ({}): fabrik train cannot reach this engine",
                  control.err().message);
+  auto web = start_http(f, opts, api, tel);
   spdlog::info("flow {} running: {} actors, data in {}", f.name, actors->size(),
                opts.data_dir.string());
   auto interval = opts.status_interval > 0 ? opts.status_interval : 3'600'000'000'000;
@@ -158,6 +207,7 @@ int run_flow(const flow& f, const run_options& opts) {
     spdlog::warn("second signal: exiting without waiting for the actors");
     std::_Exit(130);
   }}.detach();
+  web.reset();
   if (control)
     control->reset();
   stop(sys, *actors, hub.get());

@@ -6,12 +6,15 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
+#include <string>
 
 namespace fabrik {
 
 struct run_options {
   std::filesystem::path data_dir;     ///< the one state directory
   int64_t status_interval = 10'000'000'000; ///< ns between status lines in the log; 0 = off
+  std::optional<std::string> http; ///< --http HOST:PORT or off; else the flow's http.listen
 };
 
 /// Runs `f` until SIGINT or SIGTERM, then stops sources, lets in-flight batches finish

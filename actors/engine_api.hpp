@@ -1,32 +1,74 @@
 #pragma once
-// The requests a running engine answers: from `fabrik train` through the control socket
-// today, from the web API later. One handler per operation, JSON in and out.
+// What a running engine answers, once for every way in: the control socket (`fabrik
+// train`) and the web API (actors/http.cpp) call these same handlers. JSON in and out;
+// docs/api.md describes every answer.
 
 #include "actors/graph.hpp"
 
 #include <nlohmann/json.hpp>
 
+#include <cstdint>
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 namespace fabrik {
 
 class registry;
+class telemetry;
 class workflow_hub;
 
-struct api_context {
-  caf::actor_system& sys;
-  const std::vector<running_actor>& actors;
-  std::shared_ptr<registry> reg;
-  workflow_hub* hub = nullptr; ///< null when the flow has no workflow actor
+/// An answer: an HTTP-style status and a JSON body ({"error": "..."} unless 2xx).
+struct api_reply {
+  int status = 200;
+  nlohmann::json body;
+  static api_reply error(int status, std::string message);
 };
 
-/// {"op": "train", "actor": A} -> {"run": ID}: starts a training run in workflow actor A.
-/// {"op": "run", "id": ID} -> {"run": the run as registry's to_json makes it}.
-/// {"op": "runs", "actor"?: A, "limit"?: N} -> {"runs": [...]}, newest first.
-/// {"op": "versions", "name"?: NAME} -> {"versions": [...]}.
-/// {"op": "status"} -> {"actors": [{name, kind, state, in, out, errors, last_error, ...}]}.
-/// Anything else, or a failure: {"error": "what went wrong"}.
-nlohmann::json handle_request(api_context& ctx, const nlohmann::json& request);
+class engine_api {
+public:
+  engine_api(caf::actor_system& sys, const flow& f, const std::vector<running_actor>& actors,
+             std::shared_ptr<registry> reg, workflow_hub* hub, std::shared_ptr<telemetry> tel);
+
+  /// The flow as a graph: name, actors (kind, role, settings with secrets masked), wires.
+  api_reply flow_graph() const;
+  /// Every actor's status (plus the watched directory's), or one actor's.
+  api_reply actors() const;
+  api_reply actor(const std::string& name) const;
+  /// Streams every storage holds, and the ones seen live (stored or predicted).
+  api_reply streams() const;
+  /// Records of a stream: from a storage in a time range (newest `limit`, oldest first),
+  /// or, without a storage, the newest seen live.
+  api_reply records(const std::string& stream, const std::string& storage, int64_t from,
+                    int64_t to, uint64_t limit) const;
+  /// Stored package versions and what each workflow actor serves.
+  api_reply workflows() const;
+  /// Stores and deploys an uploaded zip.
+  api_reply upload(std::string_view zip, const std::string& source);
+  /// Starts a run in workflow actor `actor` with an optional data selection (JSON object).
+  api_reply train(const std::string& actor, const nlohmann::json& selection);
+  api_reply run(uint64_t id) const;
+  api_reply runs(const std::string& actor, size_t limit) const;
+  /// Recent predictions (newest first) and class counts, of one workflow actor or all.
+  api_reply predictions(const std::string& actor, size_t limit) const;
+  /// Prometheus text exposition.
+  std::string metrics() const;
+
+  /// The control socket's requests: {"op": "train" | "run" | "runs" | "versions" |
+  /// "status", ...}; the reply body, with {"error": ...} for anything but 2xx.
+  nlohmann::json handle(const nlohmann::json& request);
+
+private:
+  const running_actor* find(const std::string& name) const;
+  std::vector<actor_status> statuses() const;
+
+  caf::actor_system& sys_;
+  const flow& flow_;
+  const std::vector<running_actor>& actors_;
+  std::shared_ptr<registry> reg_;
+  workflow_hub* hub_;
+  std::shared_ptr<telemetry> tel_;
+};
 
 } // namespace fabrik

@@ -16,7 +16,8 @@ std::string spawn_context::client_id() const {
 
 expected<std::vector<running_actor>> spawn_graph(caf::actor_system& sys, const flow& f,
                                                  const std::filesystem::path& data_dir,
-                                                 std::shared_ptr<registry> workflows) {
+                                                 std::shared_ptr<registry> workflows,
+                                                 std::shared_ptr<telemetry> telemetry) {
   std::map<std::string, caf::actor, std::less<>> spawned;
   std::vector<running_actor> result;
   // Depth-first from every actor: an actor is spawned once all its consumers are.
@@ -27,7 +28,7 @@ expected<std::vector<running_actor>> spawn_graph(caf::actor_system& sys, const f
     spawn_context ctx{sys, f, decl, data_dir, {}, "local", [&](std::string_view name) {
                         auto it = spawned.find(name);
                         return it == spawned.end() ? caf::actor{} : it->second;
-                      }, workflows};
+                      }, workflows, telemetry};
     for (auto& name : f.downstream(decl.name)) {
       auto* next = f.find(name);
       if (!next)

@@ -15,7 +15,8 @@
 
 namespace fabrik {
 
-class registry; // runtime/registry.hpp
+class registry;  // runtime/registry.hpp
+class telemetry; // actors/telemetry.hpp
 
 /// What a kind's spawn function gets.
 struct spawn_context {
@@ -30,6 +31,8 @@ struct spawn_context {
   std::function<caf::actor(std::string_view)> lookup;
   /// Workflow packages, models and runs of this data directory (DATA_DIR/registry).
   std::shared_ptr<registry> workflows;
+  /// Recent values and prediction statistics for the web UI and /metrics (may be null).
+  std::shared_ptr<class telemetry> live;
 
   /// DATA_DIR/SUBDIR/ACTOR: where this actor keeps its state.
   std::filesystem::path state_dir(std::string_view subdir) const;
@@ -47,6 +50,7 @@ struct running_actor {
 /// gets live downstream handles. Flows are acyclic (the loader checks).
 expected<std::vector<running_actor>> spawn_graph(caf::actor_system& sys, const flow& f,
                                                  const std::filesystem::path& data_dir,
-                                                 std::shared_ptr<registry> workflows);
+                                                 std::shared_ptr<registry> workflows,
+                                                 std::shared_ptr<telemetry> telemetry = {});
 
 } // namespace fabrik

@@ -502,4 +502,82 @@ const std::filesystem::path& env::dir() const {
   return s_->dir;
 }
 
+// -- layout -------------------------------------------------------------------------
+
+error layout::refuse(const std::string& why) const {
+  return make_error(refusal, dir.string() + " is not a " + std::string{not_a} + ": " + why);
+}
+
+expected<void> open_layout(env& e, const layout& l,
+                           const std::function<expected<void>(txn&)>& then) {
+  auto names = e.db_names();
+  if (!names)
+    return names.err();
+  bool has_meta = std::find(names->begin(), names->end(), l.meta) != names->end();
+  if (!has_meta && e.read_only())
+    return l.refuse("it has no meta database");
+  if (!has_meta || l.always_refuse_foreign)
+    for (auto& n : *names)
+      if (std::none_of(l.dbs.begin(), l.dbs.end(), [&](auto& db) { return n == db.name; }))
+        return l.refuse("it holds a database named '" + n + "'");
+  std::optional<MDB_dbi> meta;
+  for (auto& db : l.dbs) {
+    if (!db.handle)
+      continue;
+    auto h = e.db(std::string{db.name}, !e.read_only());
+    if (!h)
+      return h.err().code == ec::not_found ? l.refuse(h.err().message) : h.err();
+    *db.handle = *h;
+    if (db.name == l.meta)
+      meta = *h;
+  }
+  if (!meta)
+    return make_error(ec::internal, "the layout of " + l.dir.string()
+                                      + " opens no meta database");
+  auto check = [&](txn& t) -> expected<void> {
+    auto v = t.get(*meta, l.version_key);
+    if (!v)
+      return v.err();
+    if (!*v) {
+      if (!t.writable())
+        return l.refuse("its meta database has no layout version");
+      std::string stored;
+      if (l.stored_as == layout::encoding::u32_le)
+        for (size_t i = 0; i < 4; ++i)
+          stored.push_back(static_cast<char>((l.version >> (8 * i)) & 0xff));
+      else
+        stored = be64_key(l.version);
+      if (auto ok = t.put(*meta, l.version_key, stored); !ok)
+        return ok.err();
+    } else {
+      std::optional<uint64_t> found;
+      if (l.stored_as == layout::encoding::u32_le) {
+        if ((*v)->size() != 4)
+          return l.refuse("its layout version is not a 4-byte number");
+        uint32_t x = 0;
+        for (size_t i = 0; i < 4; ++i)
+          x |= static_cast<uint32_t>(static_cast<unsigned char>((**v)[i])) << (8 * i);
+        found = x;
+      } else {
+        found = parse_be64_key(**v);
+      }
+      if (found != l.version)
+        return make_error(ec::version_mismatch,
+                          std::string{l.kind} + " " + l.dir.string() + " has layout version "
+                            + (found ? std::to_string(*found) : std::string{"(unreadable)"})
+                            + "; this fabrik reads version " + std::to_string(l.version));
+    }
+    if (then)
+      return then(t);
+    return {};
+  };
+  if (e.read_only()) {
+    auto t = e.read();
+    if (!t)
+      return t.err();
+    return check(*t);
+  }
+  return e.write(check);
+}
+
 } // namespace fabrik::lmdb

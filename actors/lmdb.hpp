@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -198,5 +199,45 @@ private:
   std::shared_ptr<env_state> s_;
   bool read_only_ = false;
 };
+
+/// One kind of LMDB directory (a store, a spool, a registry): its databases, where it keeps
+/// its layout version, and how its refusals read. For open_layout.
+struct layout {
+  /// How the version is stored: 4 bytes little-endian, or a be64_key.
+  enum class encoding { u32_le, be64 };
+  struct db {
+    std::string_view name;
+    MDB_dbi* handle = nullptr; ///< opened by open_layout when set, else by the caller
+  };
+
+  std::filesystem::path dir; ///< as the caller named it: messages show it so
+  std::string_view kind;     ///< "store": "store DIR has layout version 2; this fabrik..."
+  std::string_view not_a;    ///< "fabrik store": "DIR is not a fabrik store: WHY"
+  ec refusal = ec::not_found;
+  /// Every database of the layout; a directory holding another one is refused.
+  std::vector<db> dbs;
+  std::string_view meta;        ///< the database (of `dbs`, with a handle) holding the version
+  std::string_view version_key; ///< its key there
+  uint64_t version = 0;
+  encoding stored_as = encoding::be64;
+  /// Look for foreign databases even when `meta` exists; otherwise a directory holding
+  /// `meta` is taken for one of ours.
+  bool always_refuse_foreign = false;
+
+  /// "DIR is not a NOT_A: WHY", with code `refusal`.
+  error refuse(const std::string& why) const;
+};
+
+/// Opens `l` in `e`, refusing what is not one:
+/// - a directory without `l.meta` that is read-only, or holds a database not in `l.dbs`
+///   (see always_refuse_foreign): nothing is written into another kind of environment;
+/// - opens the databases of `l.dbs` that have a handle, in order, created unless `e` is
+///   read-only; a missing one is refused;
+/// - in one transaction (a write one unless `e` is read-only): writes `l.version` when
+///   there is none (refused when read-only), refuses another version with
+///   ec::version_mismatch naming both, then runs `then` when set.
+/// Call it while the calling thread holds no transaction.
+expected<void> open_layout(env& e, const layout& l,
+                           const std::function<expected<void>(txn&)>& then = {});
 
 } // namespace fabrik::lmdb

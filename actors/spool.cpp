@@ -51,43 +51,22 @@ expected<spool> spool::open(const std::filesystem::path& dir, durability mode,
   auto env = lmdb::env::open(eo);
   if (!env)
     return env.err();
-  // Never write spool tables into another LMDB environment (a record store, say).
-  auto names = env->db_names();
-  if (!names)
-    return names.err();
-  for (auto& n : *names)
-    if (n != entries_db && n != state_db && n != meta_db)
-      return make_error(ec::invalid_argument, dir.string() + " is not a spool: it holds a "
-                                                "database named '" + n + "'");
   auto d = std::make_unique<impl>();
   d->env = std::move(*env);
-  for (auto [name, dbi] : {std::pair{entries_db, &d->entries}, std::pair{state_db, &d->state},
-                           std::pair{meta_db, &d->meta}}) {
-    auto h = d->env.db(name, true);
-    if (!h)
-      return h.err();
-    *dbi = *h;
-  }
-  auto checked = d->env.write([&](lmdb::txn& t) -> expected<void> {
-    auto v = t.get(d->state, version_key);
-    if (!v)
-      return v.err();
-    if (!*v) {
-      if (auto ok = t.put(d->state, version_key, lmdb::be64_key(spool_layout_version)); !ok)
-        return ok.err();
-      return {};
-    }
-    auto found = lmdb::parse_be64_key(**v);
-    if (found != spool_layout_version)
-      return make_error(ec::version_mismatch,
-                        "spool " + dir.string() + " has layout version "
-                          + (found ? std::to_string(*found) : std::string{"(unreadable)"})
-                          + "; this fabrik reads version "
-                          + std::to_string(spool_layout_version));
-    return {};
-  });
-  if (!checked)
-    return checked.err();
+  lmdb::layout layout;
+  layout.dir = dir;
+  layout.kind = "spool";
+  layout.not_a = "spool";
+  layout.refusal = ec::invalid_argument;
+  // Never write spool tables into another LMDB environment (a record store, say).
+  layout.dbs = {{entries_db, &d->entries}, {state_db, &d->state}, {meta_db, &d->meta}};
+  layout.always_refuse_foreign = true;
+  layout.meta = state_db;
+  layout.version_key = version_key;
+  layout.version = spool_layout_version;
+  layout.stored_as = lmdb::layout::encoding::be64;
+  if (auto ok = lmdb::open_layout(d->env, layout); !ok)
+    return ok.err();
   return spool{std::move(d)};
 }
 

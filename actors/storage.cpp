@@ -7,6 +7,7 @@
 #include "actors/kind.hpp"
 #include "actors/log.hpp"
 #include "actors/store.hpp"
+#include "actors/telemetry.hpp"
 #include "actors/time.hpp"
 
 #include <caf/all.hpp>
@@ -54,12 +55,15 @@ struct storage_state {
   uint64_t rejected = 0;
   int64_t retention_interval = 0;
   log_limiter limiter;
+  std::shared_ptr<telemetry> live; ///< recent values for the web UI; may be null
 };
 
 caf::behavior storage(caf::stateful_actor<storage_state>* self, store_options opts,
-                      actor_status st, int64_t retention_interval) {
+                      actor_status st, int64_t retention_interval,
+                      std::shared_ptr<telemetry> live) {
   auto& s = self->state;
   s.st = std::move(st);
+  s.live = std::move(live);
   s.retention_interval = retention_interval;
   auto db = store::open(opts);
   if (!db) {
@@ -92,6 +96,8 @@ caf::behavior storage(caf::stateful_actor<storage_state>* self, store_options op
       }
       s.st.state = "running";
       s.st.out += r->stored;
+      if (s.live)
+        s.live->add(batch.records, s.st.name);
       s.duplicates += r->duplicates;
       if (r->rejected > 0) {
         s.rejected += r->rejected;
@@ -114,13 +120,24 @@ caf::behavior storage(caf::stateful_actor<storage_state>* self, store_options op
         return caf::make_error(caf::sec::runtime_error, r.err().what());
       return out;
     },
+    [=](streams_atom) -> caf::result<std::vector<stream_info>> {
+      auto& s = self->state;
+      if (!s.db)
+        return caf::make_error(caf::sec::runtime_error, s.st.last_error);
+      auto list = s.db->streams();
+      if (!list)
+        return caf::make_error(caf::sec::runtime_error, list.err().what());
+      return std::move(*list);
+    },
     [=](status_atom) -> actor_status {
       auto& s = self->state;
       auto st = s.st;
       st.details["duplicates"] = std::to_string(s.duplicates);
       st.details["rejected"] = std::to_string(s.rejected);
-      if (s.db)
+      if (s.db) {
         st.details["file_size"] = format_size(static_cast<int64_t>(s.db->file_size()));
+        st.details["file_bytes"] = std::to_string(s.db->file_size()); // for /metrics
+      }
       return st;
     },
     [=](tick_atom) {
@@ -159,7 +176,7 @@ caf::actor spawn_storage(spawn_context& ctx) {
   st.kind = "storage";
   // Detached: LMDB commits block, and must not stall the scheduler's few threads.
   return ctx.sys.spawn<caf::detached>(storage, std::move(opts), std::move(st),
-                                      c.integer("retention_interval"));
+                                      c.integer("retention_interval"), ctx.live);
 }
 
 const kind storage_kind{

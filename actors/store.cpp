@@ -22,13 +22,6 @@ constexpr const char* layout_key = "layout_version";
 /// Deletes per retention transaction: bounded, so a put never waits long behind retention.
 constexpr size_t retention_chunk = 10000;
 
-std::string encode_u32(uint32_t x) {
-  std::string out(4, '\0');
-  for (size_t i = 0; i < 4; ++i)
-    out[i] = static_cast<char>((x >> (8 * i)) & 0xff);
-  return out;
-}
-
 void put_le64(std::string& out, uint64_t x) {
   for (int i = 0; i < 8; ++i)
     out.push_back(static_cast<char>((x >> (8 * i)) & 0xff));
@@ -305,60 +298,22 @@ expected<store> store::open(const store_options& opts) {
     return env.err();
   d->env = std::move(*env);
   d->max_stream = std::min(max_stream_size, d->env.max_key_size() - 17);
-  auto not_a_store = [&](const std::string& why) {
-    return make_error(ec::not_found, dir.string() + " is not a fabrik store: " + why);
-  };
-  auto names = d->env.db_names();
-  if (!names)
-    return names.err();
-  bool has_meta = std::find(names->begin(), names->end(), "meta") != names->end();
-  if (!has_meta) {
-    if (opts.read_only)
-      return not_a_store("it has no meta database");
-    // Never turn another LMDB environment (a spool, say) into a store by writing into it.
-    for (auto& n : *names)
-      if (n != "records" && n != "streams")
-        return not_a_store("it holds a database named '" + n + "'");
-  }
-  auto meta = d->env.db("meta", !opts.read_only);
-  if (!meta)
-    return meta.err();
-  d->meta = *meta;
-  auto check = [&](lmdb::txn& t) -> expected<void> {
-    auto v = t.get(d->meta, layout_key);
-    if (!v)
-      return v.err();
-    if (!*v) {
-      if (!t.writable())
-        return not_a_store("its meta database has no layout version");
-      if (auto ok = t.put(d->meta, layout_key, encode_u32(store_layout_version)); !ok)
-        return ok.err();
-      return {};
-    }
-    if ((*v)->size() != 4)
-      return not_a_store("its layout version is not a 4-byte number");
-    uint32_t found = 0;
-    for (size_t i = 0; i < 4; ++i)
-      found |= static_cast<uint32_t>(static_cast<unsigned char>((**v)[i])) << (8 * i);
-    if (found != store_layout_version)
-      return make_error(ec::version_mismatch,
-                        "store " + dir.string() + " has layout version " + std::to_string(found)
-                          + "; this fabrik reads version " + std::to_string(store_layout_version));
-    return {};
-  };
-  if (opts.read_only) {
-    auto t = d->env.read();
-    if (!t)
-      return t.err();
-    if (auto ok = check(*t); !ok)
-      return ok.err();
-  } else if (auto ok = d->env.write(check); !ok) {
+  lmdb::layout layout;
+  layout.dir = dir;
+  layout.kind = "store";
+  layout.not_a = "fabrik store";
+  // Never turn another LMDB environment (a spool, say) into a store by writing into it.
+  layout.dbs = {{"meta", &d->meta}, {"records"}, {"streams"}};
+  layout.meta = "meta";
+  layout.version_key = layout_key;
+  layout.version = store_layout_version;
+  layout.stored_as = lmdb::layout::encoding::u32_le;
+  if (auto ok = lmdb::open_layout(d->env, layout); !ok)
     return ok.err();
-  }
   auto records = d->env.db("records", !opts.read_only);
   auto streams = d->env.db("streams", !opts.read_only);
   if (!records || !streams)
-    return not_a_store("it lacks the records or streams database");
+    return layout.refuse("it lacks the records or streams database");
   d->records = *records;
   d->streams = *streams;
   return store{std::move(d)};

@@ -10,6 +10,7 @@
 #include "actors/graph.hpp"
 #include "actors/kind.hpp"
 #include "actors/log.hpp"
+#include "actors/telemetry.hpp"
 #include "actors/time.hpp"
 #include "runtime/deployment.hpp"
 #include "runtime/measure.hpp"
@@ -165,6 +166,7 @@ struct workflow_state {
   static inline const char* name = "workflow";
   workflow_params p;
   std::shared_ptr<registry> reg;
+  std::shared_ptr<telemetry> live; ///< recent values for the web UI; may be null
   std::unique_ptr<deployment> serving;
   std::unique_ptr<deployment> pending; ///< deployed, waiting for training data
   std::shared_ptr<job_control> job;    ///< set while a job runs
@@ -229,7 +231,8 @@ fetch_fn storage_reader(caf::actor_system& sys, caf::actor storage) {
 /// Starts a job: deploy `version` (or continue with `reuse`), then serve a stored model or
 /// train. At most one job runs per actor.
 void start_job(workflow_pointer self, package_version version, std::unique_ptr<deployment> reuse,
-               std::string trigger, uint64_t run_id) {
+               std::string trigger, uint64_t run_id,
+               std::optional<train_selection> data = std::nullopt) {
   auto& s = self->state;
   job_request req;
   req.actor = s.st.name;
@@ -242,7 +245,7 @@ void start_job(workflow_pointer self, package_version version, std::unique_ptr<d
   req.train_timeout = s.p.train_timeout;
   req.train = s.p.train;
   req.train_now = s.p.train && (run_id != 0 || !s.p.when.manual);
-  req.data = s.p.data;
+  req.data = data ? std::move(*data) : s.p.data;
   req.fetch = storage_reader(self->system(), s.p.storage);
   req.run_id = run_id;
   req.trigger = std::move(trigger);
@@ -318,10 +321,14 @@ void schedule_next(workflow_pointer self) {
 }
 
 /// A run started now (manual or scheduled): in a fresh worker beside the serving one.
-expected<uint64_t> start_training(workflow_pointer self, const std::string& trigger) {
+expected<uint64_t> start_training(workflow_pointer self, const std::string& trigger,
+                                  const nlohmann::json& selection = nullptr) {
   auto& s = self->state;
   if (!s.p.train)
     return make_error(ec::invalid_argument, s.st.name + " has no train: settings");
+  auto data = with_overrides(s.p.data, selection);
+  if (!data)
+    return data.err();
   if (s.job)
     return make_error(ec::unavailable, s.st.name + " is busy "
                                          + (s.job_run ? "with run " + std::to_string(s.job_run)
@@ -344,12 +351,12 @@ expected<uint64_t> start_training(workflow_pointer self, const std::string& trig
   r.package_sha256 = v.sha256;
   r.trigger = trigger;
   r.started = now_ns();
-  r.data = s.p.data.describe();
+  r.data = data->describe();
   auto id = s.reg->begin_run(r);
   if (!id)
     return id.err();
   spdlog::info("{}: run {} ({}) of {} {} started", s.st.name, *id, trigger, v.name, v.version);
-  start_job(self, v, std::move(s.pending), trigger, *id);
+  start_job(self, v, std::move(s.pending), trigger, *id, *data);
   return *id;
 }
 
@@ -440,6 +447,9 @@ record prediction(const workflow_state& s, const record& in, const nlohmann::jso
   r.time = in.time;
   r.ingest_time = now_ns();
   r.seq = in.seq;
+  if (s.live) // from the input's arrival to its answer, our whole part included
+    s.live->observe_prediction_latency(s.st.name,
+                                            static_cast<double>(r.ingest_time - in.ingest_time) / 1e9);
   r.quality = in.quality;
   for (auto& [k, v] : outputs.items())
     r.fields.push_back({k, to_value(v)});
@@ -463,6 +473,10 @@ void emit(workflow_pointer self, record_batch predictions, uint64_t inputs,
           caf::response_promise rp) {
   auto& s = self->state;
   s.st.out += predictions.records.size();
+  if (s.live && !predictions.records.empty()) {
+    auto& outputs = s.serving->manifest.outputs;
+    s.live->add(predictions.records, s.st.name, outputs.empty() ? "" : outputs.front());
+  }
   s.em.send(std::move(predictions), [rp, inputs]() mutable { rp.deliver(inputs); });
 }
 
@@ -583,8 +597,10 @@ void serve(workflow_pointer self, const record_batch& batch, caf::response_promi
 }
 
 caf::behavior workflow(workflow_pointer self, workflow_params p, actor_status st,
-                       std::shared_ptr<registry> reg, std::vector<consumer_actor> downstream) {
+                       std::shared_ptr<registry> reg, std::shared_ptr<telemetry> tel,
+                       std::vector<consumer_actor> downstream) {
   auto& s = self->state;
+  s.live = std::move(tel);
   s.p = std::move(p);
   s.st = std::move(st);
   s.reg = std::move(reg);
@@ -607,8 +623,13 @@ caf::behavior workflow(workflow_pointer self, workflow_params p, actor_status st
     [=](job_done& d) { on_job_done(self, *d.result); },
     [=](wake_atom) { check_version(self); },
     [=](tick_atom) { on_tick(self); },
-    [=](train_atom, const std::string& trigger) -> caf::result<uint64_t> {
-      auto id = start_training(self, trigger);
+    [=](train_atom, const std::string& trigger,
+        const std::string& selection) -> caf::result<uint64_t> {
+      // The selection is JSON text: the data the run trains on, overriding the flow's.
+      auto j = nlohmann::json::parse(selection, nullptr, false);
+      if (j.is_discarded())
+        return caf::make_error(caf::sec::runtime_error, "the data selection is not JSON");
+      auto id = start_training(self, trigger, j);
       if (!id)
         return caf::make_error(caf::sec::runtime_error, id.err().message);
       return *id;
@@ -700,7 +721,7 @@ caf::actor spawn_workflow(spawn_context& ctx) {
   }
   // Detached: calls into the worker block until it answers.
   return ctx.sys.spawn<caf::detached>(workflow, std::move(p), std::move(st), ctx.workflows,
-                                      ctx.downstream);
+                                      ctx.live, ctx.downstream);
 }
 
 /// What `fabrik check` can know before running: the settings fit together, and for a

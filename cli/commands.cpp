@@ -119,22 +119,26 @@ int check(const args& a) {
 int run(const args& a) {
   if (wants_help(a)) {
     std::puts(
-      "usage: fabrik run FLOW [--data-dir DIR] [--status-interval DURATION] [--log-level L]\n\n"
+      "usage: fabrik run FLOW [--data-dir DIR] [--http HOST:PORT|off] [--status-interval D]\n"
+      "                       [--log-level L]\n\n"
       "Runs the flow until SIGINT or SIGTERM, then stops the sources, lets in-flight\n"
       "batches reach storage and exits. A second signal exits at once (nothing is lost:\n"
       "commits are atomic and spooled messages are replayed at the next start).\n\n"
       "  --data-dir DIR            state directory (default: data/ beside the flow file)\n"
+      "  --http HOST:PORT|off      web UI and API address (default: the flow's http.listen,\n"
+      "                            127.0.0.1:8080; port 0 picks a free one)\n"
       "  --status-interval D       log every actor's status this often (default 10s; 0 = off)\n"
       "  --log-level L             trace, debug, info (default), warn, error");
     return 0;
   }
-  auto c = parse_command_line(a, "run", {"--data-dir", "--status-interval", "--log-level"});
+  auto c = parse_command_line(a, "run", {"--data-dir", "--http", "--status-interval", "--log-level"});
   if (!c)
     return 1;
   if (c->positionals.size() != 1)
     return fail(1, c->positionals.empty() ? "run needs a flow file; see fabrik run --help"
                                           : "run takes one flow file; see fabrik run --help");
   run_options opts;
+  opts.http = c->option("--http");
   if (auto v = c->option("--status-interval")) {
     auto d = parse_duration(*v);
     if (!d)

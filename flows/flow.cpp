@@ -48,7 +48,7 @@ std::filesystem::path flow::resolve(const std::string& path) const {
 
 namespace {
 
-constexpr const char* reserved_keys[] = {"nodes", "http"};
+constexpr const char* reserved_keys[] = {"nodes"};
 constexpr const char* fixed_keys[] = {"name", "description", "actors", "wires"};
 
 using position = yaml_position;

@@ -144,6 +144,55 @@ nlohmann::json effective_params(const workflow_manifest& m,
   return out;
 }
 
+expected<train_selection> with_overrides(train_selection base, const nlohmann::json& j) {
+  if (j.is_null())
+    return base;
+  if (!j.is_object())
+    return make_error(ec::invalid_argument, "a data selection is a JSON object");
+  auto bad = [](const std::string& key, const std::string& why) {
+    return make_error(ec::invalid_argument, key + ": " + why);
+  };
+  for (auto& [key, v] : j.items()) {
+    if (key == "stream") {
+      std::vector<std::string> streams;
+      if (v.is_string())
+        streams.push_back(v.get<std::string>());
+      else if (v.is_array())
+        for (auto& x : v)
+          if (x.is_string())
+            streams.push_back(x.get<std::string>());
+      if (streams.empty() || (v.is_array() && streams.size() != v.size()))
+        return bad(key, "a stream name or a list of them");
+      base.streams = std::move(streams);
+    } else if (key == "last" || key == "min_records") {
+      if (!v.is_number_unsigned() || v.get<uint64_t>() == 0)
+        return bad(key, "a positive number of records");
+      (key == "last" ? base.last : base.min_records) = v.get<uint64_t>();
+    } else if (key == "since") {
+      auto d = v.is_string() ? parse_duration(v.get<std::string>())
+                             : expected<int64_t>{make_error(ec::invalid_argument, "not text")};
+      if (!d || *d <= 0)
+        return bad(key, "a duration such as 7d or 12h");
+      base.since = *d;
+    } else if (key == "from" || key == "to") {
+      auto t = v.is_string() ? parse_time(v.get<std::string>())
+                             : expected<int64_t>{make_error(ec::invalid_argument, "not text")};
+      if (!t)
+        return bad(key, v.is_string() ? t.err().message : "an RFC 3339 time");
+      (key == "from" ? base.from : base.to) = *t;
+    } else if (key == "label") {
+      if (!v.is_string() || v.get<std::string>().empty())
+        return bad(key, "the name of the label field");
+      base.label = v.get<std::string>();
+    } else {
+      return make_error(ec::invalid_argument, "unknown key '" + key
+                                                + "'; a data selection takes stream, last, "
+                                                  "since, from, to, label, min_records");
+    }
+  }
+  return base;
+}
+
 std::string train_selection::describe() const {
   std::string out;
   for (auto& s : streams)
@@ -155,6 +204,8 @@ std::string train_selection::describe() const {
     out += " from " + format_time(from);
   if (to != INT64_MAX)
     out += " to " + format_time(to);
+  if (!label.empty())
+    out += " label " + label;
   return out;
 }
 
@@ -260,7 +311,9 @@ bool load_stored_model(job_request& req, deployment& d) {
 
 /// Reads the selection, stream after stream; rows without a label are left out when the
 /// workflow has a label field (unlabelled live records share streams with labelled ones).
-expected<worker::dataset> training_data(job_request& req, const workflow_manifest& m) {
+expected<worker::dataset> training_data(job_request& req, workflow_manifest m) {
+  if (!req.data.label.empty())
+    m.label = req.data.label;
   std::vector<record> rows;
   int64_t from = req.data.from;
   if (req.data.since > 0)

@@ -47,9 +47,15 @@ struct train_selection {
   int64_t since = 0;                ///< ns; > 0: only records newer than now - since
   int64_t from = INT64_MIN, to = INT64_MAX; ///< absolute source-time bounds
   uint64_t min_records = 1;         ///< fewer: the run waits (automatic) or fails (manual)
+  std::string label;                ///< the label field; empty: the manifest's
   /// "pcb/Line1 last 20000 since 7d" for run records and logs.
   std::string describe() const;
 };
+
+/// `base` with the overrides of one run (the web UI's train form, `fabrik train`): a JSON
+/// object with any of stream (text or list), last, since ("7d"), from, to (times),
+/// label, min_records. ec::invalid_argument naming the key for anything else or a bad value.
+expected<train_selection> with_overrides(train_selection base, const nlohmann::json& j);
 
 /// Reads one stream's records for training (the actor supplies a CAF request).
 using fetch_fn = std::function<expected<std::vector<record>>(const std::string& stream,

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <chrono>
 #include <filesystem>
 #include <string_view>
@@ -197,6 +198,21 @@ double estimate_energy(const energy_inputs& in, std::string& method) {
   }
   constexpr double ram_w_per_gib = 0.375;
   return cpu_j + ram_w_per_gib * non_negative(in.rss_gib) * wall;
+}
+
+std::optional<uint64_t> process_rss_bytes(pid_t pid) {
+  if (pid <= 0)
+    return std::nullopt;
+  // statm: size resident shared ... in pages.
+  std::FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/statm").c_str(), "r");
+  if (!f)
+    return std::nullopt;
+  unsigned long long size = 0, resident = 0;
+  int n = std::fscanf(f, "%llu %llu", &size, &resident);
+  std::fclose(f);
+  if (n != 2)
+    return std::nullopt;
+  return resident * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
 }
 
 } // namespace fabrik

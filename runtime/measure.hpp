@@ -13,6 +13,9 @@ namespace fabrik {
 /// CPU time (user + system, all threads) of a live process, ns; nullopt when unreadable.
 std::optional<int64_t> process_cpu_ns(pid_t pid);
 
+/// Resident memory of a live process, bytes; nullopt when unreadable.
+std::optional<uint64_t> process_rss_bytes(pid_t pid);
+
 /// Follows one process's CPU use over time: call sample() now and then (say every 100 ms
 /// or more); peak() is the highest use between two samples at least `min_interval` apart,
 /// 1.0 = one core busy. Before two such samples peak() is the average since start.

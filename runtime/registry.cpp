@@ -372,31 +372,8 @@ expected<registry> registry::open(const std::filesystem::path& dir, bool read_on
   auto env = lmdb::env::open(eo);
   if (!env)
     return env.err();
-  auto not_a_registry = [&](const std::string& why) {
-    return make_error(ec::not_found, dir.string() + " is not a fabrik registry: " + why);
-  };
-  const std::vector<std::pair<const char*, MDB_dbi impl::*>> dbs{
-    {meta_db, &impl::meta},       {packages_db, &impl::packages}, {blobs_db, &impl::blobs},
-    {models_db, &impl::models},   {serving_db, &impl::serving},   {runs_db, &impl::runs}};
-  auto names = env->db_names();
-  if (!names)
-    return names.err();
-  if (std::find(names->begin(), names->end(), meta_db) == names->end()) {
-    if (read_only)
-      return not_a_registry("it has no meta database");
-    // Never turn another LMDB environment (a store, a spool) into a registry.
-    for (auto& n : *names)
-      if (std::none_of(dbs.begin(), dbs.end(), [&](auto& db) { return n == db.first; }))
-        return not_a_registry("it holds a database named '" + n + "'");
-  }
   auto d = std::make_unique<impl>();
   d->env = std::move(*env);
-  for (auto& [name, member] : dbs) {
-    auto h = d->env.db(name, !read_only);
-    if (!h)
-      return h.err().code == ec::not_found ? not_a_registry(h.err().message) : h.err();
-    (*d).*member = *h;
-  }
   bool recover = false;
   if (!read_only) {
     std::lock_guard guard{writers_mtx};
@@ -409,35 +386,25 @@ expected<registry> registry::open(const std::filesystem::path& dir, bool read_on
       recover = true;
     }
   }
-  auto check = [&](lmdb::txn& t) -> expected<void> {
-    auto v = t.get(d->meta, layout_key);
-    if (!v)
-      return v.err();
-    if (!*v) {
-      if (!t.writable())
-        return not_a_registry("its meta database has no layout version");
-      if (auto ok = t.put(d->meta, layout_key, lmdb::be64_key(registry_layout_version)); !ok)
-        return ok.err();
-    } else if (auto found = lmdb::parse_be64_key(**v); found != registry_layout_version) {
-      return make_error(ec::version_mismatch,
-                        "registry " + dir.string() + " has layout version "
-                          + (found ? std::to_string(*found) : std::string{"(unreadable)"})
-                          + "; this fabrik reads version "
-                          + std::to_string(registry_layout_version));
-    }
+  lmdb::layout layout;
+  layout.dir = dir;
+  layout.kind = "registry";
+  layout.not_a = "fabrik registry";
+  // Never turn another LMDB environment (a store, a spool) into a registry.
+  layout.dbs = {{meta_db, &d->meta},     {packages_db, &d->packages}, {blobs_db, &d->blobs},
+                {models_db, &d->models}, {serving_db, &d->serving},   {runs_db, &d->runs}};
+  layout.meta = meta_db;
+  layout.version_key = layout_key;
+  layout.version = registry_layout_version;
+  layout.stored_as = lmdb::layout::encoding::be64;
+  // Recovery shares the transaction that checks the version.
+  auto ok = lmdb::open_layout(d->env, layout, [&](lmdb::txn& t) -> expected<void> {
     if (recover)
       return d->interrupt_running(t);
     return {};
-  };
-  if (read_only) {
-    auto t = d->env.read();
-    if (!t)
-      return t.err();
-    if (auto ok = check(*t); !ok)
-      return ok.err();
-  } else if (auto ok = d->env.write(check); !ok) {
+  });
+  if (!ok)
     return ok.err();
-  }
   return registry{std::move(d)};
 }
 

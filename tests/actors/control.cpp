@@ -1,6 +1,7 @@
 // The control socket: JSON lines over a Unix socket only its owner may use.
 
 #include "actors/control.hpp"
+#include "tests/support/support.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -10,7 +11,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -26,22 +26,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-/// A fresh directory under the system temp dir, removed afterwards.
-struct control_dir {
-  fs::path path;
-  control_dir() {
-    static std::atomic<int> n{0};
-    path = fs::temp_directory_path()
-           / ("fabrik-control-test-" + std::to_string(getpid()) + "-" + std::to_string(n++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~control_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  fs::path sock() const { return path / "control.sock"; }
-};
+using test_support::scratch_dir;
+
+/// Where the tests put the socket.
+fs::path sock(const scratch_dir& d) {
+  return d / "control.sock";
+}
 
 json echo(const json& request) {
   return json{{"echo", request}};
@@ -108,17 +98,17 @@ struct raw_client {
 } // namespace
 
 TEST_CASE("a request gets its reply", "[control]") {
-  control_dir d;
-  auto s = serve(d.sock());
-  auto r = control_request(d.sock(), json{{"op", "train"}, {"actor", "a"}}, 5s);
+  scratch_dir d{"control"};
+  auto s = serve(sock(d));
+  auto r = control_request(sock(d), json{{"op", "train"}, {"actor", "a"}}, 5s);
   REQUIRE(r);
   CHECK(*r == json{{"echo", {{"op", "train"}, {"actor", "a"}}}});
 }
 
 TEST_CASE("one connection carries several requests", "[control]") {
-  control_dir d;
-  auto s = serve(d.sock());
-  raw_client c{d.sock()};
+  scratch_dir d{"control"};
+  auto s = serve(sock(d));
+  raw_client c{sock(d)};
   c.send("{\"n\":1}\n{\"n\":2}\r\n\n{\"n\"");
   CHECK(c.reply() == json{{"echo", {{"n", 1}}}});
   CHECK(c.reply() == json{{"echo", {{"n", 2}}}});
@@ -127,9 +117,9 @@ TEST_CASE("one connection carries several requests", "[control]") {
 }
 
 TEST_CASE("malformed requests get an error and the connection goes on", "[control]") {
-  control_dir d;
-  auto s = serve(d.sock());
-  raw_client c{d.sock()};
+  scratch_dir d{"control"};
+  auto s = serve(sock(d));
+  raw_client c{sock(d)};
   c.send("not json\n[1,2]\n{\"ok\":true}\n");
   auto bad = c.reply();
   CHECK(bad.at("error").get<std::string>().starts_with("malformed request: "));
@@ -138,30 +128,30 @@ TEST_CASE("malformed requests get an error and the connection goes on", "[contro
 }
 
 TEST_CASE("a line over 1 MiB gets an error and the connection is closed", "[control]") {
-  control_dir d;
-  auto s = serve(d.sock());
-  raw_client c{d.sock()};
+  scratch_dir d{"control"};
+  auto s = serve(sock(d));
+  raw_client c{sock(d)};
   c.send("{\"x\":\"" + std::string((1 << 20) + 100, 'a') + "\"}\n");
   CHECK(c.reply() == json{{"error", "request line over 1 MiB"}});
   CHECK(c.line() == "<eof>");
   // The server itself goes on.
-  auto r = control_request(d.sock(), json{{"n", 1}}, 5s);
+  auto r = control_request(sock(d), json{{"n", 1}}, 5s);
   REQUIRE(r);
 }
 
 TEST_CASE("a handler that throws gets its message back", "[control]") {
-  control_dir d;
-  auto s = serve(d.sock(), [](const json& request) -> json {
+  scratch_dir d{"control"};
+  auto s = serve(sock(d), [](const json& request) -> json {
     throw std::runtime_error{"no actor " + request.value("actor", std::string{})};
   });
-  auto r = control_request(d.sock(), json{{"actor", "nope"}}, 5s);
+  auto r = control_request(sock(d), json{{"actor", "nope"}}, 5s);
   REQUIRE(r);
   CHECK(*r == json{{"error", "no actor nope"}});
 }
 
 TEST_CASE("socket paths longer than sun_path work", "[control]") {
-  control_dir d;
-  auto dir = d.path / std::string(60, 'a') / std::string(60, 'b');
+  scratch_dir d{"control"};
+  auto dir = d.path() / std::string(60, 'a') / std::string(60, 'b');
   fs::create_directories(dir);
   auto path = dir / "control.sock";
   REQUIRE(path.string().size() > 108);
@@ -175,64 +165,64 @@ TEST_CASE("socket paths longer than sun_path work", "[control]") {
 }
 
 TEST_CASE("only the owner may use the socket", "[control]") {
-  control_dir d;
-  auto s = serve(d.sock());
+  scratch_dir d{"control"};
+  auto s = serve(sock(d));
   struct stat st{};
-  REQUIRE(::stat(d.sock().c_str(), &st) == 0);
+  REQUIRE(::stat(sock(d).c_str(), &st) == 0);
   CHECK(S_ISSOCK(st.st_mode));
   CHECK((st.st_mode & 0777) == 0600);
 }
 
 TEST_CASE("a stale socket file is replaced", "[control]") {
-  control_dir d;
+  scratch_dir d{"control"};
   { // a dead engine's socket: bound, then closed without unlinking
     int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
-    std::strcpy(addr.sun_path, d.sock().c_str());
+    std::strcpy(addr.sun_path, sock(d).c_str());
     REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
     ::close(fd);
   }
-  REQUIRE(fs::is_socket(d.sock()));
-  auto s = serve(d.sock());
-  auto r = control_request(d.sock(), json{{"n", 1}}, 5s);
+  REQUIRE(fs::is_socket(sock(d)));
+  auto s = serve(sock(d));
+  auto r = control_request(sock(d), json{{"n", 1}}, 5s);
   REQUIRE(r);
 
   SECTION("but not a live one") {
-    auto second = control_server::start(d.sock(), echo);
+    auto second = control_server::start(sock(d), echo);
     REQUIRE_FALSE(second);
     CHECK(second.err().code == ec::io_error);
-    CHECK(control_request(d.sock(), json{{"n", 2}}, 5s)); // the first still serves
+    CHECK(control_request(sock(d), json{{"n", 2}}, 5s)); // the first still serves
   }
 }
 
 TEST_CASE("with no server the request is unavailable", "[control]") {
-  control_dir d;
-  auto r = control_request(d.sock(), json{{"op", "train"}}, 1s);
+  scratch_dir d{"control"};
+  auto r = control_request(sock(d), json{{"op", "train"}}, 1s);
   REQUIRE_FALSE(r);
   CHECK(r.err().code == ec::unavailable);
-  CHECK(r.err().message == "no engine is running on " + d.path.string());
+  CHECK(r.err().message == "no engine is running on " + d.path().string());
 
   SECTION("nor a data directory") {
-    auto missing = d.path / "missing" / "control.sock";
+    auto missing = d.path() / "missing" / "control.sock";
     auto r2 = control_request(missing, json{{"op", "train"}}, 1s);
     REQUIRE_FALSE(r2);
     CHECK(r2.err().code == ec::unavailable);
-    CHECK(r2.err().message == "no engine is running on " + (d.path / "missing").string());
+    CHECK(r2.err().message == "no engine is running on " + (d.path() / "missing").string());
   }
 }
 
 TEST_CASE("a reply slower than the timeout is a timeout", "[control]") {
-  control_dir d;
+  scratch_dir d{"control"};
   std::mutex m;
   std::condition_variable cv;
   bool release = false;
-  auto s = serve(d.sock(), [&](const json&) {
+  auto s = serve(sock(d), [&](const json&) {
     std::unique_lock<std::mutex> g{m};
     cv.wait_for(g, 10s, [&] { return release; });
     return json{{"late", true}};
   });
-  auto r = control_request(d.sock(), json{{"op", "slow"}}, 200ms);
+  auto r = control_request(sock(d), json{{"op", "slow"}}, 200ms);
   {
     std::lock_guard<std::mutex> g{m};
     release = true;
@@ -243,22 +233,22 @@ TEST_CASE("a reply slower than the timeout is a timeout", "[control]") {
 }
 
 TEST_CASE("more than 16 connections at once are refused", "[control]") {
-  control_dir d;
-  auto s = serve(d.sock());
+  scratch_dir d{"control"};
+  auto s = serve(sock(d));
   std::vector<std::unique_ptr<raw_client>> clients;
   for (int i = 0; i < 16; ++i) {
-    clients.push_back(std::make_unique<raw_client>(d.sock()));
+    clients.push_back(std::make_unique<raw_client>(sock(d)));
     clients.back()->send("{}\n");
     REQUIRE(clients.back()->reply() == json{{"echo", json::object()}});
   }
-  raw_client extra{d.sock()};
+  raw_client extra{sock(d)};
   CHECK(extra.reply() == json{{"error", "too many control connections"}});
   CHECK(extra.line() == "<eof>");
   clients.pop_back(); // a free place, once the server notices
   auto deadline = std::chrono::steady_clock::now() + 5s;
   expected<json> r = make_error(ec::internal, "not tried");
   while (std::chrono::steady_clock::now() < deadline) {
-    r = control_request(d.sock(), json{{"n", 17}}, 5s);
+    r = control_request(sock(d), json{{"n", 17}}, 5s);
     if (r && !r->contains("error"))
       break;
     std::this_thread::sleep_for(50ms);
@@ -268,14 +258,14 @@ TEST_CASE("more than 16 connections at once are refused", "[control]") {
 }
 
 TEST_CASE("the destructor closes connections and removes the socket file", "[control]") {
-  control_dir d;
-  auto s = serve(d.sock());
-  raw_client c{d.sock()};
+  scratch_dir d{"control"};
+  auto s = serve(sock(d));
+  raw_client c{sock(d)};
   c.send("{}\n");
   REQUIRE(c.reply() == json{{"echo", json::object()}});
   auto before = std::chrono::steady_clock::now();
   s.reset();
   CHECK(std::chrono::steady_clock::now() - before < 2s);
-  CHECK_FALSE(fs::exists(d.sock()));
+  CHECK_FALSE(fs::exists(sock(d)));
   CHECK(c.line() == "<eof>");
 }

@@ -2,6 +2,7 @@
 
 #include "actors/lmdb.hpp"
 #include "actors/spool.hpp"
+#include "tests/support/support.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -16,20 +17,7 @@ using namespace fabrik;
 
 namespace {
 
-/// A fresh directory under the system temp dir, removed afterwards.
-struct spool_dir {
-  std::filesystem::path path;
-  spool_dir() {
-    static std::atomic<int> n{0};
-    path = std::filesystem::temp_directory_path()
-           / ("fabrik-spool-test-" + std::to_string(getpid()) + "-" + std::to_string(n++));
-    std::filesystem::remove_all(path);
-  }
-  ~spool_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-};
+using test_support::scratch_dir;
 
 spool open_spool(const std::filesystem::path& dir, int64_t map_size = 1 << 20) {
   auto sp = spool::open(dir, durability::process, map_size);
@@ -48,8 +36,8 @@ std::vector<uint64_t> seqs(const std::vector<spool::entry>& es) {
 } // namespace
 
 TEST_CASE("entries come back in append order with increasing seqs", "[spool]") {
-  spool_dir dir;
-  auto sp = open_spool(dir.path);
+  scratch_dir dir{"spool"};
+  auto sp = open_spool(dir.path());
   std::vector<uint64_t> got;
   for (auto data : {"one", "two", "three"}) {
     auto seq = sp.append(data);
@@ -77,8 +65,8 @@ TEST_CASE("entries come back in append order with increasing seqs", "[spool]") {
 }
 
 TEST_CASE("binary data, empty entries and large entries are kept byte for byte", "[spool]") {
-  spool_dir dir;
-  auto sp = open_spool(dir.path, 64 << 10); // the large entry outgrows the map
+  scratch_dir dir{"spool"};
+  auto sp = open_spool(dir.path(), 64 << 10); // the large entry outgrows the map
   std::string binary{"\0\x01\xff", 3};
   std::string large(1 << 20, 'L');
   REQUIRE(sp.append(binary));
@@ -93,8 +81,8 @@ TEST_CASE("binary data, empty entries and large entries are kept byte for byte",
 }
 
 TEST_CASE("erase removes the given entries and ignores missing ones", "[spool]") {
-  spool_dir dir;
-  auto sp = open_spool(dir.path);
+  scratch_dir dir{"spool"};
+  auto sp = open_spool(dir.path());
   std::vector<uint64_t> s;
   for (int i = 0; i < 5; ++i)
     s.push_back(*sp.append("e" + std::to_string(i)));
@@ -108,15 +96,15 @@ TEST_CASE("erase removes the given entries and ignores missing ones", "[spool]")
 }
 
 TEST_CASE("a reopened spool keeps its entries and never reuses a seq", "[spool]") {
-  spool_dir dir;
+  scratch_dir dir{"spool"};
   uint64_t last = 0;
   {
-    auto sp = open_spool(dir.path);
+    auto sp = open_spool(dir.path());
     REQUIRE(sp.append("a"));
     last = *sp.append("b");
   }
   {
-    auto sp = open_spool(dir.path);
+    auto sp = open_spool(dir.path());
     CHECK(sp.size() == 2);
     auto all = sp.read(0, 10);
     REQUIRE(all);
@@ -130,7 +118,7 @@ TEST_CASE("a reopened spool keeps its entries and never reuses a seq", "[spool]"
     REQUIRE(sp.erase(seqs(*sp.read(0, 10))));
     CHECK(sp.size() == 0);
   }
-  auto sp = open_spool(dir.path);
+  auto sp = open_spool(dir.path());
   CHECK(sp.size() == 0);
   auto after = sp.append("d");
   REQUIRE(after);
@@ -138,9 +126,9 @@ TEST_CASE("a reopened spool keeps its entries and never reuses a seq", "[spool]"
 }
 
 TEST_CASE("meta keys are kept across reopen and overwritten in place", "[spool]") {
-  spool_dir dir;
+  scratch_dir dir{"spool"};
   {
-    auto sp = open_spool(dir.path);
+    auto sp = open_spool(dir.path());
     CHECK_FALSE(sp.get_meta("simatic:topic"));
     REQUIRE(sp.put_meta("simatic:topic", "v1"));
     REQUIRE(sp.put_meta("simatic:topic", "v2"));
@@ -149,7 +137,7 @@ TEST_CASE("meta keys are kept across reopen and overwritten in place", "[spool]"
     CHECK_FALSE(sp.put_meta("", "x"));
     CHECK_FALSE(sp.put_meta(std::string(600, 'k'), "x"));
   }
-  auto sp = open_spool(dir.path);
+  auto sp = open_spool(dir.path());
   CHECK(sp.get_meta("simatic:topic") == std::optional<std::string>{"v2"});
   CHECK(sp.get_meta("empty") == std::optional<std::string>{""});
   CHECK_FALSE(sp.get_meta("next_seq")); // the counter lives apart from the caller's keys
@@ -157,9 +145,9 @@ TEST_CASE("meta keys are kept across reopen and overwritten in place", "[spool]"
 
 TEST_CASE("appends from one thread and reads and erases from another lose nothing",
           "[spool][threads]") {
-  spool_dir dir;
+  scratch_dir dir{"spool"};
   // A small map so that the map grows while the other thread reads.
-  auto sp = open_spool(dir.path, 64 << 10);
+  auto sp = open_spool(dir.path(), 64 << 10);
   constexpr int n = 2000;
   std::atomic<bool> done{false};
   std::thread producer{[&] {
@@ -196,11 +184,11 @@ TEST_CASE("appends from one thread and reads and erases from another lose nothin
 
 TEST_CASE("a spool of another layout version is refused naming both versions",
           "[spool][version]") {
-  spool_dir dir;
-  { auto sp = open_spool(dir.path); }
+  scratch_dir dir{"spool"};
+  { auto sp = open_spool(dir.path()); }
   {
     lmdb::env_options eo;
-    eo.dir = dir.path;
+    eo.dir = dir.path();
     auto env = lmdb::env::open(eo);
     REQUIRE(env);
     auto state = env->db("spool.state", false);
@@ -211,7 +199,7 @@ TEST_CASE("a spool of another layout version is refused naming both versions",
       return {};
     }));
   }
-  auto sp = spool::open(dir.path, durability::process);
+  auto sp = spool::open(dir.path(), durability::process);
   REQUIRE_FALSE(sp);
   CHECK(sp.err().code == ec::version_mismatch);
   CHECK(sp.err().message.find("layout version 2") != std::string::npos);

@@ -4,13 +4,13 @@
 #include "actors/lmdb.hpp"
 #include "actors/spool.hpp"
 #include "actors/store.hpp"
+#include "tests/support/support.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <filesystem>
 #include <limits>
 #include <random>
@@ -19,23 +19,10 @@ using namespace fabrik;
 
 namespace {
 
+using test_support::scratch_dir;
+
 constexpr int64_t sec = 1000000000;
 constexpr int64_t t0 = 1700000000 * sec; // some fixed instant; no test reads the clock
-
-/// A fresh directory under the system temp dir, removed afterwards.
-struct scratch_dir {
-  std::filesystem::path path;
-  scratch_dir() {
-    static std::atomic<int> n{0};
-    path = std::filesystem::temp_directory_path()
-           / ("fabrik-store-test-" + std::to_string(getpid()) + "-" + std::to_string(n++));
-    std::filesystem::remove_all(path);
-  }
-  ~scratch_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-};
 
 record make(const std::string& stream, int64_t time, double x) {
   record r;
@@ -117,8 +104,8 @@ void check_stats(const store& s) {
 } // namespace
 
 TEST_CASE("put records come back from a scan in time order, whole", "[store]") {
-  scratch_dir dir;
-  auto s = open_store(dir.path);
+  scratch_dir dir{"store"};
+  auto s = open_store(dir.path());
   std::vector<record> rs{make("line/a", t0 + 3, 3), make("line/a", t0 + 1, 1),
                          make("line/a", t0 + 2, 2)};
   rs[0].fields.push_back({"img", bytes{std::string(1000, 'x')}});
@@ -140,9 +127,9 @@ TEST_CASE("put records come back from a scan in time order, whole", "[store]") {
 }
 
 TEST_CASE("a redelivered record is stored once and counted as duplicate", "[store]") {
-  scratch_dir dir;
+  scratch_dir dir{"store"};
   {
-    auto s = open_store(dir.path);
+    auto s = open_store(dir.path());
     auto r = make("a", t0, 1.5);
     auto first = s.put({r, r}); // a duplicate inside one batch too
     REQUIRE(first);
@@ -156,7 +143,7 @@ TEST_CASE("a redelivered record is stored once and counted as duplicate", "[stor
     CHECK(second->stored == 0);
     CHECK(second->duplicates == 1);
   }
-  auto s = open_store(dir.path); // identity survives a reopen
+  auto s = open_store(dir.path()); // identity survives a reopen
   auto third = s.put({make("a", t0, 1.5)});
   REQUIRE(third);
   CHECK(third->duplicates == 1);
@@ -166,8 +153,8 @@ TEST_CASE("a redelivered record is stored once and counted as duplicate", "[stor
 }
 
 TEST_CASE("two different values at the same instant are both kept", "[store]") {
-  scratch_dir dir;
-  auto s = open_store(dir.path);
+  scratch_dir dir{"store"};
+  auto s = open_store(dir.path());
   auto res = s.put({make("a", t0, 1), make("a", t0, 2)});
   REQUIRE(res);
   CHECK(res->stored == 2);
@@ -175,8 +162,8 @@ TEST_CASE("two different values at the same instant are both kept", "[store]") {
 }
 
 TEST_CASE("a stream's scan sees none of the streams whose names extend it", "[store]") {
-  scratch_dir dir;
-  auto s = open_store(dir.path);
+  scratch_dir dir{"store"};
+  auto s = open_store(dir.path());
   REQUIRE(s.put({make("a", t0, 1), make("a/b", t0, 2), make("ab", t0, 3), make("a/b", t0 - 5, 4),
                  make("A", t0, 5)}));
   auto a = scan_all(s, "a");
@@ -194,8 +181,8 @@ TEST_CASE("a stream's scan sees none of the streams whose names extend it", "[st
 }
 
 TEST_CASE("scan ranges: from inclusive, to exclusive, limits and early stop", "[store]") {
-  scratch_dir dir;
-  auto s = open_store(dir.path);
+  scratch_dir dir{"store"};
+  auto s = open_store(dir.path());
   std::vector<record> rs;
   for (int64_t t : std::vector<int64_t>{-3 * sec, -1, 0, 1, 5, 10, 20})
     rs.push_back(make("s", t, static_cast<double>(t)));
@@ -225,8 +212,8 @@ TEST_CASE("scan ranges: from inclusive, to exclusive, limits and early stop", "[
 }
 
 TEST_CASE("newest_first finds the last records when other streams follow", "[store]") {
-  scratch_dir dir;
-  auto s = open_store(dir.path);
+  scratch_dir dir{"store"};
+  auto s = open_store(dir.path());
   REQUIRE(s.put({make("a", 1, 1), make("a", 2, 2), make("b", 0, 3), make("b", 9, 4)}));
   scan_range r{"a", INT64_MIN, INT64_MAX, 1, true};
   CHECK(times(scan_all(s, r)) == std::vector<int64_t>{2});
@@ -235,8 +222,8 @@ TEST_CASE("newest_first finds the last records when other streams follow", "[sto
 }
 
 TEST_CASE("records with an unusable stream are rejected, the rest stored", "[store]") {
-  scratch_dir dir;
-  auto s = open_store(dir.path);
+  scratch_dir dir{"store"};
+  auto s = open_store(dir.path());
   auto res = s.put({make("", t0, 1), make(std::string(max_stream_size + 1, 'x'), t0, 2),
                     make(std::string{"a\0b", 3}, t0, 3), make("ok", t0, 4),
                     make(std::string(max_stream_size, 'y'), t0, 5)});
@@ -247,11 +234,11 @@ TEST_CASE("records with an unusable stream are rejected, the rest stored", "[sto
 }
 
 TEST_CASE("a read-only store sees what a writer in the same process commits", "[store]") {
-  scratch_dir dir;
-  auto writer = open_store(dir.path);
+  scratch_dir dir{"store"};
+  auto writer = open_store(dir.path());
   REQUIRE(writer.put({make("a", t0, 1)}));
   store_options ro;
-  ro.dir = dir.path;
+  ro.dir = dir.path();
   ro.read_only = true;
   auto reader = store::open(ro);
   REQUIRE(reader);
@@ -268,8 +255,8 @@ TEST_CASE("a read-only store sees what a writer in the same process commits", "[
 
 TEST_CASE("a read-only store in another process follows the writer, map growth included",
           "[store][process]") {
-  scratch_dir dir;
-  auto writer = open_store(dir.path, {}, {}, 64 << 10);
+  scratch_dir dir{"store"};
+  auto writer = open_store(dir.path(), {}, {}, 64 << 10);
   std::vector<record> first;
   for (int i = 0; i < 100; ++i)
     first.push_back(make("a", t0 + i, i));
@@ -283,7 +270,7 @@ TEST_CASE("a read-only store in another process follows the writer, map growth i
     // The child reads the store on its own LMDB env and reports counts through the pipe.
     uint64_t counts[2] = {0, 0};
     store_options ro;
-    ro.dir = dir.path;
+    ro.dir = dir.path();
     ro.read_only = true;
     auto reader = store::open(ro);
     if (reader) {
@@ -327,16 +314,16 @@ TEST_CASE("a read-only store in another process follows the writer, map growth i
 }
 
 TEST_CASE("opening read-only neither creates nor accepts what is not a store", "[store]") {
-  scratch_dir dir;
+  scratch_dir dir{"store"};
   store_options ro;
-  ro.dir = dir.path / "missing";
+  ro.dir = dir.path() / "missing";
   ro.read_only = true;
   auto missing = store::open(ro);
   REQUIRE_FALSE(missing);
   CHECK(missing.err().code == ec::not_found);
   CHECK_FALSE(std::filesystem::exists(ro.dir));
-  std::filesystem::create_directories(dir.path / "empty");
-  ro.dir = dir.path / "empty";
+  std::filesystem::create_directories(dir.path() / "empty");
+  ro.dir = dir.path() / "empty";
   auto empty = store::open(ro);
   REQUIRE_FALSE(empty);
   CHECK(empty.err().code == ec::not_found);
@@ -344,30 +331,30 @@ TEST_CASE("opening read-only neither creates nor accepts what is not a store", "
 }
 
 TEST_CASE("a spool directory is not taken for a store, nor a store for a spool", "[store]") {
-  scratch_dir dir;
+  scratch_dir dir{"store"};
   {
-    auto sp = spool::open(dir.path / "spool", durability::process, 1 << 20);
+    auto sp = spool::open(dir.path() / "spool", durability::process, 1 << 20);
     REQUIRE(sp);
     REQUIRE(sp->append("x"));
   }
   store_options o;
-  o.dir = dir.path / "spool";
+  o.dir = dir.path() / "spool";
   auto s = store::open(o);
   REQUIRE_FALSE(s);
   CHECK(s.err().message.find("not a fabrik store") != std::string::npos);
   o.read_only = true;
   CHECK_FALSE(store::open(o));
-  { auto st = open_store(dir.path / "store"); }
-  CHECK_FALSE(spool::open(dir.path / "store", durability::process, 1 << 20));
+  { auto st = open_store(dir.path() / "store"); }
+  CHECK_FALSE(spool::open(dir.path() / "store", durability::process, 1 << 20));
 }
 
 TEST_CASE("another layout version is refused naming both versions", "[store][version]") {
-  scratch_dir dir;
-  { auto s = open_store(dir.path); }
+  scratch_dir dir{"store"};
+  { auto s = open_store(dir.path()); }
   {
     // Rewrite the version by hand, as a future fabrik would have written it.
     lmdb::env_options eo;
-    eo.dir = dir.path;
+    eo.dir = dir.path();
     eo.map_size = 16 << 20;
     auto env = lmdb::env::open(eo);
     REQUIRE(env);
@@ -383,7 +370,7 @@ TEST_CASE("another layout version is refused naming both versions", "[store][ver
   }
   for (bool read_only : {false, true}) {
     store_options o;
-    o.dir = dir.path;
+    o.dir = dir.path();
     o.read_only = read_only;
     auto s = store::open(o);
     REQUIRE_FALSE(s);
@@ -395,8 +382,8 @@ TEST_CASE("another layout version is refused naming both versions", "[store][ver
 }
 
 TEST_CASE("the map grows from 64 KiB to hold several MiB", "[store][growth]") {
-  scratch_dir dir;
-  auto s = open_store(dir.path, {}, {}, 64 << 10);
+  scratch_dir dir{"store"};
+  auto s = open_store(dir.path(), {}, {}, 64 << 10);
   size_t stored = 0;
   // 8 batches of 1 MiB (one transaction each must outgrow the map several times) ...
   for (int b = 0; b < 8; ++b) {
@@ -427,9 +414,9 @@ TEST_CASE("the map grows from 64 KiB to hold several MiB", "[store][growth]") {
 // -- retention -------------------------------------------------------------------
 
 TEST_CASE("retention by age deletes what is older than max_age", "[store][retention]") {
-  scratch_dir dir;
+  scratch_dir dir{"store"};
   int64_t hour = 3600 * sec;
-  auto s = open_store(dir.path, retention{hour, 0});
+  auto s = open_store(dir.path(), retention{hour, 0});
   std::vector<record> rs;
   for (int i = 0; i <= 10; ++i)
     rs.push_back(make("a", t0 - i * 10 * 60 * sec, i)); // every 10 minutes, back 100 min
@@ -450,8 +437,8 @@ TEST_CASE("retention by age deletes what is older than max_age", "[store][retent
 }
 
 TEST_CASE("retention without limits keeps everything", "[store][retention]") {
-  scratch_dir dir;
-  auto s = open_store(dir.path);
+  scratch_dir dir{"store"};
+  auto s = open_store(dir.path());
   REQUIRE(s.put({make("a", 0, 1), make("a", t0, 2)}));
   auto n = s.apply_retention(t0 * 2);
   REQUIRE(n);
@@ -461,9 +448,9 @@ TEST_CASE("retention without limits keeps everything", "[store][retention]") {
 
 TEST_CASE("per-stream overrides: exact name, then longest prefix/*, then *",
           "[store][retention]") {
-  scratch_dir dir;
+  scratch_dir dir{"store"};
   int64_t minute = 60 * sec;
-  auto s = open_store(dir.path, retention{10 * minute, 0},
+  auto s = open_store(dir.path(), retention{10 * minute, 0},
                       {{"*", retention{20 * minute, 0}},
                        {"plant/*", retention{30 * minute, 0}},
                        {"plant/line1/*", retention{40 * minute, 0}},
@@ -486,8 +473,8 @@ TEST_CASE("per-stream overrides: exact name, then longest prefix/*, then *",
 }
 
 TEST_CASE("without a * override, the global max_age applies", "[store][retention]") {
-  scratch_dir dir;
-  auto s = open_store(dir.path, retention{10 * sec, 0}, {{"x/*", retention{100 * sec, 0}}});
+  scratch_dir dir{"store"};
+  auto s = open_store(dir.path(), retention{10 * sec, 0}, {{"x/*", retention{100 * sec, 0}}});
   REQUIRE(s.put({make("x/1", t0 - 50 * sec, 1), make("y", t0 - 50 * sec, 2)}));
   REQUIRE(s.apply_retention(t0));
   CHECK(info(s, "x/1"));
@@ -495,8 +482,8 @@ TEST_CASE("without a * override, the global max_age applies", "[store][retention
 }
 
 TEST_CASE("a stream's max_size deletes its oldest records until it fits", "[store][retention]") {
-  scratch_dir dir;
-  auto s = open_store(dir.path, {}, {{"*", retention{0, 10000}}});
+  scratch_dir dir{"store"};
+  auto s = open_store(dir.path(), {}, {{"*", retention{0, 10000}}});
   std::vector<record> rs;
   for (int i = 0; i < 100; ++i) {
     auto r = make("a", t0 + i, i);
@@ -524,8 +511,8 @@ TEST_CASE("a stream's max_size deletes its oldest records until it fits", "[stor
 
 TEST_CASE("the global max_size bounds the whole store, oldest records first",
           "[store][retention]") {
-  scratch_dir dir;
-  auto s = open_store(dir.path, retention{0, 20000});
+  scratch_dir dir{"store"};
+  auto s = open_store(dir.path(), retention{0, 20000});
   std::vector<record> rs;
   // Two streams interleaved in time; "old" also has records before "new" starts.
   for (int i = 0; i < 100; ++i) {
@@ -559,8 +546,8 @@ TEST_CASE("the global max_size bounds the whole store, oldest records first",
 }
 
 TEST_CASE("retention deletes more records than one chunk", "[store][retention]") {
-  scratch_dir dir;
-  auto s = open_store(dir.path, retention{sec, 0});
+  scratch_dir dir{"store"};
+  auto s = open_store(dir.path(), retention{sec, 0});
   std::vector<record> rs;
   for (int i = 0; i < 25000; ++i)
     rs.push_back(make("a", t0 - 2 * sec - i, i));

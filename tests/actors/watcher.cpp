@@ -1,6 +1,7 @@
 // The watched directory: complete *.zip files are reported once, partial ones never.
 
 #include "actors/watcher.hpp"
+#include "tests/support/support.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -8,11 +9,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
-#include <fstream>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -23,21 +22,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-/// A fresh directory under the system temp dir, removed afterwards.
-struct watch_dir {
-  fs::path path;
-  watch_dir() {
-    static std::atomic<int> n{0};
-    path = fs::temp_directory_path()
-           / ("fabrik-watcher-test-" + std::to_string(getpid()) + "-" + std::to_string(n++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~watch_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using test_support::scratch_dir;
+using test_support::write_file;
 
 /// Collects what the watcher reports, by file name.
 struct recorder {
@@ -64,11 +50,6 @@ struct recorder {
   }
 };
 
-void write_file(const fs::path& p, const std::string& data) {
-  std::ofstream out{p, std::ios::binary};
-  out << data;
-}
-
 /// Sets a file's mtime `age` into the past, so a start scan counts it as complete.
 void age_file(const fs::path& p, std::chrono::seconds age) {
   fs::last_write_time(p, fs::file_time_type::clock::now() - age);
@@ -87,29 +68,29 @@ using names = std::vector<std::string>;
 } // namespace
 
 TEST_CASE("files already there are reported at start, sorted", "[watcher]") {
-  watch_dir d;
+  scratch_dir d{"watcher"};
   for (auto name : {"b.zip", "a.zip", "c.zip"}) {
-    write_file(d.path / name, "zip");
-    age_file(d.path / name, 60s);
+    write_file(d.path() / name, "zip");
+    age_file(d.path() / name, 60s);
   }
   recorder r;
-  auto w = start(d.path, r);
+  auto w = start(d.path(), r);
   CHECK(r.wait_for(3) == names{"a.zip", "b.zip", "c.zip"});
-  CHECK(w->dir() == d.path);
+  CHECK(w->dir() == d.path());
 }
 
 TEST_CASE("a missing directory is created", "[watcher]") {
-  watch_dir d;
+  scratch_dir d{"watcher"};
   recorder r;
-  auto w = start(d.path / "sub" / "flows", r);
-  CHECK(fs::is_directory(d.path / "sub" / "flows"));
+  auto w = start(d.path() / "sub" / "flows", r);
+  CHECK(fs::is_directory(d.path() / "sub" / "flows"));
 }
 
 TEST_CASE("a file is reported once it is closed, not while written", "[watcher]") {
-  watch_dir d;
+  scratch_dir d{"watcher"};
   recorder r;
-  auto w = start(d.path, r);
-  auto p = d.path / "model.zip";
+  auto w = start(d.path(), r);
+  auto p = d.path() / "model.zip";
   int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   REQUIRE(fd >= 0);
   REQUIRE(::write(fd, "first", 5) == 5);
@@ -130,47 +111,47 @@ TEST_CASE("a file is reported once it is closed, not while written", "[watcher]"
 }
 
 TEST_CASE("a rename into place is reported, the partial file never", "[watcher]") {
-  watch_dir d;
+  scratch_dir d{"watcher"};
   recorder r;
-  auto w = start(d.path, r);
-  write_file(d.path / "x.zip.part", "zip");
-  fs::rename(d.path / "x.zip.part", d.path / "x.zip");
+  auto w = start(d.path(), r);
+  write_file(d.path() / "x.zip.part", "zip");
+  fs::rename(d.path() / "x.zip.part", d.path() / "x.zip");
   CHECK(r.wait_for(1) == names{"x.zip"});
 
   SECTION("also from another directory") {
-    watch_dir other;
-    write_file(other.path / "y.zip", "zip");
-    fs::rename(other.path / "y.zip", d.path / "y.zip");
+    scratch_dir other{"watcher"};
+    write_file(other.path() / "y.zip", "zip");
+    fs::rename(other.path() / "y.zip", d.path() / "y.zip");
     CHECK(r.wait_for(2) == names{"x.zip", "y.zip"});
   }
 }
 
 TEST_CASE("hidden files, other files and directories are ignored", "[watcher]") {
-  watch_dir d;
-  write_file(d.path / ".old.zip", "zip");
-  age_file(d.path / ".old.zip", 60s);
+  scratch_dir d{"watcher"};
+  write_file(d.path() / ".old.zip", "zip");
+  age_file(d.path() / ".old.zip", 60s);
   recorder r;
-  auto w = start(d.path, r);
-  write_file(d.path / ".hidden.zip", "zip");
-  write_file(d.path / "notes.txt", "text");
-  write_file(d.path / "zip", "text");
-  fs::create_directory(d.path / "dir.zip");
-  fs::rename(d.path / ".hidden.zip", d.path / ".renamed.zip");
+  auto w = start(d.path(), r);
+  write_file(d.path() / ".hidden.zip", "zip");
+  write_file(d.path() / "notes.txt", "text");
+  write_file(d.path() / "zip", "text");
+  fs::create_directory(d.path() / "dir.zip");
+  fs::rename(d.path() / ".hidden.zip", d.path() / ".renamed.zip");
   // A file that does count, written last: once it is reported the others have been seen.
-  write_file(d.path / "marker.zip", "zip");
+  write_file(d.path() / "marker.zip", "zip");
   CHECK(r.wait_for(1) == names{"marker.zip"});
   std::this_thread::sleep_for(300ms);
   CHECK(r.now() == names{"marker.zip"});
 }
 
 TEST_CASE("a young file at start is reported only once it has settled", "[watcher]") {
-  watch_dir d;
-  write_file(d.path / "old.zip", "zip");
-  age_file(d.path / "old.zip", 60s);
+  scratch_dir d{"watcher"};
+  write_file(d.path() / "old.zip", "zip");
+  age_file(d.path() / "old.zip", 60s);
   auto written = std::chrono::steady_clock::now();
-  write_file(d.path / "fresh.zip", "zip");
+  write_file(d.path() / "fresh.zip", "zip");
   recorder r;
-  auto w = start(d.path, r, 300ms);
+  auto w = start(d.path(), r, 300ms);
   auto got = r.wait_for(2);
   CHECK(got == names{"old.zip", "fresh.zip"});
   // Not before settle has passed since it was written (less a coarse mtime tick).
@@ -180,32 +161,32 @@ TEST_CASE("a young file at start is reported only once it has settled", "[watche
 }
 
 TEST_CASE("a young file that is deleted before it settles is not reported", "[watcher]") {
-  watch_dir d;
-  write_file(d.path / "gone.zip", "zip");
+  scratch_dir d{"watcher"};
+  write_file(d.path() / "gone.zip", "zip");
   recorder r;
-  auto w = start(d.path, r, 300ms);
-  fs::remove(d.path / "gone.zip");
+  auto w = start(d.path(), r, 300ms);
+  fs::remove(d.path() / "gone.zip");
   std::this_thread::sleep_for(700ms);
   CHECK(r.now().empty());
 }
 
 TEST_CASE("deleting a file reports nothing", "[watcher]") {
-  watch_dir d;
-  write_file(d.path / "a.zip", "zip");
-  age_file(d.path / "a.zip", 60s);
+  scratch_dir d{"watcher"};
+  write_file(d.path() / "a.zip", "zip");
+  age_file(d.path() / "a.zip", 60s);
   recorder r;
-  auto w = start(d.path, r);
+  auto w = start(d.path(), r);
   REQUIRE(r.wait_for(1) == names{"a.zip"});
-  fs::remove(d.path / "a.zip");
-  write_file(d.path / "marker.zip", "zip");
+  fs::remove(d.path() / "a.zip");
+  write_file(d.path() / "marker.zip", "zip");
   CHECK(r.wait_for(2) == names{"a.zip", "marker.zip"});
   std::this_thread::sleep_for(300ms);
   CHECK(r.now().size() == 2);
 }
 
 TEST_CASE("the directory coming back is watched again", "[watcher]") {
-  watch_dir d;
-  auto dir = d.path / "flows";
+  scratch_dir d{"watcher"};
+  auto dir = d.path() / "flows";
   recorder r;
   auto w = start(dir, r);
   fs::remove_all(dir);
@@ -223,15 +204,15 @@ TEST_CASE("the directory coming back is watched again", "[watcher]") {
 }
 
 TEST_CASE("stop is prompt and idempotent", "[watcher]") {
-  watch_dir d;
-  write_file(d.path / "young.zip", "zip"); // keeps a settle timer going
+  scratch_dir d{"watcher"};
+  write_file(d.path() / "young.zip", "zip"); // keeps a settle timer going
   recorder r;
-  auto w = start(d.path, r, 10s);
+  auto w = start(d.path(), r, 10s);
   auto before = std::chrono::steady_clock::now();
   w->stop();
   w->stop();
   CHECK(std::chrono::steady_clock::now() - before < 2s);
-  write_file(d.path / "after.zip", "zip");
+  write_file(d.path() / "after.zip", "zip");
   std::this_thread::sleep_for(200ms);
   CHECK(r.now().empty() == true);
   w.reset(); // the destructor after stop

@@ -148,7 +148,7 @@ TEST_CASE("a missing, null, implausible or unreadable ts becomes the ingest time
   }
 }
 
-TEST_CASE("seq comes from the payload, else the arrival counter; a bad seq is an error",
+TEST_CASE("seq comes from the payload, else the arrival counter, a bad seq is an error",
           "[json]") {
   CHECK(one(R"({"seq":7,"v":1})").seq == 7);
   CHECK(one(R"({"v":1})").seq == 11);

@@ -256,7 +256,7 @@ TEST_CASE("lenient conversions: integral floats, numeric strings, 0/1 for Bool",
   CHECK(get<bool>(r, "b2") == false);
 }
 
-TEST_CASE("a value that does not fit its dataType is reported; the others are emitted",
+TEST_CASE("a value that does not fit its dataType is reported, the others are emitted",
           "[simatic]") {
   simatic_decoder dec;
   load(dec, metadata_of({{"ok", "1", "LReal"}, {"real", "2", "Real"}, {"int", "3", "Int"},
@@ -479,7 +479,7 @@ TEST_CASE("new metadata replaces what the same connector declared before", "[sim
   CHECK(dec.find_collection("ie/d/j/simatic/v1/custom1/dp/r/Connection_2/Collection_1"));
 }
 
-TEST_CASE("metadata problems are reported; unusable metadata changes nothing", "[simatic]") {
+TEST_CASE("metadata problems are reported, unusable metadata changes nothing", "[simatic]") {
   simatic_decoder dec;
   load(dec, example_metadata);
   for (auto bad : {"", "not json", "[1,2]", R"({"seq":1})", R"({"connections":{}})",
@@ -1215,7 +1215,7 @@ TEST_CASE("the fast path agrees on every truncation of a message", "[simatic]") 
   CHECK(p.mismatches == 0);
 }
 
-TEST_CASE("a ts equal to the previous one reuses its time; any other is parsed", "[simatic]") {
+TEST_CASE("a ts equal to the previous one reuses its time, any other is parsed", "[simatic]") {
   both_paths p{metadata_of({{"a", "1", "LReal"}, {"b", "2", "LReal"}})};
   auto two = [](const std::string& ts1, const std::string& ts2) {
     return R"({"vals":[{"id":"1","val":1,"ts":")" + ts1 + R"("},{"id":"2","val":2,"ts":")"

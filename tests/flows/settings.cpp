@@ -1,5 +1,6 @@
 // Settings tables: validation of one YAML map against a table, defaults, secrets, docs.
 #include "actors/settings.hpp"
+#include "tests/support/support.hpp"
 
 #include <catch2/catch.hpp>
 #include <yaml-cpp/yaml.h>
@@ -91,7 +92,7 @@ TEST_CASE("defaults are filled and parsed with the same rules as flow values",
   CHECK_FALSE(r.c.has("streams"));
 }
 
-TEST_CASE("values override defaults; sizes and durations land in base units", "[settings]") {
+TEST_CASE("values override defaults, sizes and durations land in base units", "[settings]") {
   auto r = validate("url: x\nqos: 2\nratio: 1\nretain: true\ntimeout: 10s\nbuffer: 512KiB\n"
                     "format: json\nretention: {max_age: 30d, max_size: 1GiB}\n");
   REQUIRE(r.diags.empty());
@@ -322,7 +323,8 @@ TEST_CASE("secrets come from the environment", "[settings][secrets]") {
 TEST_CASE("secrets come from a file relative to the flow file's folder",
           "[settings][secrets]") {
   namespace fs = std::filesystem;
-  auto dir = fs::temp_directory_path() / ("fabrik-settings-" + std::to_string(::getpid()));
+  test_support::scratch_dir scratch{"settings"};
+  const auto& dir = scratch.path();
   fs::create_directories(dir / "secrets");
   std::ofstream{dir / "secrets" / "pw"} << "from-file\n";
   auto flow_file = (dir / "flow.yaml").string();
@@ -334,7 +336,6 @@ TEST_CASE("secrets come from a file relative to the flow file's folder",
   CHECK(d.line == 2);
   CHECK(d.message == "cannot read " + (dir / "secrets" / "nope").string()
                        + " (setting 'password')");
-  fs::remove_all(dir);
 }
 
 TEST_CASE("a literal secret is used but warned about", "[settings][secrets]") {

@@ -104,7 +104,7 @@ TEST_CASE("values that arrive before their metadata are kept and stored once it 
   CHECK(fabrik.wait() == 0);
 }
 
-TEST_CASE("username and password from a file authenticate; a wrong one is reported",
+TEST_CASE("username and password from a file authenticate, a wrong one is reported",
           "[e2e][mqtt]") {
   temp_dir dir;
   auto pw = dir / "passwd";

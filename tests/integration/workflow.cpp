@@ -220,7 +220,7 @@ TEST_CASE("an IMU workflow classifies windows of 50 samples every 25 with accura
   CHECK(accuracy > 0.8);
 }
 
-TEST_CASE("a zip dropped into the watched directory is deployed once complete; a broken one "
+TEST_CASE("a zip dropped into the watched directory is deployed once complete, a broken one "
           "is refused and a new version is swapped in", "[e2e][workflow]") {
   temp_dir dir;
   broker b{dir / "broker"};

@@ -1,14 +1,13 @@
 // Workflow packages: manifest validation, one test per hostile zip, extraction, building.
 #include "runtime/package.hpp"
+#include "tests/support/support.hpp"
 
 #include <catch2/catch.hpp>
 #include <zip.h>
 
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,49 +16,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct file {
-  std::string name;
-  std::string data;
-};
+using test_support::scratch_dir;
 
-/// Called after an entry is added, to give it odd attributes.
-using tweak = std::function<void(zip_t*, zip_uint64_t index, const file&)>;
-
-/// A zip built in memory with libzip, as hostile as the tweak makes it.
-std::string make_zip(const std::vector<file>& files, const tweak& t = {}) {
-  zip_error_t e;
-  zip_error_init(&e);
-  zip_source_t* buf = zip_source_buffer_create(nullptr, 0, 0, &e);
-  REQUIRE(buf);
-  zip_source_keep(buf);
-  zip_t* za = zip_open_from_source(buf, ZIP_TRUNCATE, &e);
-  REQUIRE(za);
-  for (const auto& f : files) {
-    zip_int64_t i = -1;
-    if (f.name.ends_with('/')) {
-      i = zip_dir_add(za, f.name.substr(0, f.name.size() - 1).c_str(), 0);
-    } else {
-      void* copy = std::malloc(f.data.size() + 1);
-      std::memcpy(copy, f.data.data(), f.data.size());
-      zip_source_t* src = zip_source_buffer(za, copy, f.data.size(), 1);
-      i = zip_file_add(za, f.name.c_str(), src, 0);
-    }
-    INFO(zip_strerror(za));
-    REQUIRE(i >= 0);
-    if (t)
-      t(za, static_cast<zip_uint64_t>(i), f);
-  }
-  INFO(zip_strerror(za));
-  REQUIRE(zip_close(za) == 0);
-  REQUIRE(zip_source_open(buf) == 0);
-  zip_stat_t st;
-  REQUIRE(zip_source_stat(buf, &st) == 0);
-  std::string out(st.size, '\0');
-  REQUIRE(zip_source_read(buf, out.data(), st.size) == static_cast<zip_int64_t>(st.size));
-  zip_source_close(buf);
-  zip_source_free(buf);
-  return out;
-}
+using file = test_support::zip_entry;
+using tweak = test_support::zip_entry_hook; // gives entries odd attributes
+using test_support::make_zip;
+using test_support::write_file;
 
 const std::string good_manifest = R"(name: demo
 version: "0.1"
@@ -114,26 +76,6 @@ void set_declared_size(std::string& bytes, const std::string& name, uint32_t siz
   REQUIRE(central != std::string::npos);
   put_u32(bytes, local + 22, size);
   put_u32(bytes, central + 24, size);
-}
-
-/// A fresh directory under the system's temp dir, removed at the end of the test.
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    std::string tmpl = (fs::temp_directory_path() / "fabrik-package-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()));
-    path = tmpl;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
-void write_file(const fs::path& p, const std::string& data) {
-  fs::create_directories(p.parent_path());
-  std::ofstream out{p, std::ios::binary};
-  out << data;
 }
 
 std::string read_file(const fs::path& p) {
@@ -226,10 +168,10 @@ TEST_CASE("the content hash ignores entry order, compression and directories", "
 }
 
 TEST_CASE("a package reads from a file as from memory", "[package]") {
-  temp_dir tmp;
+  scratch_dir tmp{"package"};
   auto zip = make_zip(good_files());
-  write_file(tmp.path / "demo.zip", zip);
-  auto from_file = read_package(tmp.path / "demo.zip");
+  write_file(tmp.path() / "demo.zip", zip);
+  auto from_file = read_package(tmp.path() / "demo.zip");
   auto from_bytes = read_package_bytes(zip, "demo.zip");
   REQUIRE(from_file);
   REQUIRE(from_bytes);
@@ -289,9 +231,9 @@ TEST_CASE("a symlink entry is rejected", "[package][hostile]") {
   auto msg = error_of(read_package_bytes(zip, "evil.zip"));
   CHECK(msg == "evil.zip: entry 'lib/passwd' is a symbolic link; packages hold regular files "
                "only");
-  temp_dir tmp;
-  CHECK_FALSE(extract_package_bytes(zip, "evil.zip", tmp.path / "out"));
-  CHECK_FALSE(fs::exists(tmp.path / "out"));
+  scratch_dir tmp{"package"};
+  CHECK_FALSE(extract_package_bytes(zip, "evil.zip", tmp.path() / "out"));
+  CHECK_FALSE(fs::exists(tmp.path() / "out"));
 }
 
 TEST_CASE("other non-regular entries (a FIFO) are rejected", "[package][hostile]") {
@@ -377,9 +319,9 @@ TEST_CASE("an entry holding more data than its header declares is rejected", "[p
   auto msg = error_of(read_package_bytes(zip, "liar.zip"));
   CHECK(msg == "liar.zip: entry 'big.txt' holds more data than the 100 bytes its header "
                "declares");
-  temp_dir tmp;
-  CHECK_FALSE(extract_package_bytes(zip, "liar.zip", tmp.path / "out"));
-  CHECK_FALSE(fs::exists(tmp.path / "out"));
+  scratch_dir tmp{"package"};
+  CHECK_FALSE(extract_package_bytes(zip, "liar.zip", tmp.path() / "out"));
+  CHECK_FALSE(fs::exists(tmp.path() / "out"));
 }
 
 TEST_CASE("an entry holding less data than its header declares is rejected", "[package][hostile]") {
@@ -409,11 +351,11 @@ TEST_CASE("a file that is not a zip is rejected", "[package][hostile]") {
   CHECK(error_of(r) == "model.zip: not a zip file");
   CHECK(r.err().code == ec::parse_error);
   CHECK(error_of(read_package_bytes("", "empty.zip")) == "empty.zip: not a zip file (it is empty)");
-  temp_dir tmp;
-  write_file(tmp.path / "text.zip", "just text");
-  CHECK(error_of(read_package(tmp.path / "text.zip"))
-        == (tmp.path / "text.zip").string() + ": not a zip file");
-  auto missing = read_package(tmp.path / "missing.zip");
+  scratch_dir tmp{"package"};
+  write_file(tmp.path() / "text.zip", "just text");
+  CHECK(error_of(read_package(tmp.path() / "text.zip"))
+        == (tmp.path() / "text.zip").string() + ": not a zip file");
+  auto missing = read_package(tmp.path() / "missing.zip");
   REQUIRE_FALSE(missing);
   CHECK(missing.err().code == ec::not_found);
 }
@@ -591,20 +533,20 @@ TEST_CASE("a zip with only entrypoint.py is a Siemens process_input package", "[
 // -- extraction ------------------------------------------------------------------------
 
 TEST_CASE("a built example package round-trips through read and extract", "[package]") {
-  temp_dir tmp;
-  auto built = build_package(example_dir, tmp.path / "pcb-classifier.zip");
+  scratch_dir tmp{"package"};
+  auto built = build_package(example_dir, tmp.path() / "pcb-classifier.zip");
   INFO((built ? "" : built.err().message));
   REQUIRE(built);
   CHECK(built->manifest.name == "pcb-classifier");
   CHECK(built->manifest.inputs.size() == 16);
   CHECK(built->manifest.label == "label");
 
-  auto read = read_package(tmp.path / "pcb-classifier.zip");
+  auto read = read_package(tmp.path() / "pcb-classifier.zip");
   REQUIRE(read);
   CHECK(read->sha256 == built->sha256);
 
-  auto dest = tmp.path / "deploy" / "pcb-classifier" / "1.0.0";
-  auto x = extract_package(tmp.path / "pcb-classifier.zip", dest);
+  auto dest = tmp.path() / "deploy" / "pcb-classifier" / "1.0.0";
+  auto x = extract_package(tmp.path() / "pcb-classifier.zip", dest);
   INFO((x ? "" : x.err().message));
   REQUIRE(x);
   CHECK(x->sha256 == read->sha256);
@@ -626,44 +568,44 @@ TEST_CASE("a built example package round-trips through read and extract", "[pack
 }
 
 TEST_CASE("extraction refuses a non-empty destination and uses an empty one", "[package]") {
-  temp_dir tmp;
+  scratch_dir tmp{"package"};
   auto zip = make_zip(good_files());
-  write_file(tmp.path / "full" / "keep.txt", "mine");
-  auto msg = error_of(extract_package_bytes(zip, "demo.zip", tmp.path / "full"));
-  CHECK(msg == "cannot extract into " + (tmp.path / "full").string() + ": not empty");
-  CHECK(read_file(tmp.path / "full" / "keep.txt") == "mine");
-  fs::create_directories(tmp.path / "empty");
-  REQUIRE(extract_package_bytes(zip, "demo.zip", tmp.path / "empty"));
-  CHECK(read_file(tmp.path / "empty" / "model.py") == good_model);
+  write_file(tmp.path() / "full" / "keep.txt", "mine");
+  auto msg = error_of(extract_package_bytes(zip, "demo.zip", tmp.path() / "full"));
+  CHECK(msg == "cannot extract into " + (tmp.path() / "full").string() + ": not empty");
+  CHECK(read_file(tmp.path() / "full" / "keep.txt") == "mine");
+  fs::create_directories(tmp.path() / "empty");
+  REQUIRE(extract_package_bytes(zip, "demo.zip", tmp.path() / "empty"));
+  CHECK(read_file(tmp.path() / "empty" / "model.py") == good_model);
   // A link where the directory should be is not followed.
-  fs::create_directories(tmp.path / "target");
-  fs::create_directory_symlink(tmp.path / "target", tmp.path / "link");
-  CHECK_FALSE(extract_package_bytes(zip, "demo.zip", tmp.path / "link"));
-  CHECK(fs::is_empty(tmp.path / "target"));
+  fs::create_directories(tmp.path() / "target");
+  fs::create_directory_symlink(tmp.path() / "target", tmp.path() / "link");
+  CHECK_FALSE(extract_package_bytes(zip, "demo.zip", tmp.path() / "link"));
+  CHECK(fs::is_empty(tmp.path() / "target"));
 }
 
 TEST_CASE("a failed extraction removes what it wrote", "[package]") {
-  temp_dir tmp;
+  scratch_dir tmp{"package"};
   auto files = good_files();
   files.push_back({"lib/pkg/a.py", "A = 1\n"});
   files.push_back({"zz.txt", std::string(5000, 'z')}); // extracted last, and lying
   auto zip = make_zip(files);
   set_declared_size(zip, "zz.txt", 100);
   // Into a directory it creates: the directory goes.
-  CHECK_FALSE(extract_package_bytes(zip, "liar.zip", tmp.path / "new"));
-  CHECK_FALSE(fs::exists(tmp.path / "new"));
+  CHECK_FALSE(extract_package_bytes(zip, "liar.zip", tmp.path() / "new"));
+  CHECK_FALSE(fs::exists(tmp.path() / "new"));
   // Into an empty directory given to it: the directory stays, empty.
-  fs::create_directories(tmp.path / "given");
-  CHECK_FALSE(extract_package_bytes(zip, "liar.zip", tmp.path / "given"));
-  CHECK(fs::is_directory(tmp.path / "given"));
-  CHECK(fs::is_empty(tmp.path / "given"));
+  fs::create_directories(tmp.path() / "given");
+  CHECK_FALSE(extract_package_bytes(zip, "liar.zip", tmp.path() / "given"));
+  CHECK(fs::is_directory(tmp.path() / "given"));
+  CHECK(fs::is_empty(tmp.path() / "given"));
 }
 
 // -- building --------------------------------------------------------------------------
 
 TEST_CASE("packaging is deterministic and skips caches and .git", "[package]") {
-  temp_dir tmp;
-  auto src = tmp.path / "src";
+  scratch_dir tmp{"package"};
+  auto src = tmp.path() / "src";
   write_file(src / "fabrik-workflow.yaml", good_manifest);
   write_file(src / "model.py", good_model);
   write_file(src / "lib" / "util" / "__init__.py", "X = 1\n");
@@ -672,7 +614,7 @@ TEST_CASE("packaging is deterministic and skips caches and .git", "[package]") {
   write_file(src / "stale.pyc", "junk");
   write_file(src / ".git" / "HEAD", "ref: refs/heads/main\n");
 
-  auto a = build_package(src, tmp.path / "a.zip");
+  auto a = build_package(src, tmp.path() / "a.zip");
   INFO((a ? "" : a.err().message));
   REQUIRE(a);
   // Touch every source and package again, in another time zone.
@@ -682,7 +624,7 @@ TEST_CASE("packaging is deterministic and skips caches and .git", "[package]") {
   std::string saved = old_tz ? old_tz : "";
   ::setenv("TZ", "America/Los_Angeles", 1);
   ::tzset();
-  auto b = build_package(src, tmp.path / "b.zip");
+  auto b = build_package(src, tmp.path() / "b.zip");
   if (old_tz)
     ::setenv("TZ", saved.c_str(), 1);
   else
@@ -690,7 +632,7 @@ TEST_CASE("packaging is deterministic and skips caches and .git", "[package]") {
   ::tzset();
   REQUIRE(b);
   CHECK(a->sha256 == b->sha256);
-  CHECK(read_file(tmp.path / "a.zip") == read_file(tmp.path / "b.zip"));
+  CHECK(read_file(tmp.path() / "a.zip") == read_file(tmp.path() / "b.zip"));
   std::vector<std::string> names;
   for (auto& e : a->entries)
     names.push_back(e.name);
@@ -699,44 +641,44 @@ TEST_CASE("packaging is deterministic and skips caches and .git", "[package]") {
 }
 
 TEST_CASE("packaging skips its own output inside the source directory", "[package]") {
-  temp_dir tmp;
-  write_file(tmp.path / "fabrik-workflow.yaml", good_manifest);
-  write_file(tmp.path / "model.py", good_model);
-  REQUIRE(build_package(tmp.path, tmp.path / "demo.zip"));
-  auto again = build_package(tmp.path, tmp.path / "demo.zip");
+  scratch_dir tmp{"package"};
+  write_file(tmp.path() / "fabrik-workflow.yaml", good_manifest);
+  write_file(tmp.path() / "model.py", good_model);
+  REQUIRE(build_package(tmp.path(), tmp.path() / "demo.zip"));
+  auto again = build_package(tmp.path(), tmp.path() / "demo.zip");
   REQUIRE(again);
   CHECK(again->entries.size() == 2);
 }
 
 TEST_CASE("packaging refuses links and reports manifest errors at their line", "[package]") {
-  temp_dir tmp;
-  auto src = tmp.path / "src";
+  scratch_dir tmp{"package"};
+  auto src = tmp.path() / "src";
   write_file(src / "fabrik-workflow.yaml", good_manifest);
   write_file(src / "model.py", good_model);
   fs::create_symlink("/etc/passwd", src / "passwd");
-  auto msg = error_of(build_package(src, tmp.path / "x.zip"));
+  auto msg = error_of(build_package(src, tmp.path() / "x.zip"));
   CHECK(msg == (src / "passwd").string() + " is a symbolic link; packages hold regular files "
                                            "only");
   fs::remove(src / "passwd");
 
   write_file(src / "fabrik-workflow.yaml", good_manifest + "extra: 1\n");
-  msg = error_of(build_package(src, tmp.path / "x.zip"));
+  msg = error_of(build_package(src, tmp.path() / "x.zip"));
   CHECK_THAT(msg, Catch::StartsWith((src / "fabrik-workflow.yaml").string()
                                     + ":9:1: unknown setting 'extra'"));
-  CHECK_FALSE(fs::exists(tmp.path / "x.zip"));
+  CHECK_FALSE(fs::exists(tmp.path() / "x.zip"));
 }
 
 TEST_CASE("packaging replaces the output only with a valid package", "[package]") {
-  temp_dir tmp;
-  auto src = tmp.path / "src";
+  scratch_dir tmp{"package"};
+  auto src = tmp.path() / "src";
   write_file(src / "fabrik-workflow.yaml", good_manifest);
   write_file(src / "model.py", good_model);
-  REQUIRE(build_package(src, tmp.path / "x.zip"));
-  auto before = read_file(tmp.path / "x.zip");
+  REQUIRE(build_package(src, tmp.path() / "x.zip"));
+  auto before = read_file(tmp.path() / "x.zip");
   // The bomb passes the source checks but not the zip's.
   write_file(src / "zeros.bin", std::string(1 << 20, '\0'));
-  auto msg = error_of(build_package(src, tmp.path / "x.zip"));
+  auto msg = error_of(build_package(src, tmp.path() / "x.zip"));
   CHECK_THAT(msg, Catch::Contains("entry 'zeros.bin' has a compression ratio"));
-  CHECK(read_file(tmp.path / "x.zip") == before);
-  CHECK_FALSE(fs::exists(tmp.path / "x.zip.tmp"));
+  CHECK(read_file(tmp.path() / "x.zip") == before);
+  CHECK_FALSE(fs::exists(tmp.path() / "x.zip.tmp"));
 }

@@ -3,6 +3,7 @@
 #include "runtime/registry.hpp"
 
 #include "actors/lmdb.hpp"
+#include "tests/support/support.hpp"
 
 #include <catch2/catch.hpp>
 #include <zip.h>
@@ -11,9 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cctype>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <random>
@@ -23,25 +22,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-/// A fresh directory under the system temp dir, removed afterwards.
-struct scratch_dir {
-  fs::path path;
-  scratch_dir() {
-    static std::atomic<int> n{0};
-    path = fs::temp_directory_path()
-           / ("fabrik-registry-test-" + std::to_string(getpid()) + "-" + std::to_string(n++));
-    fs::remove_all(path);
-  }
-  ~scratch_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using test_support::scratch_dir;
 
-struct file {
-  std::string name;
-  std::string data;
-};
+using file = test_support::zip_entry;
 
 /// How a zip is written: the same files give different bytes, but the same content hash.
 enum class zip_style {
@@ -49,35 +32,14 @@ enum class zip_style {
   stored,   ///< entries in reverse order, uncompressed
 };
 
-std::string make_zip(const std::vector<file>& files, zip_style style = zip_style::deflated) {
-  zip_error_t e;
-  zip_error_init(&e);
-  zip_source_t* buf = zip_source_buffer_create(nullptr, 0, 0, &e);
-  REQUIRE(buf);
-  zip_source_keep(buf);
-  zip_t* za = zip_open_from_source(buf, ZIP_TRUNCATE, &e);
-  REQUIRE(za);
+std::string styled_zip(const std::vector<file>& files, zip_style style = zip_style::deflated) {
   auto ordered = files;
   if (style == zip_style::stored)
     std::reverse(ordered.begin(), ordered.end());
-  for (const auto& f : ordered) {
-    void* copy = std::malloc(f.data.size() + 1);
-    std::memcpy(copy, f.data.data(), f.data.size());
-    zip_source_t* src = zip_source_buffer(za, copy, f.data.size(), 1);
-    auto i = zip_file_add(za, f.name.c_str(), src, 0);
-    REQUIRE(i >= 0);
-    auto method = style == zip_style::stored ? ZIP_CM_STORE : ZIP_CM_DEFLATE;
-    REQUIRE(zip_set_file_compression(za, static_cast<zip_uint64_t>(i), method, 0) == 0);
-  }
-  REQUIRE(zip_close(za) == 0);
-  REQUIRE(zip_source_open(buf) == 0);
-  zip_stat_t st;
-  REQUIRE(zip_source_stat(buf, &st) == 0);
-  std::string out(st.size, '\0');
-  REQUIRE(zip_source_read(buf, out.data(), st.size) == static_cast<zip_int64_t>(st.size));
-  zip_source_close(buf);
-  zip_source_free(buf);
-  return out;
+  auto method = style == zip_style::stored ? ZIP_CM_STORE : ZIP_CM_DEFLATE;
+  return test_support::make_zip(ordered, [method](zip_t* za, zip_uint64_t i, const file&) {
+    REQUIRE(zip_set_file_compression(za, i, method, 0) == 0);
+  });
 }
 
 const std::string model_py = "def train(dataset, params):\n    return 1\n\n"
@@ -94,7 +56,7 @@ std::vector<file> package_files(const std::string& name, const std::string& vers
 
 std::string package_zip(const std::string& name, const std::string& version,
                         const std::string& extra = {}) {
-  return make_zip(package_files(name, version, extra));
+  return styled_zip(package_files(name, version, extra));
 }
 
 registry open_registry(const fs::path& dir, bool read_only = false) {
@@ -140,10 +102,10 @@ std::vector<package_version> add_demo_versions(registry& reg) {
 // -- packages -------------------------------------------------------------------------------
 
 TEST_CASE("add_package stores each content once, however it was zipped", "[registry]") {
-  scratch_dir dir;
-  auto reg = open_registry(dir.path);
-  auto deflated = make_zip(package_files("demo", "1.0.0"), zip_style::deflated);
-  auto stored = make_zip(package_files("demo", "1.0.0"), zip_style::stored);
+  scratch_dir dir{"registry"};
+  auto reg = open_registry(dir.path());
+  auto deflated = styled_zip(package_files("demo", "1.0.0"), zip_style::deflated);
+  auto stored = styled_zip(package_files("demo", "1.0.0"), zip_style::stored);
   REQUIRE(deflated != stored);
   auto info = read_package_bytes(deflated, "demo.zip");
   REQUIRE(info);
@@ -170,8 +132,8 @@ TEST_CASE("add_package stores each content once, however it was zipped", "[regis
 }
 
 TEST_CASE("versions are numbered per name in order of arrival", "[registry]") {
-  scratch_dir dir;
-  auto reg = open_registry(dir.path);
+  scratch_dir dir{"registry"};
+  auto reg = open_registry(dir.path());
   add_demo_versions(reg);
   auto demo = reg.versions("demo");
   REQUIRE(demo);
@@ -195,8 +157,8 @@ TEST_CASE("versions are numbered per name in order of arrival", "[registry]") {
 }
 
 TEST_CASE("find picks the newest version, or the one a pin names", "[registry]") {
-  scratch_dir dir;
-  auto reg = open_registry(dir.path);
+  scratch_dir dir{"registry"};
+  auto reg = open_registry(dir.path());
   auto v = add_demo_versions(reg);
   const auto &v1 = v[0], &other = v[1], &v2 = v[2], &v3 = v[3];
 
@@ -236,10 +198,10 @@ TEST_CASE("find picks the newest version, or the one a pin names", "[registry]")
 }
 
 TEST_CASE("a broken package is refused with read_package's message", "[registry]") {
-  scratch_dir dir;
-  auto reg = open_registry(dir.path);
+  scratch_dir dir{"registry"};
+  auto reg = open_registry(dir.path());
   // The manifest names an entry module the zip does not hold.
-  auto no_entry = make_zip({package_files("demo", "1.0.0")[0]});
+  auto no_entry = styled_zip({package_files("demo", "1.0.0")[0]});
   for (const auto& bad : {no_entry, std::string{"not a zip at all"}}) {
     auto expected_err = error_of(read_package_bytes(bad, "bad.zip"));
     auto err = error_of(reg.add_package(bad, "bad.zip"));
@@ -253,8 +215,8 @@ TEST_CASE("a broken package is refused with read_package's message", "[registry]
 }
 
 TEST_CASE("package_bytes returns the stored zip", "[registry]") {
-  scratch_dir dir;
-  auto reg = open_registry(dir.path);
+  scratch_dir dir{"registry"};
+  auto reg = open_registry(dir.path());
   auto zip = package_zip("demo", "1.0.0");
   auto v = add(reg, zip);
   auto bytes = reg.package_bytes(v.sha256);
@@ -264,8 +226,8 @@ TEST_CASE("package_bytes returns the stored zip", "[registry]") {
 }
 
 TEST_CASE("a zip larger than the initial map grows the map", "[registry]") {
-  scratch_dir dir;
-  auto reg = open_registry(dir.path);
+  scratch_dir dir{"registry"};
+  auto reg = open_registry(dir.path());
   std::mt19937_64 rng{42};
   std::string noise(static_cast<size_t>(registry_initial_map_size) + (1 << 20), '\0');
   for (size_t i = 0; i + 8 <= noise.size(); i += 8) {
@@ -274,20 +236,20 @@ TEST_CASE("a zip larger than the initial map grows the map", "[registry]") {
   }
   auto files = package_files("big", "1.0");
   files.push_back({"data.bin", noise});
-  auto zip = make_zip(files, zip_style::stored);
+  auto zip = styled_zip(files, zip_style::stored);
   REQUIRE(zip.size() > static_cast<size_t>(registry_initial_map_size));
   auto v = add(reg, zip);
   auto bytes = reg.package_bytes(v.sha256);
   REQUIRE(bytes);
   CHECK(*bytes == zip);
-  CHECK(fs::file_size(dir.path / "data.mdb") > zip.size());
+  CHECK(fs::file_size(dir.path() / "data.mdb") > zip.size());
 }
 
 // -- models and serving ---------------------------------------------------------------------
 
 TEST_CASE("models keep their bytes, format and library versions", "[registry]") {
-  scratch_dir dir;
-  auto reg = open_registry(dir.path);
+  scratch_dir dir{"registry"};
+  auto reg = open_registry(dir.path());
   auto make_model = [](std::string actor, std::string bytes, int64_t created, uint64_t run) {
     model_record m;
     m.workflow = "demo";
@@ -335,8 +297,8 @@ TEST_CASE("models keep their bytes, format and library versions", "[registry]") 
 }
 
 TEST_CASE("serving remembers the model per actor and package version", "[registry]") {
-  scratch_dir dir;
-  auto reg = open_registry(dir.path);
+  scratch_dir dir{"registry"};
+  auto reg = open_registry(dir.path());
   auto none = reg.serving("a", "sha1");
   REQUIRE(none);
   CHECK_FALSE(*none);
@@ -357,8 +319,8 @@ TEST_CASE("serving remembers the model per actor and package version", "[registr
 // -- runs -----------------------------------------------------------------------------------
 
 TEST_CASE("runs are numbered, updated and listed newest first", "[registry]") {
-  scratch_dir dir;
-  auto reg = open_registry(dir.path);
+  scratch_dir dir{"registry"};
+  auto reg = open_registry(dir.path());
   run_record r;
   r.actor = "a";
   r.workflow = "demo";
@@ -406,9 +368,9 @@ TEST_CASE("runs are numbered, updated and listed newest first", "[registry]") {
 }
 
 TEST_CASE("runs left running become interrupted when a writer reopens", "[registry]") {
-  scratch_dir dir;
+  scratch_dir dir{"registry"};
   {
-    auto reg = open_registry(dir.path);
+    auto reg = open_registry(dir.path());
     run_record r;
     r.actor = "a";
     REQUIRE(reg.begin_run(r));
@@ -416,18 +378,18 @@ TEST_CASE("runs left running become interrupted when a writer reopens", "[regist
     r.finished = 7;
     REQUIRE(reg.begin_run(r));
     // A second writer in the same process must not interrupt the first one's live runs.
-    auto beside = open_registry(dir.path);
+    auto beside = open_registry(dir.path());
     auto live = beside.run(1);
     REQUIRE(live);
     CHECK(live->status == "running");
   }
   {
-    auto reader = open_registry(dir.path, true); // a reader changes nothing
+    auto reader = open_registry(dir.path(), true); // a reader changes nothing
     auto still = reader.run(1);
     REQUIRE(still);
     CHECK(still->status == "running");
   }
-  auto reg = open_registry(dir.path);
+  auto reg = open_registry(dir.path());
   auto r1 = reg.run(1);
   REQUIRE(r1);
   CHECK(r1->status == "interrupted");
@@ -513,15 +475,15 @@ TEST_CASE("describe_run says what a run did in human units", "[registry]") {
 // -- opening --------------------------------------------------------------------------------
 
 TEST_CASE("a read-only registry sees the writer's data", "[registry]") {
-  scratch_dir dir;
-  auto writer = open_registry(dir.path);
+  scratch_dir dir{"registry"};
+  auto writer = open_registry(dir.path());
   auto v = add(writer, package_zip("demo", "1.0.0"));
   run_record r;
   r.actor = "a";
   REQUIRE(writer.begin_run(r));
 
   SECTION("in this process") {
-    auto reader = open_registry(dir.path, true);
+    auto reader = open_registry(dir.path(), true);
     auto found = reader.find("demo");
     REQUIRE(found);
     CHECK(found->sha256 == v.sha256);
@@ -540,7 +502,7 @@ TEST_CASE("a read-only registry sees the writer's data", "[registry]") {
     if (pid == 0) {
       // The child opens its own LMDB env, as `fabrik runs` does beside `fabrik run`.
       std::string seen = "cannot open";
-      if (auto reader = registry::open(dir.path, true)) {
+      if (auto reader = registry::open(dir.path(), true)) {
         auto found = reader->find("demo");
         auto runs = reader->runs();
         seen = (found ? found->sha256 : found.err().message) + " "
@@ -563,29 +525,29 @@ TEST_CASE("a read-only registry sees the writer's data", "[registry]") {
 
 TEST_CASE("opening read-only creates nothing and refuses what is not a registry",
           "[registry]") {
-  scratch_dir dir;
-  auto missing = registry::open(dir.path / "missing", true);
+  scratch_dir dir{"registry"};
+  auto missing = registry::open(dir.path() / "missing", true);
   CHECK(error_of(missing).code == ec::not_found);
-  CHECK_FALSE(fs::exists(dir.path / "missing"));
+  CHECK_FALSE(fs::exists(dir.path() / "missing"));
   // Another LMDB environment (a spool, say) is not taken over.
   {
     lmdb::env_options eo;
-    eo.dir = dir.path / "other";
+    eo.dir = dir.path() / "other";
     auto env = lmdb::env::open(eo);
     REQUIRE(env);
     REQUIRE(env->db("spool.entries", true));
   }
-  auto other = error_of(registry::open(dir.path / "other"));
+  auto other = error_of(registry::open(dir.path() / "other"));
   CHECK(other.code == ec::not_found);
   CHECK(other.message.find("'spool.entries'") != std::string::npos);
 }
 
 TEST_CASE("another layout version is refused, naming both", "[registry]") {
-  scratch_dir dir;
-  { open_registry(dir.path); }
+  scratch_dir dir{"registry"};
+  { open_registry(dir.path()); }
   {
     lmdb::env_options eo;
-    eo.dir = dir.path;
+    eo.dir = dir.path();
     eo.max_dbs = 8;
     auto env = lmdb::env::open(eo);
     REQUIRE(env);
@@ -599,7 +561,7 @@ TEST_CASE("another layout version is refused, naming both", "[registry]") {
     }));
   }
   for (bool read_only : {false, true}) {
-    auto err = error_of(registry::open(dir.path, read_only));
+    auto err = error_of(registry::open(dir.path(), read_only));
     CHECK(err.code == ec::version_mismatch);
     CHECK(err.message.find("layout version " + std::to_string(registry_layout_version + 1))
           != std::string::npos);

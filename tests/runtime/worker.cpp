@@ -4,6 +4,7 @@
 #include "runtime/package.hpp"
 #include "runtime/protocol.hpp"
 #include "runtime/worker_client.hpp"
+#include "tests/support/support.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -11,7 +12,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -26,29 +26,11 @@ using namespace std::chrono_literals;
 
 namespace {
 
+using test_support::scratch_dir;
+using test_support::write_file;
+
 // Generous: the test machine is shared. No test asserts how long anything took.
 constexpr auto call_timeout = 120s;
-
-/// A package directory under the system temp dir, removed afterwards.
-struct package_dir {
-  std::filesystem::path path;
-  package_dir() {
-    static std::atomic<int> n{0};
-    path = std::filesystem::temp_directory_path()
-           / ("fabrik-worker-test-" + std::to_string(getpid()) + "-" + std::to_string(n++));
-    std::filesystem::remove_all(path);
-    std::filesystem::create_directories(path);
-  }
-  ~package_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  void write(const std::string& name, const std::string& text) const {
-    auto file = path / name;
-    std::filesystem::create_directories(file.parent_path());
-    std::ofstream{file} << text;
-  }
-};
 
 /// The 1-based line of the first line of `text` that contains `needle`.
 int line_of(const std::string& text, const std::string& needle) {
@@ -64,10 +46,10 @@ worker_client start_worker(worker_options opts = {}) {
   return std::move(*w);
 }
 
-load_request request_for(const package_dir& pkg, const std::string& entry,
+load_request request_for(const scratch_dir& pkg, const std::string& entry,
                          workflow_kind kind = workflow_kind::fabrik,
                          nlohmann::json params = nlohmann::json::object()) {
-  return {pkg.path, entry, kind, std::move(params)};
+  return {pkg.path(), entry, kind, std::move(params)};
 }
 
 void load_ok(worker_client& w, const load_request& r) {
@@ -292,8 +274,8 @@ TEST_CASE("a missing worker binary is a clear error", "[worker]") {
 
 TEST_CASE("a RandomForest trains and travels as bytes to predict in another worker",
           "[worker][sklearn]") {
-  package_dir pkg;
-  pkg.write("model.py", forest_py);
+  scratch_dir pkg{"worker"};
+  write_file(pkg / "model.py", forest_py);
   auto trainer = start_worker();
   load_ok(trainer, request_for(pkg, "model", workflow_kind::fabrik, {{"trees", 40}}));
   auto train_set = pcb_like(600, 1);
@@ -349,8 +331,8 @@ TEST_CASE("a RandomForest trains and travels as bytes to predict in another work
 }
 
 TEST_CASE("the dataset and sample objects follow the documented contract", "[worker]") {
-  package_dir pkg;
-  pkg.write("shapes.py", R"(import numpy as np
+  scratch_dir pkg{"worker"};
+  write_file(pkg / "shapes.py", R"(import numpy as np
 
 
 def train(dataset, params):
@@ -440,8 +422,8 @@ def predict(model, sample):
 
 TEST_CASE("predict_batch is used for batches when present and predict() otherwise",
           "[worker]") {
-  package_dir pkg;
-  pkg.write("both.py", R"(
+  scratch_dir pkg{"worker"};
+  write_file(pkg / "both.py", R"(
 def predict(model, sample):
     return {"via": "predict", "a": sample["a"]}
 
@@ -449,7 +431,7 @@ def predict(model, sample):
 def predict_batch(model, samples):
     return [{"via": "batch", "a": float(a), "n": len(samples)} for a in samples["a"]]
 )");
-  pkg.write("single.py", R"(
+  write_file(pkg / "single.py", R"(
 calls = []
 
 
@@ -483,8 +465,8 @@ def predict(model, sample):
 }
 
 TEST_CASE("an exception comes back with its type and message and traceback", "[worker]") {
-  package_dir pkg;
-  pkg.write("model.py", misbehave_py);
+  scratch_dir pkg{"worker"};
+  write_file(pkg / "model.py", misbehave_py);
   auto w = start_worker();
   load_ok(w, request_for(pkg, "model"));
   auto r = w.predict(mode(1), call_timeout);
@@ -495,7 +477,7 @@ TEST_CASE("an exception comes back with its type and message and traceback", "[w
   CHECK(f.kind == failure_kind::python_error);
   CHECK(f.type == "ValueError");
   CHECK(f.message == "mode 1 is broken");
-  auto file = (pkg.path / "model.py").string();
+  auto file = (pkg.path() / "model.py").string();
   auto raise_line = line_of(misbehave_py, "raise ValueError");
   auto call_line = line_of(misbehave_py, "return fail(mode)");
   CHECK_THAT(f.traceback, Catch::StartsWith("Traceback (most recent call last):"));
@@ -520,23 +502,23 @@ TEST_CASE("an exception comes back with its type and message and traceback", "[w
 }
 
 TEST_CASE("an import error in the entry module comes back with its traceback", "[worker]") {
-  package_dir pkg;
-  pkg.write("broken.py", "import helper\n");
-  pkg.write("lib/helper.py", "X = 1\nraise RuntimeError('vendored helper refuses')\n");
+  scratch_dir pkg{"worker"};
+  write_file(pkg / "broken.py", "import helper\n");
+  write_file(pkg / "lib/helper.py", "X = 1\nraise RuntimeError('vendored helper refuses')\n");
   auto w = start_worker();
   auto r = w.load(request_for(pkg, "broken"), call_timeout);
   REQUIRE_FALSE(r);
   auto& f = w.last_failure();
   CHECK(f.type == "RuntimeError");
-  CHECK_THAT(f.traceback, Catch::Contains((pkg.path / "lib/helper.py").string() + "\", line 2"));
+  CHECK_THAT(f.traceback, Catch::Contains((pkg.path() / "lib/helper.py").string() + "\", line 2"));
   CHECK_THAT(f.traceback, !Catch::Contains("<frozen importlib"));
   CHECK(w.alive());
 }
 
 TEST_CASE("a segfault kills the worker and not the engine and restart brings it back",
           "[worker]") {
-  package_dir pkg;
-  pkg.write("model.py", misbehave_py);
+  scratch_dir pkg{"worker"};
+  write_file(pkg / "model.py", misbehave_py);
   auto w = start_worker();
   load_ok(w, request_for(pkg, "model"));
   auto before = w.pid();
@@ -568,8 +550,8 @@ TEST_CASE("a segfault kills the worker and not the engine and restart brings it 
 }
 
 TEST_CASE("an infinite loop times out and the worker is killed and restarts", "[worker]") {
-  package_dir pkg;
-  pkg.write("model.py", misbehave_py);
+  scratch_dir pkg{"worker"};
+  write_file(pkg / "model.py", misbehave_py);
   auto w = start_worker();
   load_ok(w, request_for(pkg, "model"));
   auto before = w.pid();
@@ -581,7 +563,7 @@ TEST_CASE("an infinite loop times out and the worker is killed and restarts", "[
   auto& f = w.last_failure();
   CHECK(f.kind == failure_kind::timeout);
   // The stack dump taken before the kill says where it hung.
-  CHECK_THAT(f.traceback, Catch::Contains((pkg.path / "model.py").string()));
+  CHECK_THAT(f.traceback, Catch::Contains((pkg.path() / "model.py").string()));
   CHECK_THAT(r.err().message, Catch::Contains("(at model.py:"));
   CHECK_FALSE(w.alive());
   CHECK(::kill(before, 0) != 0);
@@ -593,8 +575,8 @@ TEST_CASE("an infinite loop times out and the worker is killed and restarts", "[
 
 TEST_CASE("a memory hog gets MemoryError under the limit and the engine is unaffected",
           "[worker]") {
-  package_dir pkg;
-  pkg.write("model.py", misbehave_py);
+  scratch_dir pkg{"worker"};
+  write_file(pkg / "model.py", misbehave_py);
   worker_options o;
   o.memory_limit = 768ull << 20;
   auto w = start_worker(o);
@@ -612,8 +594,8 @@ TEST_CASE("a memory hog gets MemoryError under the limit and the engine is unaff
 }
 
 TEST_CASE("sys.exit is an error and not an exit", "[worker]") {
-  package_dir pkg;
-  pkg.write("model.py", misbehave_py);
+  scratch_dir pkg{"worker"};
+  write_file(pkg / "model.py", misbehave_py);
   auto w = start_worker();
   load_ok(w, request_for(pkg, "model"));
   auto r = w.predict(mode(5), call_timeout);
@@ -626,8 +608,8 @@ TEST_CASE("sys.exit is an error and not an exit", "[worker]") {
 }
 
 TEST_CASE("os._exit ends the worker with its status", "[worker]") {
-  package_dir pkg;
-  pkg.write("model.py", misbehave_py);
+  scratch_dir pkg{"worker"};
+  write_file(pkg / "model.py", misbehave_py);
   auto w = start_worker();
   load_ok(w, request_for(pkg, "model"));
   auto r = w.predict(mode(6), call_timeout);
@@ -643,8 +625,8 @@ TEST_CASE("os._exit ends the worker with its status", "[worker]") {
 
 TEST_CASE("print output is returned with the reply and bounded and fd 2 output apart",
           "[worker]") {
-  package_dir pkg;
-  pkg.write("model.py", misbehave_py);
+  scratch_dir pkg{"worker"};
+  write_file(pkg / "model.py", misbehave_py);
   auto w = start_worker();
   load_ok(w, request_for(pkg, "model"));
   auto r = w.predict(mode(8), call_timeout);
@@ -660,9 +642,9 @@ TEST_CASE("print output is returned with the reply and bounded and fd 2 output a
 }
 
 TEST_CASE("a busy train call reports the worker's peak CPU", "[worker][measure]") {
-  package_dir pkg;
+  scratch_dir pkg{"worker"};
   // A second of CPU time, however long the shared machine takes to give it.
-  pkg.write("model.py", R"(import time
+  write_file(pkg / "model.py", R"(import time
 
 
 def train(dataset, params):
@@ -693,8 +675,8 @@ def predict(model, sample):
 
 TEST_CASE("a Siemens process_input package gets parameters first and None emits nothing",
           "[worker]") {
-  package_dir pkg;
-  pkg.write("entrypoint.py", R"(
+  scratch_dir pkg{"worker"};
+  write_file(pkg / "entrypoint.py", R"(
 calls = []
 factor = None
 
@@ -749,8 +731,8 @@ def process_input(data):
 }
 
 TEST_CASE("stopping a worker also ends the processes its code started", "[worker]") {
-  package_dir pkg;
-  pkg.write("spawner.py", R"(import subprocess
+  scratch_dir pkg{"worker"};
+  write_file(pkg / "spawner.py", R"(import subprocess
 child = subprocess.Popen(["sleep", "600"])
 
 
@@ -909,10 +891,10 @@ TEST_CASE("the IMU example workflow honours the worker contract for windows",
 // -- measurements ---------------------------------------------------------------------
 
 TEST_CASE("per-call overhead of the worker round trip", "[.][bench][worker_bench]") {
-  package_dir pkg;
-  pkg.write("trivial.py", "def train(dataset, params):\n    return float(dataset.X.sum())\n\n\n"
+  scratch_dir pkg{"worker"};
+  write_file(pkg / "trivial.py", "def train(dataset, params):\n    return float(dataset.X.sum())\n\n\n"
                          "def predict(model, sample):\n    return {\"y\": 1.0}\n");
-  pkg.write("forest.py", R"(import time
+  write_file(pkg / "forest.py", R"(import time
 from sklearn.ensemble import RandomForestClassifier
 
 
