@@ -56,6 +56,8 @@ bench_log "copied pcb-classifier.zip into $watched: fabrik deploys and trains it
 bench_track_pid $!
 
 store="build/demo/data/storage/store" # relative to the repository, as the user types it
+ui=$(grep -o 'http: web UI on http://[^ ]*' "$demo/fabrik.log" | head -1 | sed 's/^http: web UI on //')
+token=$(cat "$data/http-token" 2>/dev/null || true)
 cat <<EOT
 
   fabrik is ingesting simulated PCB inspection data (3000 boards of history, then 10
@@ -63,7 +65,11 @@ cat <<EOT
   pcb-classifier package was just dropped into flows/examples/workflows/: fabrik stores
   it as a version, trains it on the stored boards in a Python worker ("classifier:
   serving pcb-classifier" below), then every new board gets a prediction (OK / error /
-  pseudo-error). Status lines appear every 10 s. In another terminal:
+  pseudo-error). Status lines appear every 10 s.
+
+  The operator pages: ${ui:-(no web UI: see the log)}#token=$token
+
+  In another terminal:
 
     mosquitto_sub -t 'fabrik/pcb-classify/#' -v          # predictions, live
     build/fabrik train flows/examples/pcb-classify.yaml classifier --data-dir build/demo/data
