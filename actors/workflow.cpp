@@ -267,8 +267,10 @@ void start_job(workflow_pointer self, package_version version, std::unique_ptr<d
   req.pid = s.job->pid;
   s.job_sha = req.reuse ? req.reuse->version.sha256 : req.version.sha256;
   s.job_run = run_id;
-  if (!s.serving)
+  if (!s.serving) {
     s.st.state = "deploying";
+    s.st.last_error.clear(); // "no such package" and the like are over now
+  }
   caf::actor me = caf::actor_cast<caf::actor>(self);
   s.job->thread = std::thread{[req = std::move(req), me]() mutable {
     auto r = std::make_shared<job_result>(run_job(std::move(req)));

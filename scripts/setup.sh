@@ -12,6 +12,7 @@ packages=(
   libaravis-dev libusb-1.0-0-dev
   mosquitto mosquitto-clients python3-paho-mqtt python3-yaml
   procps openssl
+  chromium
 )
 
 missing=()
@@ -31,3 +32,28 @@ else
 fi
 
 # mosquitto's package starts a system broker on 1883; fabrik's tests and demo start their own.
+
+# npm packages, each folder pinned by its package-lock.json: web/ holds the pages' chart
+# library (uPlot; the build copies it), tests/browser/ the browser tests' driver
+# (playwright-core, which uses Debian's chromium and downloads nothing).
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+npm_ci() {
+  local dir=$1
+  if [ -d "$dir/node_modules" ] && [ ! "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
+    echo "setup: npm packages of ${dir#"$root"/} present"
+    return
+  fi
+  if ! command -v npm >/dev/null; then
+    echo "setup: installing npm"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends npm
+  fi
+  echo "setup: installing the npm packages of ${dir#"$root"/}"
+  (cd "$dir" && npm ci --no-audit --no-fund)
+  touch "$dir/node_modules"
+}
+npm_ci "$root/web"
+npm_ci "$root/tests/browser"

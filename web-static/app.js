@@ -244,14 +244,14 @@ function setConn(state) {
   connState = state;
   const dot = document.getElementById('live-dot');
   if (dot) {
-    dot.className = 'live ' + state;
+    dot.className = 'live ' + (state === 'logged out' ? 'lost' : state);
     dot.title = {
       live: 'live: updates arrive from the server',
       connecting: 'connecting to the live updates…',
       lost: 'live updates lost; retrying',
     }[state] || state;
     dot.querySelector('.txt').textContent =
-      { live: 'live', connecting: 'connecting', lost: 'offline' }[state] || state;
+      { live: 'live', connecting: 'connecting', lost: 'offline', 'logged out': 'not logged in' }[state] || state;
   }
   for (const fn of listeners.connection) fn(state);
 }
@@ -276,6 +276,7 @@ async function connect() {
       // The server refused (401, 503) or went away for good: find out why, then retry.
       setConn('lost');
       api('/api/actors', { quiet: true }).catch((e) => {
+        if (e.status === 401) setConn('logged out');
         if (e.status === 503 || e.status === 0) notify('Live updates: ' + e.message, 'warn');
       });
       clearTimeout(retryTimer);

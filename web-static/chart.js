@@ -37,7 +37,8 @@ export function timeChart(container, opts = {}) {
       label,
       stroke: (opts.colors && opts.colors[label]) || palette[i % palette.length],
       width: 1.5,
-      points: { show: opts.points ?? false, size: 4 },
+      points: { show: opts.points ?? false, size: opts.scatter ? 6 : 4, fill: opts.scatter ? ((opts.colors && opts.colors[label]) || palette[i % palette.length]) : undefined },
+      paths: opts.scatter ? () => null : undefined,
       spanGaps: opts.spanGaps ?? false,
       value: (u, v) => (v === null || v === undefined ? '–' : (opts.fmt ? opts.fmt(v) : +v.toPrecision(5))),
     })));
@@ -48,7 +49,13 @@ export function timeChart(container, opts = {}) {
       series,
       legend: { show: opts.legend ?? true, live: true },
       cursor: { drag: { x: true, y: false }, points: { size: 6 } },
-      scales: { x: { time: true }, y: opts.yRange ? { range: opts.yRange } : { auto: true } },
+      scales: {
+        // xWindow(): show the last that many seconds up to now, however little data there is.
+        x: opts.xWindow
+          ? { time: true, range: () => [Date.now() / 1000 - opts.xWindow(), Date.now() / 1000] }
+          : { time: true },
+        y: opts.yRange ? { range: opts.yRange } : { auto: true },
+      },
       axes: [
         { stroke: axisColor, grid: { stroke: gridColor, width: 1 }, ticks: { stroke: gridColor } },
         {
@@ -94,14 +101,22 @@ export function sparkline(container, opts = {}) {
       height,
       legend: { show: false },
       cursor: { show: true, points: { size: 5 }, drag: { x: false, y: false } },
-      scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.15)] } },
+      scales: {
+        x: {
+          time: true,
+          range: (u, min, max) => (opts.windowSeconds
+            ? [Date.now() / 1000 - opts.windowSeconds, Date.now() / 1000] : [min, max]),
+        },
+        y: { range: (u, min, max) => [0, Math.max(1, max * 1.15)] },
+      },
       axes: [
-        { show: true, stroke: cssVar('--muted', '#6b7280'), size: 24, font: '10px system-ui',
-          grid: { show: false }, ticks: { show: false } },
+        { show: true, stroke: cssVar('--muted', '#6b7280'), size: 26, font: '11px system-ui', space: 90,
+          grid: { show: false }, ticks: { show: false },
+          values: (u, splits) => splits.map((v) => new Date(v * 1000).toLocaleTimeString([], { hour12: false, hour: '2-digit', minute: '2-digit' })) },
         { show: true, stroke: cssVar('--muted', '#6b7280'), size: 40, font: '10px system-ui',
           grid: { stroke: cssVar('--grid', 'rgba(0,0,0,0.07)') }, ticks: { show: false } },
       ],
-      series: [{}, { stroke: opts.color || palette[0], width: 1.5, fill: opts.fill || 'rgba(47,126,216,0.12)' }],
+      series: [{}, { stroke: opts.color || palette[0], width: 1.5, fill: opts.fill || 'rgba(47,126,216,0.12)', points: { show: false } }],
     }, data, container);
   };
   new ResizeObserver(() => {

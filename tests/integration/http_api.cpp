@@ -263,7 +263,7 @@ TEST_CASE("an uploaded zip is deployed and trained; runs, predictions, events an
   }
 }
 
-TEST_CASE("public_status opens reads, never changes; uploads over max_upload are refused",
+TEST_CASE("public_status opens reads, never changes, and uploads over max_upload are refused",
           "[e2e][http]") {
   api_engine e{"http: {public_status: true, max_upload: 2KiB}\n"};
   auto c = e.client();

@@ -1,0 +1,630 @@
+#!/usr/bin/env node
+// fabrik's operator pages in headless Chromium (Debian's /usr/bin/chromium, driven by
+// playwright-core): a real engine with a real broker, a real workflow package and boards
+// from the PCB asset, then the pages as an operator uses them.
+//
+//   FABRIK=build/fabrik FABRIK_SOURCE_DIR=. BUILD_DIR=build node tests/browser/run.mjs
+//
+// Environment:
+//   FABRIK             the fabrik binary (required); its web-static/ (beside it or one up)
+//                      is what the engine serves
+//   FABRIK_SOURCE_DIR  the source tree (default: two folders up from this file)
+//   BUILD_DIR          screenshots go to BUILD_DIR/browser-screenshots/NAME.png
+//                      (default: the folder of FABRIK)
+//   CHROMIUM           the browser (default /usr/bin/chromium); nothing is downloaded
+//   BROWSER_TESTS      comma-separated test names to run (default: all, in order)
+//   KEEP_TMP=1         keep the temporary folder also when everything passed
+//
+// The order matters, and is this:
+//   login           a page without the token shows #token-input; the token logs in
+//   overview-before the graph: every actor running, except the workflow actor, which
+//                   may wait (no package deployed yet)
+//   upload          workflows.html: the zip through #upload-input; a row in #versions;
+//                   the classifier deploys, trains on the 800 stored boards, runs
+//   train           #train-button starts a run; it shows succeeded in #runs
+//   predictions     predictions.html with boards flowing: rows in #class-counts, #recent
+//   overview        the graph again: now every actor, the classifier too, is running
+// A test whose prerequisite failed is skipped. Prints one PASS/FAIL/SKIP line per test
+// and closes with "N passed, N failed[, N skipped]"; exit status 0 only if none failed.
+// Every process started here (mosquitto, fabrik and its workers, the publishers,
+// Chromium) is ended on exit, on failure, on SIGINT/SIGTERM and on the overall deadline.
+
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const DEADLINE_MS = 540_000; // CTest's TIMEOUT is 600 s: end (and clean up) before it kills
+const started = Date.now();
+
+// ------------------------------------------------------------------ preflight
+
+function die(msg) {
+  console.error(`browser tests: ${msg}`);
+  process.exit(1);
+}
+
+const FABRIK = process.env.FABRIK;
+if (!FABRIK) die('set FABRIK to the fabrik binary');
+if (!fs.existsSync(FABRIK)) die(`FABRIK=${FABRIK} does not exist; build it first`);
+const SOURCE = path.resolve(process.env.FABRIK_SOURCE_DIR || path.join(here, '..', '..'));
+const BUILD = path.resolve(process.env.BUILD_DIR || path.dirname(FABRIK));
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const SHOTS = path.join(BUILD, 'browser-screenshots');
+const PYTHON = '/usr/bin/python3';
+const PUBLISHER = path.join(SOURCE, 'bench', 'assets', 'pcb_publisher.py');
+const PACKAGE_DIR = path.join(SOURCE, 'examples', 'pcb-classifier');
+
+if (!fs.existsSync(path.join(here, 'node_modules', 'playwright-core')))
+  die(`${path.join(here, 'node_modules')} has no playwright-core: run scripts/setup.sh ` +
+      '(it runs npm ci in tests/browser)');
+if (!fs.existsSync(CHROMIUM))
+  die(`no ${CHROMIUM}: run scripts/setup.sh (it installs Debian's chromium)`);
+for (const [what, p] of [['python3', PYTHON], ['the PCB publisher', PUBLISHER],
+                          ['the pcb-classifier package', PACKAGE_DIR]])
+  if (!fs.existsSync(p)) die(`no ${what} at ${p}`);
+if (spawnSync('sh', ['-c', 'command -v mosquitto'], { stdio: 'ignore' }).status !== 0)
+  die('no mosquitto on PATH: run scripts/setup.sh');
+{
+  const exeDir = path.dirname(path.resolve(FABRIK));
+  const pages = [path.join(exeDir, 'web-static'), path.join(exeDir, '..', 'web-static')];
+  if (!pages.some((d) => fs.existsSync(path.join(d, 'index.html'))))
+    die(`no web-static/index.html beside ${FABRIK} (or one folder up): the build copies ` +
+        'web-static/ there; for a binary built without that, copy it by hand');
+}
+
+const { chromium } = await import('playwright-core');
+
+// ------------------------------------------------------------------ processes
+
+const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'fabrik-browser-'));
+const children = []; // {name, proc, log, exited}
+let browser = null;
+let cleaningUp = null;
+let stopping = ''; // the signal that stops the run
+
+/** Starts a program in its own process group, stdout and stderr to TMP/NAME.log. */
+function start(name, cmd, args) {
+  const log = path.join(TMP, `${name}.log`);
+  const fd = fs.openSync(log, 'a');
+  const proc = spawn(cmd, args, { cwd: TMP, stdio: ['ignore', fd, fd], detached: true });
+  fs.closeSync(fd);
+  const child = { name, proc, log, exited: false, code: null, signal: null };
+  child.done = new Promise((resolve) => {
+    proc.on('exit', (code, signal) => {
+      Object.assign(child, { exited: true, code, signal });
+      resolve(child);
+    });
+    proc.on('error', (err) => {
+      fs.appendFileSync(log, `\n[run.mjs] cannot start ${cmd}: ${err.message}\n`);
+      Object.assign(child, { exited: true, code: 127 });
+      resolve(child);
+    });
+  });
+  children.push(child);
+  return child;
+}
+
+/** SIGTERM to the process (fabrik stops its workers itself), then SIGKILL to its group. */
+async function stop(child, graceMs = 10_000) {
+  if (child.exited) return;
+  try { process.kill(child.proc.pid, 'SIGTERM'); } catch { /* gone */ }
+  await Promise.race([child.done, delay(graceMs)]);
+  // Whatever is left in its group (itself if it did not stop, a worker, a python) goes too.
+  try { process.kill(-child.proc.pid, 'SIGKILL'); } catch { /* none left */ }
+}
+
+function cleanup() {
+  if (!cleaningUp) {
+    cleaningUp = (async () => {
+      if (browser) await Promise.race([browser.close().catch(() => {}), delay(10_000)]);
+      // Publishers first, then the engine, the broker last.
+      const order = ['publisher', 'fabrik', 'mosquitto'];
+      const rank = (c) => order.findIndex((p) => c.name.startsWith(p));
+      for (const c of [...children].sort((a, b) => rank(a) - rank(b))) await stop(c);
+    })();
+  }
+  return cleaningUp;
+}
+
+// Synchronous last resort: if node exits without cleanup() having finished.
+process.on('exit', () => {
+  for (const c of children)
+    if (!c.exited) try { process.kill(-c.proc.pid, 'SIGKILL'); } catch { /* gone */ }
+});
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, async () => {
+    if (stopping) return;
+    stopping = sig;
+    console.log(`browser tests: ${sig}, stopping everything`);
+    await cleanup();
+    console.log(`kept ${TMP} (logs, flow, data)`);
+    console.log(`${results.filter((r) => r.ok === true).length} passed, ` +
+                `${results.filter((r) => r.ok === false).length + 1} failed`);
+    process.exit(128 + os.constants.signals[sig]);
+  });
+}
+const deadline = setTimeout(async () => {
+  if (stopping) return;
+  stopping = 'deadline';
+  console.error(`browser tests: over the ${DEADLINE_MS / 1000} s deadline, stopping`);
+  printLogTail();
+  await cleanup();
+  console.log(`${results.filter((r) => r.ok === true).length} passed, ` +
+              `${results.filter((r) => r.ok === false).length + 1} failed`);
+  process.exit(1);
+}, DEADLINE_MS);
+deadline.unref();
+
+// ------------------------------------------------------------------ helpers
+
+const delay = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls fn (sync or async) until it returns a truthy value; throws `what` on timeout. */
+async function waitFor(what, fn, timeoutMs, intervalMs = 250) {
+  const end = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      if (e.fatal) throw e;
+      last = e;
+    }
+    if (Date.now() > end)
+      throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}` +
+                      (last ? ` (last error: ${last.message})` : ''));
+    await delay(intervalMs);
+  }
+}
+
+function fatal(msg) {
+  const e = new Error(msg);
+  e.fatal = true;
+  return e;
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function canConnect(port) {
+  return new Promise((resolve) => {
+    const s = net.connect({ port, host: '127.0.0.1' });
+    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('error', () => resolve(false));
+  });
+}
+
+const readLog = (child) => { try { return fs.readFileSync(child.log, 'utf8'); } catch { return ''; } };
+
+function tail(text, lines) {
+  return text.split('\n').slice(-lines).join('\n');
+}
+
+let fabrik = null;
+function printLogTail(lines = 60) {
+  if (!fabrik) return;
+  console.log(`----- the last ${lines} lines of ${fabrik.log} -----`);
+  console.log(tail(readLog(fabrik), lines));
+  console.log('----- end of the fabrik log -----');
+}
+
+/** Runs a program to its end; its output; throws if it fails. */
+async function runToEnd(name, cmd, args, timeoutMs) {
+  const c = start(name, cmd, args);
+  const r = await Promise.race([c.done, delay(timeoutMs).then(() => null)]);
+  if (!r) {
+    await stop(c, 1000);
+    throw new Error(`${name} did not finish in ${timeoutMs / 1000} s:\n${tail(readLog(c), 20)}`);
+  }
+  if (r.code !== 0)
+    throw new Error(`${name} failed (${r.code ?? r.signal}):\n${tail(readLog(c), 20)}`);
+  return readLog(c);
+}
+
+// ------------------------------------------------------------------ the tests
+
+const results = []; // {name, ok: true|false|null (skipped), msg, ms}
+const tests = [];
+const test = (name, needs, fn) => tests.push({ name, needs, fn });
+
+let URL_ = '';       // http://127.0.0.1:PORT/
+let TOKEN = '';
+let context = null;  // the logged-in browser context
+let api = null;      // its APIRequestContext, with the token as a bearer header
+let brokerPort = 0;
+
+async function apiGet(route) {
+  const r = await api.get(URL_ + route.replace(/^\//, ''), {
+    headers: { Authorization: `Bearer ${TOKEN}` }, timeout: 15_000,
+  });
+  if (!r.ok()) throw new Error(`GET ${route}: HTTP ${r.status()} ${await r.text()}`);
+  return r.json();
+}
+
+/** A page that records its uncaught exceptions and failed API calls. */
+async function newPage(ctx = context) {
+  const page = await ctx.newPage();
+  page.errors = [];
+  page.on('pageerror', (e) => page.errors.push(`uncaught: ${e.message}`));
+  page.on('console', (m) => { if (m.type() === 'error') page.errors.push(`console: ${m.text()}`); });
+  // A page, script, style or vendored file that is not there (the API's answers are the
+  // tests' business).
+  page.on('response', (r) => {
+    if (r.status() >= 400 && !new URL(r.url()).pathname.startsWith('/api/'))
+      page.errors.push(`missing: ${r.url()} answered ${r.status()}`);
+  });
+  return page;
+}
+
+/** The tbody rows of a table that hold data: not a lone "nothing yet" placeholder cell. */
+async function dataRows(page, table) {
+  return page.locator(`${table} tbody tr`).evaluateAll((rows) => rows.filter(
+    (r) => r.cells.length > 1 && !r.classList.contains('empty') &&
+           !r.querySelector('.empty, [colspan]')).length);
+}
+
+test('login', [], async (shot) => {
+  // A fresh context has no cookie: the page asks for the token.
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  try {
+    const page = await newPage(ctx);
+    shot.page = page;
+    await page.goto(URL_, { waitUntil: 'domcontentloaded' });
+    await page.locator('#token-input').waitFor({ state: 'visible', timeout: 15_000 });
+    await page.locator('#token-submit').waitFor({ state: 'visible', timeout: 5_000 });
+    await page.screenshot({ path: path.join(SHOTS, 'login-form.png'), fullPage: true });
+    // A wrong token is refused and the form stays.
+    await page.fill('#token-input', 'not-the-token-0123456789');
+    const refused = page.waitForResponse((r) => r.url().endsWith('/api/login'), { timeout: 10_000 });
+    await page.click('#token-submit');
+    if ((await refused).status() !== 401)
+      throw new Error(`a wrong token: /api/login answered ${(await refused).status()}, not 401`);
+    await page.locator('#token-input').waitFor({ state: 'visible', timeout: 5_000 });
+    await page.fill('#token-input', TOKEN);
+    await page.click('#token-submit');
+    await page.locator('#graph g.actor').first().waitFor({ state: 'attached', timeout: 20_000 });
+    const cookies = await ctx.cookies(URL_);
+    if (!cookies.some((c) => c.name === 'fabrik_token'))
+      throw new Error(`no fabrik_token cookie after logging in: ${JSON.stringify(cookies)}`);
+    // "wrong token" makes a console error (the 401); uncaught exceptions are what counts.
+    page.errors = page.errors.filter((e) => !e.startsWith('console'));
+    await shot.take();
+  } finally {
+    shot.closeWith = ctx;
+  }
+});
+
+/** Logs the main context in as an operator does, through a #token= link, unless it is. */
+async function ensureLoggedIn() {
+  if ((await context.cookies(URL_)).some((c) => c.name === 'fabrik_token')) return;
+  const page = await context.newPage();
+  try {
+    await page.goto(`${URL_}#token=${encodeURIComponent(TOKEN)}`, { waitUntil: 'domcontentloaded' });
+    await waitFor('the fabrik_token cookie after opening the #token= link', async () =>
+      (await context.cookies(URL_)).some((c) => c.name === 'fabrik_token'), 15_000);
+  } finally {
+    await page.close();
+  }
+}
+
+/** Waits until every actor of /api/flow is a g.actor in #graph whose state passes ok(). */
+async function graphStates(page, ok, timeoutMs) {
+  const flow = await apiGet('/api/flow');
+  const names = flow.actors.map((a) => a.name).sort();
+  let seen = {};
+  try {
+    await waitFor('every actor node to reach its state', async () => {
+      seen = Object.fromEntries(await page.locator('#graph g.actor[data-name]').evaluateAll(
+        (gs) => gs.map((g) => [g.dataset.name, g.dataset.state])));
+      return names.every((n) => n in seen && ok(n, seen[n]));
+    }, timeoutMs);
+  } catch (e) {
+    throw new Error(`${e.message}; the actors: ${names.join(', ')}; ` +
+                    `#graph shows: ${JSON.stringify(seen)}`);
+  }
+  return seen;
+}
+
+test('overview-before', ['login'], async (shot) => {
+  const page = await newPage();
+  shot.page = page;
+  // The link `fabrik run` logs: the page logs in from the fragment and forgets it.
+  await page.goto(`${URL_}#token=${encodeURIComponent(TOKEN)}`, { waitUntil: 'domcontentloaded' });
+  await page.locator('#graph g.actor[data-name][data-state]').first()
+    .waitFor({ state: 'attached', timeout: 20_000 });
+  if (page.url().includes('token='))
+    throw new Error(`the page keeps the token in its address: ${page.url()}`);
+  if (!(await context.cookies(URL_)).some((c) => c.name === 'fabrik_token'))
+    throw new Error('no fabrik_token cookie after opening the #token= link');
+  // No package deployed yet: the workflow actor waits for one; the rest run.
+  const seen = await graphStates(page, (n, s) =>
+    n === 'classifier' ? ['waiting', 'running'].includes(s) : s === 'running', 30_000);
+  console.log(`  #graph: ${JSON.stringify(seen)}`);
+  await shot.take();
+});
+
+test('upload', ['login'], async (shot) => {
+  await ensureLoggedIn();
+  const page = await newPage();
+  shot.page = page;
+  await page.goto(`${URL_}workflows.html`, { waitUntil: 'domcontentloaded' });
+  await page.locator('#drop-zone').waitFor({ state: 'attached', timeout: 15_000 });
+  const input = page.locator('#upload-input');
+  await input.waitFor({ state: 'attached', timeout: 15_000 });
+  if ((await input.getAttribute('type')) !== 'file')
+    throw new Error('#upload-input is not an <input type="file">');
+  await input.setInputFiles(path.join(TMP, 'pcb.zip'));
+  // The version shows in #versions.
+  await waitFor('a version row in #versions', async () => (await dataRows(page, '#versions')) >= 1,
+                30_000);
+  const row = await page.locator('#versions tbody tr').first().innerText();
+  if (!row.includes('pcb-classifier'))
+    throw new Error(`the #versions row does not name pcb-classifier: ${JSON.stringify(row)}`);
+  const { versions } = await apiGet('/api/workflows');
+  if (versions.length !== 1) throw new Error(`/api/workflows has ${versions.length} versions`);
+  // Deployed, trained on the stored boards, serving.
+  let st = {};
+  await waitFor('the classifier to run (/api/actors/classifier)', async () => {
+    st = await apiGet('/api/actors/classifier');
+    if (st.state === 'failed') throw fatal(`the classifier failed: ${st.last_error}`);
+    return st.state === 'running';
+  }, 150_000, 500).catch((e) => { throw new Error(`${e.message}; last status ${JSON.stringify(st)}`); });
+  // The page's own view (not in the DOM contract, so only a note): a table row with the
+  // classifier running, once the next status event arrives.
+  const rows = page.locator('tr', { hasText: 'classifier' });
+  await waitFor('a row on the page with classifier running', async () =>
+    (await rows.allInnerTexts()).some((t) => {
+      const cells = t.split('\t').map((c) => c.trim());
+      return cells.includes('classifier') && cells.includes('running');
+    }), 10_000)
+    .catch(async () => console.log('  note: workflows.html shows no table row with classifier ' +
+      `running; its rows: ${JSON.stringify(await rows.allInnerTexts())}`));
+  await shot.take();
+});
+
+test('train', ['upload'], async (shot) => {
+  await ensureLoggedIn();
+  const page = await newPage();
+  shot.page = page;
+  await page.goto(`${URL_}workflows.html`, { waitUntil: 'domcontentloaded' });
+  const select = page.locator('#train-actor');
+  await select.waitFor({ state: 'attached', timeout: 15_000 });
+  await waitFor('#train-actor to offer classifier', async () =>
+    (await select.locator('option').evaluateAll((os) => os.map((o) => o.value)))
+      .includes('classifier'), 15_000);
+  await select.selectOption('classifier');
+  for (const id of ['#train-stream', '#train-from', '#train-to', '#train-label'])
+    await page.locator(id).waitFor({ state: 'attached', timeout: 5_000 });
+  // The run made at deploy must be over (a run going on answers 409).
+  await waitFor('no training run going on', async () =>
+    (await apiGet('/api/runs?actor=classifier')).runs.every((r) => r.status !== 'running'), 90_000, 500);
+  const before = new Set((await apiGet('/api/runs?actor=classifier')).runs.map((r) => String(r.id)));
+  await page.locator('#train-button').click();
+  // The new run, from the API, then its row in #runs.
+  const id = await waitFor('a new run after pressing #train-button', async () => {
+    const { runs } = await apiGet('/api/runs?actor=classifier');
+    const fresh = runs.find((r) => !before.has(String(r.id)));
+    return fresh && String(fresh.id);
+  }, 15_000, 250);
+  console.log(`  run ${id} started`);
+  const row = page.locator(`#runs tr[data-run-id="${id}"]`);
+  await row.waitFor({ state: 'attached', timeout: 15_000 });
+  let status = '';
+  await waitFor(`run ${id} to show succeeded in #runs`, async () => {
+    status = await row.getAttribute('data-status');
+    if (status === 'failed') {
+      const { run } = await apiGet(`/api/runs/${id}`);
+      throw fatal(`run ${id} failed: ${run.error}\n${(run.logs || []).slice(-10).join('\n')}`);
+    }
+    return status === 'succeeded';
+  }, 90_000, 250).catch((e) => { throw new Error(`${e.message} (data-status "${status}")`); });
+  await page.locator(`#runs tr[data-run-id="${id}"][data-status="succeeded"]`)
+    .waitFor({ state: 'visible', timeout: 5_000 });
+  await shot.take();
+});
+
+test('predictions', ['upload'], async (shot) => {
+  start('publisher-live', PYTHON, [PUBLISHER, '--port', String(brokerPort), '--count', '0',
+    '--rate', '20', '-q', '--seed', '2', '--start-seq', '100001']);
+  await ensureLoggedIn();
+  const page = await newPage();
+  shot.page = page;
+  await page.goto(`${URL_}predictions.html`, { waitUntil: 'domcontentloaded' });
+  const chart = page.locator('#prediction-chart');
+  await chart.waitFor({ state: 'visible', timeout: 15_000 });
+  await waitFor('rows in #class-counts naming a class', async () =>
+    (await dataRows(page, '#class-counts')) >= 1 &&
+    /\b(OK|error|pseudo-error)\b/.test(await page.locator('#class-counts tbody').innerText()),
+  30_000);
+  await waitFor('rows in #recent', async () => (await dataRows(page, '#recent')) >= 1, 30_000);
+  // Live: with boards flowing the counts grow without a reload.
+  const total = async () => (await page.locator('#class-counts tbody').innerText())
+    .match(/\d[\d,]*/g)?.map((n) => Number(n.replace(/,/g, ''))).reduce((a, b) => a + b, 0) ?? 0;
+  const t0 = await total();
+  await waitFor(`#class-counts to grow past ${t0} without a reload`, async () => (await total()) > t0,
+                30_000, 500);
+  console.log(`  #class-counts: ${JSON.stringify(await page.locator('#class-counts tbody').innerText())}`);
+  // The chart draws (uPlot: a canvas), rather than saying its library is missing.
+  await chart.locator('canvas').first().waitFor({ state: 'visible', timeout: 15_000 })
+    .catch(async () => {
+      throw new Error(`#prediction-chart draws no chart; it says: ${JSON.stringify(await chart.innerText())}`);
+    });
+  await shot.take();
+});
+
+test('overview', ['upload'], async (shot) => {
+  await ensureLoggedIn();
+  const page = await newPage();
+  shot.page = page;
+  await page.goto(URL_, { waitUntil: 'domcontentloaded' });
+  const seen = await graphStates(page, (n, s) => s === 'running', 30_000);
+  console.log(`  #graph: ${JSON.stringify(seen)}`);
+  await shot.take();
+});
+
+// ------------------------------------------------------------------ setup and run
+
+async function setUp() {
+  fs.mkdirSync(SHOTS, { recursive: true });
+  // The broker.
+  brokerPort = await freePort();
+  fs.writeFileSync(path.join(TMP, 'mosquitto.conf'),
+    `listener ${brokerPort} 127.0.0.1\nallow_anonymous true\npersistence false\n` +
+    (process.getuid?.() === 0 ? 'user root\n' : ''));
+  const mosquitto = start('mosquitto', 'mosquitto', ['-c', path.join(TMP, 'mosquitto.conf')]);
+  await waitFor(`mosquitto on 127.0.0.1:${brokerPort}`, async () => {
+    if (mosquitto.exited) throw fatal(`mosquitto exited:\n${readLog(mosquitto)}`);
+    return canConnect(brokerPort);
+  }, 10_000, 100);
+
+  // The package (while the engine starts).
+  const pkg = runToEnd('package', FABRIK, ['package', PACKAGE_DIR, '-o', path.join(TMP, 'pcb.zip')],
+                       60_000);
+
+  // The flow: the shape of flows/examples/pcb-classify.yaml.
+  const flowFile = path.join(TMP, 'flow.yaml');
+  fs.writeFileSync(flowFile, `# written by tests/browser/run.mjs
+name: browser-test
+http: {listen: 127.0.0.1:0}
+brokers:
+  local:
+    url: tcp://127.0.0.1:${brokerPort}
+actors:
+  pcb_in:
+    kind: mqtt.source
+    broker: local
+    topics: [ie/m/j/simatic/v1/+/dp, ie/d/j/simatic/v1/+/dp/r/#]
+    format: simatic-v1
+  store:
+    kind: storage
+  classifier:
+    kind: workflow
+    package: pcb-classifier
+    train: {storage: store, stream: pcb_in/Line1/default, min_records: 500}
+  predictions_out:
+    kind: mqtt.sink
+    broker: local
+    format: json
+wires:
+  - pcb_in -> store
+  - pcb_in -> classifier
+  - classifier -> predictions_out
+`);
+  fabrik = start('fabrik', FABRIK, ['run', flowFile, '--data-dir', path.join(TMP, 'data')]);
+  const m = await waitFor('fabrik to log its web UI address and connect pcb_in', () => {
+    const log = readLog(fabrik);
+    if (fabrik.exited) throw fatal(`fabrik exited (${fabrik.code ?? fabrik.signal})`);
+    const url = log.match(/http: web UI on (http:\/\/127\.0\.0\.1:\d+\/)/);
+    return url && log.includes('pcb_in: connected') && url;
+  }, 60_000, 100);
+  URL_ = m[1];
+  TOKEN = fs.readFileSync(path.join(TMP, 'data', 'http-token'), 'utf8').trim();
+  console.log(`fabrik serves ${URL_} (log ${fabrik.log})`);
+  await pkg;
+
+  // 800 labelled boards stored before the package arrives, so its deploy can train.
+  await runToEnd('publisher-800', PYTHON, [PUBLISHER, '--port', String(brokerPort), '--count',
+    '800', '--rate', '0', '-q', '--seed', '1', '--start-seq', '1'], 120_000);
+
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+           '--disable-component-update', '--no-first-run'],
+    handleSIGINT: false, handleSIGTERM: false, handleSIGHUP: false,
+    timeout: 60_000,
+  });
+  context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  context.setDefaultTimeout(30_000);
+  api = context.request;
+  await waitFor('the 800 boards stored (/api/streams)', async () => {
+    const { stored } = await apiGet('/api/streams');
+    const s = stored.find((x) => x.storage === 'store' && x.stream === 'pcb_in/Line1/default');
+    return s && s.count >= 800;
+  }, 60_000, 500);
+}
+
+async function main() {
+  const only = process.env.BROWSER_TESTS?.split(',').map((s) => s.trim()).filter(Boolean);
+  let failed = false;
+  try {
+    await setUp();
+  } catch (e) {
+    if (stopping) return new Promise(() => {});
+    console.log(`FAIL setup: ${e.message}`);
+    printLogTail();
+    results.push({ name: 'setup', ok: false });
+    failed = true;
+  }
+  for (const t of tests) {
+    if (stopping) return new Promise(() => {}); // the signal handler ends the run
+    if (only && !only.includes(t.name)) continue;
+    const t0 = Date.now();
+    const missing = failed ? ['setup'] : t.needs.filter((n) => results.find((r) => r.name === n)?.ok !== true &&
+                                                              (!only || only.includes(n)));
+    if (missing.length) {
+      console.log(`SKIP ${t.name}: needs ${missing.join(', ')}`);
+      results.push({ name: t.name, ok: null });
+      continue;
+    }
+    const file = path.join(SHOTS, `${t.name}.png`);
+    const shot = {
+      page: null, closeWith: null, taken: false,
+      async take() {
+        if (this.page && !this.page.isClosed()) {
+          await this.page.screenshot({ path: file, fullPage: true, timeout: 15_000 });
+          this.taken = true;
+        }
+      },
+    };
+    try {
+      await Promise.race([
+        t.fn(shot),
+        delay(240_000).then(() => { throw new Error('the test took over 240 s'); }),
+      ]);
+      const errors = (shot.page?.errors ?? []).filter((e) => /^(uncaught|missing)/.test(e));
+      if (errors.length) throw new Error(`the page threw:\n    ${errors.join('\n    ')}`);
+      console.log(`PASS ${t.name} (${((Date.now() - t0) / 1000).toFixed(1)} s, ${file})`);
+      results.push({ name: t.name, ok: true });
+    } catch (e) {
+      if (stopping) return new Promise(() => {});
+      if (!shot.taken) await shot.take().catch(() => {});
+      console.log(`FAIL ${t.name} (${((Date.now() - t0) / 1000).toFixed(1)} s): ${e.message}`);
+      if (shot.page?.errors?.length)
+        console.log(`  the page's errors:\n    ${shot.page.errors.slice(-10).join('\n    ')}`);
+      console.log(`  screenshot: ${file}; page: ${shot.page?.url?.() ?? '-'}`);
+      printLogTail(40);
+      results.push({ name: t.name, ok: false });
+    } finally {
+      if (shot.page && shot.page.context() === context) await shot.page.close().catch(() => {});
+      if (shot.closeWith) await shot.closeWith.close().catch(() => {});
+    }
+  }
+  await cleanup();
+  const n = (v) => results.filter((r) => r.ok === v).length;
+  const bad = n(false);
+  if (bad || process.env.KEEP_TMP) console.log(`kept ${TMP} (logs, flow, data)`);
+  else fs.rmSync(TMP, { recursive: true, force: true });
+  console.log(`${n(true)} passed, ${bad} failed` + (n(null) ? `, ${n(null)} skipped` : ''));
+  return bad === 0 && n(true) > 0 ? 0 : 1;
+}
+
+main().then((code) => process.exit(code), async (e) => {
+  console.log(`FAIL runner: ${e.stack || e}`);
+  printLogTail();
+  await cleanup();
+  process.exit(1);
+});
