@@ -183,7 +183,7 @@ TEST_CASE("login sets a cookie that works in place of the token", "[e2e][http]")
   CHECK(c.Get("/api/actors", {{"Cookie", "fabrik_token=wrong"}})->status == 401);
 }
 
-TEST_CASE("an uploaded zip is deployed and trained; runs, predictions, events and metrics "
+TEST_CASE("an uploaded zip is deployed and trained, and runs, predictions, events and metrics "
           "show it", "[e2e][http]") {
   api_engine e;
   e.publish_boards(800, 1, 1);
