@@ -7,6 +7,7 @@
 #include <climits>
 #include <fstream>
 #include <set>
+#include <tuple>
 #include <sstream>
 #include <system_error>
 
@@ -95,10 +96,13 @@ std::string known_kinds() {
 }
 
 struct loader {
-  std::string file; // as given, for diagnostics
+  std::string file; // as given, for diagnostics; the fragment's while loading it
   std::vector<diagnostic>& diags;
   flow& f;
   std::set<std::string> wired; // named in any well-formed wire, valid or not
+  std::optional<YAML::Node> local_root; // the fragment, parsed
+  std::string local_name;               // its path, for diagnostics
+  bool local = false;                   // loading the fragment now
 
   void error(position p, std::string msg) {
     diags.push_back({file, p.line, p.column, std::move(msg), false});
@@ -127,7 +131,14 @@ struct loader {
   void load_sections(const std::map<std::string, YAML::Node>& present, section_names& names);
   void load_actors(const YAML::Node& key, const YAML::Node& value, const section_names& names);
   void load_wires(const YAML::Node& value);
+  void load_local(const section_names& names, bool wires);
   void check_graph(position actors_pos);
+  void error_in(const std::string& in, position p, std::string msg) {
+    diags.push_back({in.empty() ? file : in, p.line, p.column, std::move(msg), false});
+  }
+  void warn_in(const std::string& in, position p, std::string msg) {
+    diags.push_back({in.empty() ? file : in, p.line, p.column, std::move(msg), true});
+  }
 };
 
 void loader::load(const YAML::Node& root) {
@@ -209,10 +220,51 @@ void loader::load(const YAML::Node& root) {
     actors_pos = where(i->second.first);
     load_actors(i->second.first, i->second.second, names);
   }
+  load_local(names, false);
   if (auto i = keys.find("wires"); i != keys.end())
     load_wires(i->second.second);
+  load_local(names, true);
   if (keys.count("actors") > 0)
     check_graph(actors_pos);
+}
+
+void loader::load_local(const section_names& names, bool wires) {
+  if (!local_root || local_root->IsNull())
+    return;
+  auto main_file = file;
+  file = local_name; // its diagnostics name the fragment
+  local = true;
+  auto& root = *local_root;
+  if (!root.IsMap()) {
+    if (!wires)
+      error(where(root), "a local fragment is a map with 'actors' and 'wires', got "
+                           + what_is(root));
+  } else if (!wires) {
+    for (auto it = root.begin(); it != root.end(); ++it)
+      if (!it->first.IsScalar() || (it->first.Scalar() != "actors" && it->first.Scalar() != "wires"))
+        error(where(it->first), "a local fragment holds only 'actors' and 'wires', not "
+                                  + what_is(it->first) + "; the rest belongs in the flow file");
+    if (auto a = root["actors"]; a && !a.IsNull() && !(a.IsMap() && a.size() == 0)) {
+      size_t before = f.actors.size();
+      load_actors(YAML::Node{}, a, names);
+      // A fragment's actor replaces the flow file's of the same name, in its place.
+      for (size_t i = before; i < f.actors.size();) {
+        f.actors[i].file = local_name;
+        auto same = std::find_if(f.actors.begin(), f.actors.begin() + static_cast<std::ptrdiff_t>(before),
+                                 [&](auto& x) { return x.name == f.actors[i].name; });
+        if (same == f.actors.begin() + static_cast<std::ptrdiff_t>(before)) {
+          ++i;
+          continue;
+        }
+        *same = std::move(f.actors[i]);
+        f.actors.erase(f.actors.begin() + static_cast<std::ptrdiff_t>(i));
+      }
+    }
+  } else if (auto w = root["wires"]; w) {
+    load_wires(w);
+  }
+  file = main_file;
+  local = false;
 }
 
 void loader::load_sections(const std::map<std::string, YAML::Node>& present,
@@ -415,7 +467,7 @@ void loader::load_wires(const YAML::Node& value) {
     for (size_t i = 0; i + 1 < parts.size(); ++i) {
       const auto& from = parts[i];
       const auto& to = parts[i + 1];
-      wire_decl w{from.name, to.name, from.at.line, from.at.column};
+      wire_decl w{local ? file : std::string{}, from.name, to.name, from.at.line, from.at.column};
       const actor_decl* a = f.find(from.name);
       const actor_decl* b = f.find(to.name);
       if (!a || !b)
@@ -442,6 +494,10 @@ void loader::load_wires(const YAML::Node& value) {
                         + std::to_string(j->second) + ")");
         continue;
       }
+      // The fragment may repeat a wire of the flow file: one is enough.
+      if (std::any_of(f.wires.begin(), f.wires.end(),
+                      [&](auto& x) { return x.from == w.from && x.to == w.to; }))
+        continue;
       f.wires.push_back(std::move(w));
     }
   }
@@ -463,7 +519,7 @@ void loader::check_graph(position actors_pos) {
         auto at = std::find(stack.begin(), stack.end(), w.to);
         std::vector<std::string> path(at, stack.end());
         path.push_back(w.to);
-        error({w.line, w.column}, "wires form a cycle: " + join(path, " -> "));
+        error_in(w.file, {w.line, w.column}, "wires form a cycle: " + join(path, " -> "));
       } else if (c == mark::white) {
         self(self, w.to);
       }
@@ -480,10 +536,10 @@ void loader::check_graph(position actors_pos) {
     if (wired.count(a.name) > 0)
       continue;
     if (a.k && a.k->role == kind_role::source)
-      warn({a.line, a.column}, "source '" + a.name + "' has no outgoing wire; its data goes "
-                                                     "nowhere");
+      warn_in(a.file, {a.line, a.column},
+              "source '" + a.name + "' has no outgoing wire; its data goes nowhere");
     else
-      warn({a.line, a.column}, "actor '" + a.name + "' has no wires");
+      warn_in(a.file, {a.line, a.column}, "actor '" + a.name + "' has no wires");
   }
 
   bool stored = std::any_of(f.actors.begin(), f.actors.end(),
@@ -495,8 +551,16 @@ void loader::check_graph(position actors_pos) {
 
 } // namespace
 
+std::filesystem::path local_file_of(const std::filesystem::path& flow_file) {
+  auto out = flow_file;
+  out.replace_extension();
+  out += ".local.yaml";
+  return out;
+}
+
 std::optional<flow> load_flow_text(const std::string& text, const std::filesystem::path& file,
-                                   std::vector<diagnostic>& diags) {
+                                   std::vector<diagnostic>& diags,
+                                   const std::optional<std::string>& local_text) {
   const size_t first = diags.size();
   flow f;
   std::error_code err;
@@ -505,8 +569,18 @@ std::optional<flow> load_flow_text(const std::string& text, const std::filesyste
     f.file = file;
   f.file = f.file.lexically_normal();
   f.dir = f.file.parent_path();
+  f.local_file = local_file_of(f.file);
   loader l{file.string(), diags, f, {}};
+  l.local_name = local_file_of(file).string();
   try {
+    if (local_text) {
+      try {
+        l.local_root = YAML::Load(*local_text);
+      } catch (const YAML::Exception& e) {
+        position p = e.mark.is_null() ? position{} : position{e.mark.line + 1, e.mark.column + 1};
+        l.error_in(l.local_name, p, e.msg);
+      }
+    }
     YAML::Node root = YAML::Load(text);
     l.load(root);
   } catch (const YAML::Exception& e) {
@@ -522,10 +596,11 @@ std::optional<flow> load_flow_text(const std::string& text, const std::filesyste
   if (valid)
     for (auto& a : f.actors)
       if (a.k && a.k->check)
-        a.k->check(f, a, file.string(), diags);
+        a.k->check(f, a, a.file.empty() ? file.string() : a.file, diags);
   // Report in file order; problems without a place (line 0) come last.
-  auto key = [](const diagnostic& d) {
-    return std::pair{d.line == 0 ? INT_MAX : d.line, d.column};
+  auto main_file = file.string();
+  auto key = [&](const diagnostic& d) {
+    return std::tuple{d.file != main_file, d.line == 0 ? INT_MAX : d.line, d.column};
   };
   std::stable_sort(diags.begin() + static_cast<std::ptrdiff_t>(first), diags.end(),
                    [&](const diagnostic& a, const diagnostic& b) { return key(a) < key(b); });
@@ -551,7 +626,13 @@ std::optional<flow> load_flow(const std::filesystem::path& file, std::vector<dia
   }
   std::ostringstream buf;
   buf << in.rdbuf();
-  return load_flow_text(buf.str(), file, diags);
+  std::optional<std::string> local;
+  if (std::ifstream l{local_file_of(file), std::ios::binary}) {
+    std::ostringstream lb;
+    lb << l.rdbuf();
+    local = lb.str();
+  }
+  return load_flow_text(buf.str(), file, diags, local);
 }
 
 } // namespace fabrik

@@ -15,6 +15,7 @@ namespace fabrik {
 
 struct actor_decl {
   std::string name;
+  std::string file; ///< where it is defined, for diagnostics: the flow file, or its fragment
   const kind* k = nullptr;
   std::string node; ///< `on:`; empty = the default node
   config settings;
@@ -23,6 +24,7 @@ struct actor_decl {
 };
 
 struct wire_decl {
+  std::string file; ///< where it is written: the flow file, or its fragment
   std::string from;
   std::string to;
   int line = 0;
@@ -33,6 +35,10 @@ struct flow {
   std::string name;
   std::filesystem::path file; ///< absolute path of the flow file
   std::filesystem::path dir;  ///< its folder: relative paths resolve here
+  /// NAME.local.yaml beside the flow file, which the web UI writes and loading merges (its
+  /// actors add to or replace the flow file's, its wires add to them); always set, the
+  /// file may not exist.
+  std::filesystem::path local_file;
   std::vector<actor_decl> actors; ///< in file order
   std::vector<wire_decl> wires;
   /// Shared sections by section name, then entry name (brokers -> local -> settings).
@@ -46,12 +52,18 @@ struct flow {
   std::filesystem::path resolve(const std::string& path) const;
 };
 
-/// Loads and validates a flow file. Every problem (errors and warnings) goes to `diags`
-/// as FILE:LINE:COL; returns the flow only when there is no error.
+/// Loads and validates a flow file, merged with its NAME.local.yaml fragment when there is
+/// one. Every problem (errors and warnings) goes to `diags` as FILE:LINE:COL of the file it
+/// is in; returns the flow only when there is no error.
 std::optional<flow> load_flow(const std::filesystem::path& file, std::vector<diagnostic>& diags);
 
-/// Same, from text (tests); `file` is only used in diagnostics and for `dir`.
+/// Same, from text (tests); `file` is used in diagnostics and for `dir`. `local_text`, when
+/// given, is the fragment's text.
 std::optional<flow> load_flow_text(const std::string& text, const std::filesystem::path& file,
-                                   std::vector<diagnostic>& diags);
+                                   std::vector<diagnostic>& diags,
+                                   const std::optional<std::string>& local_text = std::nullopt);
+
+/// The fragment's path for a flow file: pcb.yaml -> pcb.local.yaml.
+std::filesystem::path local_file_of(const std::filesystem::path& flow_file);
 
 } // namespace fabrik

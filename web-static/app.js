@@ -336,6 +336,7 @@ on('status', (data) => {
 
 const pages = [
   ['index.html', 'Overview'],
+  ['ingest.html', 'Ingest'],
   ['streams.html', 'Streams'],
   ['workflows.html', 'Workflows'],
   ['predictions.html', 'Predictions'],
@@ -365,9 +366,9 @@ export function setFlowName(name) {
 }
 
 let flowPromise = null;
-/** GET /api/flow, once per page. */
-export function flow() {
-  if (!flowPromise) {
+/** GET /api/flow, once per page; flow(true) asks again (a reload changes the flow). */
+export function flow(fresh = false) {
+  if (!flowPromise || fresh) {
     flowPromise = api('/api/flow').then((r) => { setFlowName(r.body.name); return r.body; });
     flowPromise.catch(() => { flowPromise = null; });
   }
@@ -392,4 +393,37 @@ export function detailsList(details) {
   if (!keys.length) dl.append(el('div', { class: 'muted' }, 'no details'));
   for (const k of keys) dl.append(el('dt', {}, k), el('dd', {}, String(details[k])));
   return dl;
+}
+
+/** Fills a .result box (kind ok, info or bad) with text or nodes, and shows it. */
+export function showResult(box, kind, content) {
+  box.className = 'result ' + kind;
+  box.replaceChildren(...[].concat(content).filter((c) => c !== null && c !== undefined && c !== false));
+  box.hidden = false;
+}
+
+/** The diagnostics of a 400 answer as lines ("FILE:LINE:COL: message"). */
+export function diagnosticLines(body) {
+  const list = body && Array.isArray(body.diagnostics) ? body.diagnostics : [];
+  return list.map((d) => {
+    if (typeof d === 'string') return d;
+    if (d && typeof d === 'object') {
+      const where = [d.file, d.line, d.column ?? d.col].filter((x) => x !== undefined && x !== null && x !== '').join(':');
+      const msg = (d.severity && d.severity !== 'error' ? d.severity + ': ' : '') + (d.message ?? JSON.stringify(d));
+      return where ? `${where}: ${msg}` : msg;
+    }
+    return String(d);
+  });
+}
+
+/** A reload's {added, removed, restarted, unchanged} (lists of actor names, or counts) in words. */
+export function reloadSummary(reload) {
+  if (!reload || typeof reload !== 'object') return 'applied.';
+  const names = (v) => (Array.isArray(v) ? v : []);
+  const say = (v) => (Array.isArray(v) ? (v.length ? v.join(', ') : 'nothing') : typeof v === 'number' ? `${v} actor${v === 1 ? '' : 's'}` : 'nothing');
+  let t = `applied: restarted ${say(reload.restarted)}, added ${say(reload.added)}`;
+  if (names(reload.removed).length || (typeof reload.removed === 'number' && reload.removed)) t += `, removed ${say(reload.removed)}`;
+  const u = reload.unchanged;
+  if (Array.isArray(u) ? u.length : typeof u === 'number') t += `; ${Array.isArray(u) ? u.length : u} unchanged`;
+  return t;
 }

@@ -110,6 +110,9 @@ const wireLabels = [];     // {from, text, rect, path}
 function drawGraph(f) {
   const box = $('#graph');
   box.textContent = '';
+  nodes.clear();
+  order.clear();
+  wireLabels.length = 0;
   if (!f.actors.length) { box.append(el('p', { class: 'empty' }, 'This flow has no actors.')); return; }
   const { at, width, height, cols, routes } = layout(f.actors, f.wires);
   const placed = f.actors.map((a) => a.name).sort((a, b) => at.get(a).x - at.get(b).x || at.get(a).y - at.get(b).y);
@@ -246,7 +249,21 @@ function updateWatch(actors) {
   if (w.last_error) box.append(el('span', { class: 'error-text' }, 'last error: ' + w.last_error));
 }
 
+// A reload (the ingest page, POST /api/reload, SIGHUP) adds and removes actors: when the
+// status names others than the graph shows, draw the flow again.
+let redrawing = false;
+function followFlow(actors) {
+  if (redrawing || !nodes.size) return;
+  const now = actors.filter((a) => a.kind !== 'watched directory').map((a) => a.name).sort().join('\n');
+  if (now === [...nodes.keys()].sort().join('\n')) return;
+  redrawing = true;
+  flow(true).then((f) => { $('#flow-file').textContent = f.file || ''; drawGraph(f); updateGraph(); })
+    .catch(() => {})
+    .finally(() => { setTimeout(() => { redrawing = false; }, 3000); });
+}
+
 function render(actors) {
+  followFlow(actors);
   updateGraph();
   updateTable(actors);
   updateWatch(actors);

@@ -1,6 +1,6 @@
 // Workflows: stored versions, upload, train, and the measured runs.
 import {
-  api, on, el, $, fmtInt, fmtBytes, fmtTime, fmtDuration, fmtNum, stateBadge, throttle, notify,
+  api, on, el, $, fmtInt, fmtBytes, fmtTime, fmtDuration, fmtNum, stateBadge, throttle, notify, showResult,
 } from './app.js';
 
 let wfActors = [];             // names of the workflow actors
@@ -87,12 +87,6 @@ async function loadStreams() {
 }
 
 // ---------------------------------------------------------------- upload
-
-function showResult(box, kind, text) {
-  box.className = 'result ' + kind;
-  box.replaceChildren(...[].concat(text));
-  box.hidden = false;
-}
 
 async function upload(file) {
   const box = $('#upload-result');

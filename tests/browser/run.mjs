@@ -24,6 +24,11 @@
 //   train           #train-button starts a run; it shows succeeded in #runs
 //   predictions     predictions.html with boards flowing: rows in #class-counts, #recent
 //   overview        the graph again: now every actor, the classifier too, is running
+//   ingest          ingest.html: the flow's pcb_in listed read-only; the form adds an MQTT
+//                   source line2 (topic plant/line2/#, json, into store), written to the
+//                   flow's local file and applied by a reload; JSON published with
+//                   mosquitto_pub on plant/line2/a is stored (a line2/... stream in
+//                   /api/streams and on streams.html), and the graph has a line2 node
 // A test whose prerequisite failed is skipped. Prints one PASS/FAIL/SKIP line per test
 // and closes with "N passed, N failed[, N skipped]"; exit status 0 only if none failed.
 // Every process started here (mosquitto, fabrik and its workers, the publishers,
@@ -472,6 +477,113 @@ test('overview', ['upload'], async (shot) => {
   await page.goto(URL_, { waitUntil: 'domcontentloaded' });
   const seen = await graphStates(page, (n, s) => s === 'running', 30_000);
   console.log(`  #graph: ${JSON.stringify(seen)}`);
+  await shot.take();
+});
+
+test('ingest', ['login'], async (shot) => {
+  if (spawnSync('sh', ['-c', 'command -v mosquitto_pub'], { stdio: 'ignore' }).status !== 0)
+    throw new Error('no mosquitto_pub on PATH (Debian: mosquitto-clients): run scripts/setup.sh');
+  await ensureLoggedIn();
+  const page = await newPage();
+  shot.page = page;
+  await page.goto(`${URL_}ingest.html`, { waitUntil: 'domcontentloaded' });
+  // The flow file's source is listed, read-only; or the page says why it cannot list any.
+  const loadError = page.locator('#ingest-load-error');
+  await waitFor('#ingest-sources to list pcb_in (or #ingest-load-error)', async () =>
+    (await page.locator('#ingest-sources tr[data-name="pcb_in"]').count()) > 0 ||
+    (await loadError.isVisible()), 15_000);
+  if (await loadError.isVisible())
+    throw new Error(`ingest.html cannot load the sources: ${await loadError.innerText()}`);
+  const pcbRow = page.locator('#ingest-sources tr[data-name="pcb_in"]');
+  if ((await pcbRow.getAttribute('data-local')) !== 'false')
+    throw new Error('pcb_in, defined in the flow file, is not shown as such (data-local is not "false")');
+  if (await pcbRow.locator('.ingest-delete').count())
+    throw new Error('pcb_in, defined in the flow file, has a delete button');
+  const localFile = (await page.locator('#ingest-local-file').innerText()).trim();
+  console.log(`  local file: ${localFile}`);
+
+  // The form: line2 on the flow's broker, plant/line2/#, json, stored in store only.
+  await page.fill('#ingest-name', 'line2');
+  await page.selectOption('#ingest-broker', 'local');
+  await page.fill('#ingest-topics', 'plant/line2/#');
+  await page.selectOption('#ingest-format', 'json');
+  await page.selectOption('#ingest-qos', '1');
+  const boxes = page.locator('#ingest-store input[type="checkbox"]');
+  for (const b of await boxes.all()) await b.setChecked((await b.getAttribute('value')) === 'store');
+  const answer = page.waitForResponse((r) => new URL(r.url()).pathname === '/api/ingest/sources' &&
+                                             r.request().method() === 'POST', { timeout: 60_000 });
+  await page.click('#ingest-submit');
+  const resp = await answer;
+  const sent = resp.request().postDataJSON();
+  console.log(`  POST /api/ingest/sources ${JSON.stringify(sent)} -> ${resp.status()}`);
+  const result = page.locator('#ingest-result');
+  await waitFor('#ingest-result to show the answer', async () =>
+    /\b(ok|bad)\b/.test((await result.getAttribute('class')) || '') && (await result.isVisible()), 15_000);
+  const said = await result.innerText();
+  if (resp.status() !== 200)
+    throw new Error(`adding line2: HTTP ${resp.status()}; the page says: ${JSON.stringify(said)}`);
+  if (!/applied/i.test(said) || !said.includes('line2'))
+    throw new Error(`#ingest-result does not say what was applied: ${JSON.stringify(said)}`);
+  console.log(`  #ingest-result: ${JSON.stringify(said)}`);
+  if (JSON.stringify(sent.settings?.topics) !== JSON.stringify(['plant/line2/#']) ||
+      JSON.stringify(sent.stores_in) !== JSON.stringify(['store']) || sent.settings?.format !== 'json')
+    throw new Error(`the form sent ${JSON.stringify(sent)}`);
+  // Listed as a local (editable) source, and written to the local file beside the flow.
+  const row = page.locator('#ingest-sources tr[data-name="line2"][data-local="true"]');
+  await row.waitFor({ state: 'attached', timeout: 15_000 });
+  if (!(await row.locator('.ingest-delete').count())) throw new Error('the local source line2 has no delete button');
+  const ingest = await apiGet('/api/ingest');
+  const file = ingest.local_file && path.resolve(TMP, ingest.local_file);
+  if (!file || !fs.existsSync(file) || !fs.readFileSync(file, 'utf8').includes('line2'))
+    throw new Error(`the local file ${JSON.stringify(ingest.local_file)} does not hold line2`);
+  if (path.dirname(file) !== TMP) console.log(`  note: the local file is not beside the flow: ${file}`);
+
+  // The new source subscribes; JSON on plant/line2/a ends up stored.
+  await waitFor('line2 to run (/api/actors/line2)', async () => {
+    const st = await apiGet('/api/actors/line2');
+    if (st.state === 'failed') throw fatal(`line2 failed: ${st.last_error}`);
+    return st.state === 'running';
+  }, 30_000, 250);
+  let sentN = 0;
+  let stream = null;
+  await waitFor('a line2/... stream with records in /api/streams', async () => {
+    sentN++;
+    await runToEnd(`publisher-line2-${sentN}`, 'mosquitto_pub', ['-h', '127.0.0.1', '-p', String(brokerPort),
+      '-q', '1', '-t', 'plant/line2/a', '-m', JSON.stringify({ temp: 21.5 + sentN / 10 })], 10_000);
+    const { stored } = await apiGet('/api/streams');
+    stream = stored.find((s) => s.storage === 'store' && s.stream?.startsWith('line2/') && s.count > 0);
+    return stream;
+  }, 30_000, 500);
+  console.log(`  ${sentN} messages published; stored: ${JSON.stringify(stream)}`);
+
+  // streams.html lists it.
+  const streams = await newPage();
+  try {
+    await streams.goto(`${URL_}streams.html`, { waitUntil: 'domcontentloaded' });
+    await waitFor(`streams.html to list ${stream.stream}`, async () =>
+      (await streams.locator('#stream-list .stream-name').allInnerTexts()).some((t) => t.trim() === stream.stream),
+    15_000);
+    await streams.screenshot({ path: path.join(SHOTS, 'ingest-streams.png'), fullPage: true });
+    const errs = streams.errors.filter((e) => /^(uncaught|missing)/.test(e));
+    if (errs.length) throw new Error(`streams.html threw:\n    ${errs.join('\n    ')}`);
+  } finally {
+    await streams.close();
+  }
+  // The overview graph has the new actor.
+  const overview = await newPage();
+  try {
+    await overview.goto(URL_, { waitUntil: 'domcontentloaded' });
+    await overview.locator('#graph g.actor[data-name="line2"]').waitFor({ state: 'attached', timeout: 20_000 });
+    await overview.screenshot({ path: path.join(SHOTS, 'ingest-overview.png'), fullPage: true });
+    const errs = overview.errors.filter((e) => /^(uncaught|missing)/.test(e));
+    if (errs.length) throw new Error(`index.html threw:\n    ${errs.join('\n    ')}`);
+  } finally {
+    await overview.close();
+  }
+  // The ingest page, still open, counts what line2 received (status events).
+  await waitFor('the line2 row to count received records', async () =>
+    Number((await row.locator('.src-count').innerText()).replace(/\D/g, '')) > 0, 10_000)
+    .catch((e) => console.log(`  note: ${e.message}`));
   await shot.take();
 });
 

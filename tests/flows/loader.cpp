@@ -649,3 +649,77 @@ TEST_CASE("the kinds reference mentions every kind, section and setting", "[kind
         != std::string::npos);
   CHECK(text.find('`') == std::string::npos);
 }
+
+TEST_CASE("a flow's local fragment adds actors and wires, and replaces actors by name",
+          "[flow][local]") {
+  const std::string main_text = "name: t\n"
+                                "test_brokers: {b: {url: x}}\n"
+                                "actors:\n"
+                                "  src: {kind: test.source, broker: b, topics: [a]}\n"
+                                "  out: {kind: test.sink}\n"
+                                "wires:\n  - src -> out\n";
+  std::vector<diagnostic> diags;
+  auto f = load_flow_text(main_text, "/x/flow.yaml", diags,
+                          "actors:\n"
+                          "  src: {kind: test.source, broker: b, topics: [c], qos: 2}\n"
+                          "  src2: {kind: test.source, broker: b, topics: [d]}\n"
+                          "wires:\n  - src2 -> out\n  - src -> out\n");
+  REQUIRE(f);
+  CHECK(f->local_file == "/x/flow.local.yaml");
+  REQUIRE(f->actors.size() == 3);
+  CHECK(f->actors[0].name == "src"); // replaced in its place
+  CHECK(f->actors[0].settings.strings("topics") == config::list{"c"});
+  CHECK(f->actors[0].file == "/x/flow.local.yaml");
+  CHECK(f->actors[1].name == "out");
+  CHECK(f->actors[1].file.empty());
+  CHECK(f->actors[2].name == "src2");
+  CHECK(f->wires.size() == 2); // src -> out once
+  CHECK(f->downstream("src2") == std::vector<std::string>{"out"});
+}
+
+TEST_CASE("problems in the local fragment name the fragment's file and line", "[flow][local]") {
+  std::vector<diagnostic> diags;
+  auto f = load_flow_text("name: t\nactors:\n  out: {kind: test.sink}\n", "/x/flow.yaml", diags,
+                          "brokers: {}\n"
+                          "actors:\n"
+                          "  bad: {kind: test.sink, colour: red}\n"
+                          "wires:\n  - bad -> nowhere\n");
+  CHECK_FALSE(f);
+  std::vector<std::string> lines;
+  for (auto& d : diags)
+    lines.push_back(d.to_string());
+  INFO(lines.size());
+  for (auto& l : lines)
+    INFO(l);
+  REQUIRE(diags.size() >= 3);
+  CHECK(std::all_of(diags.begin(), diags.end(),
+                    [](auto& d) { return d.file == "/x/flow.local.yaml" || d.warning; }));
+  auto has = [&](std::string_view text, int line) {
+    return std::any_of(diags.begin(), diags.end(), [&](auto& d) {
+      return d.line == line && d.message.find(text) != std::string::npos;
+    });
+  };
+  CHECK(has("holds only 'actors' and 'wires'", 1));
+  CHECK(has("unknown setting 'colour'", 3));
+  CHECK(has("unknown actor 'nowhere'", 5));
+
+  diags.clear();
+  CHECK_FALSE(load_flow_text("name: t\nactors:\n  out: {kind: test.sink}\n", "/x/flow.yaml",
+                             diags, "actors: [oops\n"));
+  CHECK(std::any_of(diags.begin(), diags.end(), [](auto& d) {
+    return !d.warning && d.file == "/x/flow.local.yaml" && d.line == 1;
+  }));
+}
+
+TEST_CASE("load_flow reads NAME.local.yaml beside the flow file", "[flow][local]") {
+  test_support::scratch_dir dir{"local"};
+  test_support::write_file(dir / "line.yaml", "name: t\nactors:\n  out: {kind: test.sink}\n");
+  std::vector<diagnostic> diags;
+  auto plain = load_flow(dir / "line.yaml", diags);
+  REQUIRE(plain);
+  CHECK(plain->actors.size() == 1);
+  test_support::write_file(dir / "line.local.yaml", "actors:\n  more: {kind: test.sink}\n");
+  auto merged = load_flow(dir / "line.yaml", diags);
+  REQUIRE(merged);
+  CHECK(merged->actors.size() == 2);
+}
