@@ -14,6 +14,7 @@
 
 #include <csignal>
 #include <cstdlib>
+#include <mutex>
 #include <thread>
 #include <fcntl.h>
 #include <sys/file.h>
@@ -64,10 +65,10 @@ void log_status(caf::actor_system& sys, const std::vector<running_actor>& actors
   }
 }
 
-void stop(caf::actor_system& sys, const std::vector<running_actor>& actors,
-          const workflow_hub* hub) {
+/// Stops `actors` and waits until each is gone: sources first, which stop taking input
+/// and wait until downstream acknowledged all they took.
+void stop(caf::actor_system& sys, const std::vector<running_actor>& actors) {
   caf::scoped_actor self{sys};
-  // Sources first: they stop taking input and wait until downstream acknowledged all.
   for (auto& a : actors) {
     if (a.k->role != kind_role::source)
       continue;
@@ -78,9 +79,15 @@ void stop(caf::actor_system& sys, const std::vector<running_actor>& actors,
                  spdlog::warn("{}: did not stop cleanly ({})", a.name, caf::to_string(err));
                });
   }
-  log_status(sys, actors, hub);
-  for (auto& a : actors)
+  for (auto& a : actors) {
+    self->monitor(a.handle);
     self->send_exit(a.handle, caf::exit_reason::user_shutdown);
+  }
+  for (size_t i = 0; i < actors.size(); ++i)
+    self->receive([](const caf::down_msg&) {},
+                  caf::after(std::chrono::seconds{30}) >> [] {
+                    spdlog::warn("an actor did not stop within 30 s");
+                  });
 }
 
 /// The web UI and API, when the flow or --http asks for it; the engine runs on without
@@ -128,6 +135,117 @@ std::unique_ptr<http_server> start_http(const flow& f, const run_options& opts, 
   return std::move(*server);
 }
 
+/// Applies a changed flow file (and fragment) to a running engine: restarts only what
+/// changed (diff_flows) and keeps every flow version alive, since actors may refer to the
+/// one they were spawned from.
+class reloader {
+public:
+  reloader(caf::actor_system& sys, const run_options& opts, engine_api& api,
+           std::shared_ptr<registry> reg, std::shared_ptr<telemetry> tel)
+    : sys_(sys), opts_(opts), api_(api), reg_(std::move(reg)), tel_(std::move(tel)) {}
+
+  /// The first version: spawns every actor.
+  expected<void> start(std::shared_ptr<const flow> f) {
+    auto actors = spawn_graph(sys_, *f, opts_.data_dir, reg_, tel_);
+    if (!actors)
+      return actors.err();
+    publish(std::move(f), std::move(*actors));
+    return {};
+  }
+
+  api_reply reload() {
+    std::lock_guard lock{mutex_};
+    auto now = api_.view();
+    std::vector<diagnostic> diags;
+    auto loaded = load_flow(now.f->file, diags);
+    if (!loaded) {
+      nlohmann::json lines = nlohmann::json::array();
+      for (auto& d : diags)
+        if (!d.warning) {
+          lines.push_back(d.to_string());
+          spdlog::error("reload: {}", d.to_string());
+        }
+      return {400, {{"error", now.f->file.string() + " has errors; nothing was changed"},
+                    {"diagnostics", lines}}};
+    }
+    auto next = std::make_shared<const flow>(std::move(*loaded));
+    auto changes = diff_flows(*now.f, *next);
+    std::vector<running_actor> going, keep;
+    for (auto& a : *now.actors) {
+      bool stays = std::find(changes.unchanged.begin(), changes.unchanged.end(), a.name)
+                   != changes.unchanged.end();
+      (stays ? keep : going).push_back(a);
+    }
+    if (changes.any()) {
+      stop(sys_, going);
+      auto actors = spawn_graph(sys_, *next, opts_.data_dir, reg_, tel_, keep);
+      if (!actors) // cannot happen for a flow that loaded; say so if it does
+        return api_reply::error(500, "reload: " + actors.err().message);
+      publish(next, std::move(*actors));
+    } else {
+      publish(next, std::vector<running_actor>(*now.actors));
+    }
+    auto list = [](const std::vector<std::string>& xs) {
+      std::string out;
+      for (auto& x : xs)
+        out += (out.empty() ? "" : ", ") + x;
+      return out.empty() ? std::string{"none"} : out;
+    };
+    spdlog::info("reload: added {}; removed {}; restarted {}; {} unchanged",
+                 list(changes.added), list(changes.removed), list(changes.restarted),
+                 changes.unchanged.size());
+    return {200, {{"reload", {{"added", changes.added}, {"removed", changes.removed},
+                              {"restarted", changes.restarted},
+                              {"unchanged", changes.unchanged}}}}};
+  }
+
+  /// Zips dropped into the watched directory become versions; every workflow actor looks
+  /// whether it should deploy one. Started once a flow has a workflow actor.
+  void ensure_hub() {
+    auto v = api_.view();
+    bool wanted = std::any_of(v.actors->begin(), v.actors->end(),
+                              [](auto& a) { return a.k->name == "workflow"; });
+    if (hub_ || !wanted)
+      return;
+    auto watch = v.f->resolve(v.f->sections.at("workflows").at("").str("watch"));
+    auto* api = &api_;
+    auto started = workflow_hub::start(reg_, watch, [api](const package_version&) {
+      for (auto& a : *api->view().actors)
+        if (a.k->name == "workflow")
+          caf::anon_send(a.handle, wake_atom::value);
+    });
+    if (!started) {
+      spdlog::error("workflows: cannot watch {}: {}", watch.string(), started.err().message);
+      return;
+    }
+    hub_ = std::move(*started);
+    api_.set_hub(hub_.get());
+  }
+
+  workflow_hub* hub() const { return hub_.get(); }
+  void stop_hub() {
+    api_.set_hub(nullptr);
+    hub_.reset();
+  }
+
+private:
+  void publish(std::shared_ptr<const flow> f, std::vector<running_actor> actors) {
+    flows_.push_back(f);
+    api_.set_view({std::move(f),
+                   std::make_shared<const std::vector<running_actor>>(std::move(actors))});
+    ensure_hub();
+  }
+
+  caf::actor_system& sys_;
+  const run_options& opts_;
+  engine_api& api_;
+  std::shared_ptr<registry> reg_;
+  std::shared_ptr<telemetry> tel_;
+  std::unique_ptr<workflow_hub> hub_;
+  std::vector<std::shared_ptr<const flow>> flows_;
+  std::mutex mutex_;
+};
+
 } // namespace
 
 int run_flow(const flow& f, const run_options& opts) {
@@ -141,6 +259,7 @@ int run_flow(const flow& f, const run_options& opts) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   caf::actor_system_config cfg;
@@ -153,30 +272,13 @@ int run_flow(const flow& f, const run_options& opts) {
   }
   auto reg = std::make_shared<registry>(std::move(*opened));
   auto tel = std::make_shared<telemetry>();
-  auto actors = spawn_graph(sys, f, opts.data_dir, reg, tel);
-  if (!actors) {
-    spdlog::error("cannot start flow {}: {}", f.name, actors.err().message);
+  engine_api api{sys, reg, tel};
+  reloader graph{sys, opts, api, reg, tel};
+  if (auto ok = graph.start(std::make_shared<const flow>(f)); !ok) {
+    spdlog::error("cannot start flow {}: {}", f.name, ok.err().message);
     return 2;
   }
-  // Zips dropped into the watched directory become versions; every workflow actor looks
-  // whether it should deploy one.
-  std::unique_ptr<workflow_hub> hub;
-  std::vector<caf::actor> workflow_actors;
-  for (auto& a : *actors)
-    if (a.k->name == "workflow")
-      workflow_actors.push_back(a.handle);
-  if (!workflow_actors.empty()) {
-    auto watch = f.resolve(f.sections.at("workflows").at("").str("watch"));
-    auto started = workflow_hub::start(reg, watch, [workflow_actors](const package_version&) {
-      for (auto& h : workflow_actors)
-        caf::anon_send(h, wake_atom::value);
-    });
-    if (!started)
-      spdlog::error("workflows: cannot watch {}: {}", watch.string(), started.err().message);
-    else
-      hub = std::move(*started);
-  }
-  engine_api api{sys, f, *actors, reg, hub.get(), tel};
+  api.set_reloader([&graph] { return graph.reload(); });
   auto control = control_server::start(opts.data_dir / "control.sock",
                                        [&api](const nlohmann::json& req) {
                                          return api.handle(req);
@@ -185,7 +287,7 @@ int run_flow(const flow& f, const run_options& opts) {
     spdlog::warn("no control socket ({}): fabrik train cannot reach this engine",
                  control.err().message);
   auto web = start_http(f, opts, api, tel);
-  spdlog::info("flow {} running: {} actors, data in {}", f.name, actors->size(),
+  spdlog::info("flow {} running: {} actors, data in {}", f.name, api.view().actors->size(),
                opts.data_dir.string());
   auto interval = opts.status_interval > 0 ? opts.status_interval : 3'600'000'000'000;
   for (;;) {
@@ -196,11 +298,17 @@ int run_flow(const flow& f, const run_options& opts) {
       spdlog::info("signal {}: stopping flow {}", sig == SIGINT ? "SIGINT" : "SIGTERM", f.name);
       break;
     }
+    if (sig == SIGHUP) {
+      spdlog::info("SIGHUP: reloading {}", f.file.string());
+      graph.reload();
+      continue;
+    }
     if (opts.status_interval > 0)
-      log_status(sys, *actors, hub.get());
+      log_status(sys, *api.view().actors, graph.hub());
   }
   // A second signal forces the exit (a training run can keep an actor busy for minutes).
   // Nothing is lost by it: commits are atomic and the spools are replayed at the next start.
+  sigdelset(&signals, SIGHUP);
   std::thread{[signals] {
     int sig = 0;
     sigwait(&signals, &sig);
@@ -210,8 +318,10 @@ int run_flow(const flow& f, const run_options& opts) {
   web.reset();
   if (control)
     control->reset();
-  stop(sys, *actors, hub.get());
-  hub.reset();
+  auto last = api.view();
+  log_status(sys, *last.actors, graph.hub());
+  stop(sys, *last.actors);
+  graph.stop_hub();
   sys.await_all_actors_done();
   spdlog::info("flow {} stopped", f.name);
   return 0;

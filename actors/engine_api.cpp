@@ -1,5 +1,6 @@
 #include "actors/engine_api.hpp"
 
+#include "actors/kind.hpp"
 #include "actors/telemetry.hpp"
 #include "actors/time.hpp"
 #include "actors/workflow_hub.hpp"
@@ -7,8 +8,12 @@
 #include "runtime/registry.hpp"
 
 #include <caf/all.hpp>
+#include <spdlog/spdlog.h>
+#include <yaml-cpp/yaml.h>
 
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <set>
 
 namespace fabrik {
@@ -78,28 +83,66 @@ json to_json(const config& c, const settings_table* table) {
   return out;
 }
 
+YAML::Node to_yaml(const json& j) {
+  if (j.is_object()) {
+    YAML::Node n{YAML::NodeType::Map};
+    for (auto& [k, v] : j.items())
+      n[k] = to_yaml(v);
+    return n;
+  }
+  if (j.is_array()) {
+    YAML::Node n{YAML::NodeType::Sequence};
+    for (auto& v : j)
+      n.push_back(to_yaml(v));
+    return n;
+  }
+  if (j.is_string())
+    return YAML::Node{j.get<std::string>()};
+  if (j.is_null())
+    return YAML::Node{YAML::NodeType::Null};
+  return YAML::Node{j.dump()}; // numbers and booleans as YAML reads them
+}
+
+std::string read_text(const std::filesystem::path& p) {
+  std::ifstream in{p, std::ios::binary};
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
 } // namespace
 
 api_reply api_reply::error(int status, std::string message) {
   return {status, {{"error", std::move(message)}}};
 }
 
-engine_api::engine_api(caf::actor_system& sys, const flow& f,
-                       const std::vector<running_actor>& actors, std::shared_ptr<registry> reg,
-                       workflow_hub* hub, std::shared_ptr<telemetry> tel)
-  : sys_(sys), flow_(f), actors_(actors), reg_(std::move(reg)), hub_(hub), tel_(std::move(tel)) {}
+engine_api::engine_api(caf::actor_system& sys, std::shared_ptr<registry> reg,
+                       std::shared_ptr<telemetry> tel)
+  : sys_(sys), reg_(std::move(reg)), tel_(std::move(tel)) {}
 
-const running_actor* engine_api::find(const std::string& name) const {
-  for (auto& a : actors_)
+void engine_api::set_view(engine_view v) {
+  std::lock_guard lock{mutex_};
+  view_ = std::move(v);
+}
+
+engine_view engine_api::view() const {
+  std::lock_guard lock{mutex_};
+  return view_;
+}
+
+std::optional<running_actor> engine_api::find(const std::string& name) const {
+  auto v = view();
+  for (auto& a : *v.actors)
     if (a.name == name)
-      return &a;
-  return nullptr;
+      return a;
+  return std::nullopt;
 }
 
 std::vector<actor_status> engine_api::statuses() const {
   std::vector<actor_status> out;
   caf::scoped_actor self{sys_};
-  for (auto& a : actors_)
+  auto v = view();
+  for (auto& a : *v.actors)
     self->request(caf::actor_cast<status_client>(a.handle), std::chrono::seconds{2},
                   status_atom::value)
       .receive([&](const actor_status& st) { out.push_back(st); },
@@ -116,6 +159,8 @@ std::vector<actor_status> engine_api::statuses() const {
 }
 
 api_reply engine_api::flow_graph() const {
+  auto v = view();
+  auto& flow_ = *v.f;
   json actors = json::array();
   for (auto& a : flow_.actors)
     actors.push_back({{"name", a.name},
@@ -125,8 +170,8 @@ api_reply engine_api::flow_graph() const {
   json wires = json::array();
   for (auto& w : flow_.wires)
     wires.push_back({{"from", w.from}, {"to", w.to}});
-  return {200, {{"name", flow_.name}, {"file", flow_.file.string()}, {"actors", actors},
-                {"wires", wires}}};
+  return {200, {{"name", flow_.name}, {"file", flow_.file.string()},
+                {"local_file", flow_.local_file.string()}, {"actors", actors}, {"wires", wires}}};
 }
 
 api_reply engine_api::actors() const {
@@ -137,9 +182,9 @@ api_reply engine_api::actors() const {
 }
 
 api_reply engine_api::actor(const std::string& name) const {
-  auto* a = find(name);
+  auto a = find(name);
   if (!a)
-    return api_reply::error(404, "no actor '" + name + "' in flow " + flow_.name);
+    return api_reply::error(404, "no actor '" + name + "' in flow " + view().f->name);
   caf::scoped_actor self{sys_};
   api_reply out = api_reply::error(503, "actor '" + name + "' did not answer");
   self->request(caf::actor_cast<status_client>(a->handle), std::chrono::seconds{2},
@@ -152,7 +197,8 @@ api_reply engine_api::actor(const std::string& name) const {
 api_reply engine_api::streams() const {
   json stored = json::array();
   caf::scoped_actor self{sys_};
-  for (auto& a : actors_) {
+  auto v = view();
+  for (auto& a : *v.actors) {
     if (a.k->name != "storage")
       continue;
     self->request(caf::actor_cast<storage_actor>(a.handle), std::chrono::seconds{10},
@@ -186,9 +232,9 @@ api_reply engine_api::records(const std::string& stream, const std::string& stor
         list.push_back(to_json(r));
     return {200, {{"stream", stream}, {"records", list}}};
   }
-  auto* a = find(storage);
+  auto a = find(storage);
   if (!a || a->k->name != "storage")
-    return api_reply::error(404, "no storage actor '" + storage + "' in flow " + flow_.name);
+    return api_reply::error(404, "no storage actor '" + storage + "' in flow " + view().f->name);
   caf::scoped_actor self{sys_};
   api_reply out = api_reply::error(503, "storage '" + storage + "' did not answer");
   scan_request q{stream, from, to, limit, true};
@@ -220,7 +266,7 @@ api_reply engine_api::workflows() const {
 
 api_reply engine_api::upload(std::string_view zip, const std::string& source) {
   if (!hub_)
-    return api_reply::error(409, "flow " + flow_.name + " has no workflow actor to deploy to");
+    return api_reply::error(409, "flow " + view().f->name + " has no workflow actor to deploy to");
   auto added = hub_->add(zip, source);
   if (!added)
     return api_reply::error(added.err().code == ec::parse_error ? 422 : 500,
@@ -230,10 +276,10 @@ api_reply engine_api::upload(std::string_view zip, const std::string& source) {
 }
 
 api_reply engine_api::train(const std::string& name, const json& selection) {
-  auto* a = find(name);
+  auto a = find(name);
   if (!a || a->k->name != "workflow") {
     std::string names;
-    for (auto& x : actors_)
+    for (auto& x : *view().actors)
       if (x.k->name == "workflow")
         names += (names.empty() ? "" : ", ") + x.name;
     return api_reply::error(404, "no workflow actor '" + name + "' in this flow; workflow "
@@ -273,7 +319,8 @@ api_reply engine_api::predictions(const std::string& actor, size_t limit) const 
   json counts = json::object();
   if (tel_) {
     for (auto& s : tel_->streams()) {
-      bool is_workflow = find(s.actor) && find(s.actor)->k->name == "workflow";
+      auto who = find(s.actor);
+      bool is_workflow = who && who->k->name == "workflow";
       if (!is_workflow || (!actor.empty() && s.actor != actor))
         continue;
       for (auto& r : tel_->newest(s.stream, limit))
@@ -355,6 +402,160 @@ std::string engine_api::metrics() const {
   if (tel_)
     out += tel_->latency_metrics();
   return out;
+}
+
+api_reply engine_api::reload() {
+  if (!reload_)
+    return api_reply::error(409, "this engine cannot reload");
+  return reload_();
+}
+
+api_reply engine_api::ingest() const {
+  auto v = view();
+  auto& f = *v.f;
+  const kind* k = find_kind("mqtt.source");
+  if (!k)
+    return api_reply::error(500, "no mqtt.source kind in this build");
+  json brokers = json::array(), storages = json::array(), sources = json::array();
+  if (auto b = f.sections.find("brokers"); b != f.sections.end())
+    for (auto& [name, _] : b->second)
+      brokers.push_back(name);
+  for (auto& a : f.actors)
+    if (a.k && a.k->name == "storage")
+      storages.push_back(a.name);
+  for (auto& a : f.actors) {
+    if (a.k != k)
+      continue;
+    json stores_in = json::array();
+    for (auto& d : f.downstream(a.name))
+      if (auto* x = f.find(d); x && x->k->name == "storage")
+        stores_in.push_back(d);
+    sources.push_back({{"name", a.name}, {"settings", to_json(a.settings, k->settings)},
+                       {"local", !a.file.empty()}, {"stores_in", stores_in}});
+  }
+  json table = json::array();
+  for (auto& st : k->settings->items) {
+    json choices = json::array();
+    for (auto c : st.choices)
+      choices.push_back(std::string{c});
+    table.push_back({{"name", std::string{st.name}}, {"type", to_string(st.type)},
+                     {"default", std::string{st.default_value}}, {"doc", std::string{st.doc}},
+                     {"required", st.required}, {"choices", choices}});
+  }
+  return {200, {{"local_file", f.local_file.string()}, {"brokers", brokers},
+                {"storages", storages}, {"sources", sources}, {"settings", table}}};
+}
+
+api_reply engine_api::write_fragment(const engine_view& v, const std::string& fragment) {
+  std::vector<diagnostic> diags;
+  if (!load_flow_text(read_text(v.f->file), v.f->file, diags, fragment)) {
+    json lines = json::array();
+    for (auto& d : diags)
+      if (!d.warning)
+        lines.push_back(d.to_string());
+    return {400, {{"error", "the change does not validate; nothing was written"},
+                  {"diagnostics", lines}}};
+  }
+  // Whole or not at all: write beside it, then rename over it.
+  auto tmp = v.f->local_file;
+  tmp += ".tmp";
+  {
+    std::ofstream out{tmp, std::ios::binary | std::ios::trunc};
+    out << fragment;
+    if (!out.flush())
+      return api_reply::error(500, "cannot write " + tmp.string());
+  }
+  std::error_code ec_;
+  std::filesystem::rename(tmp, v.f->local_file, ec_);
+  if (ec_)
+    return api_reply::error(500, "cannot replace " + v.f->local_file.string() + ": " + ec_.message());
+  spdlog::info("http: wrote {}", v.f->local_file.string());
+  return reload();
+}
+
+namespace {
+
+/// The fragment as YAML (an empty map when there is none); a broken one is not touched.
+expected<YAML::Node> load_fragment(const flow& f) {
+  std::error_code ec_;
+  if (!std::filesystem::exists(f.local_file, ec_))
+    return YAML::Node{YAML::NodeType::Map};
+  try {
+    auto n = YAML::LoadFile(f.local_file.string());
+    return n.IsNull() ? YAML::Node{YAML::NodeType::Map} : n;
+  } catch (const YAML::Exception& e) {
+    return make_error(ec::parse_error, f.local_file.string() + " has errors (" + e.msg
+                                         + "); fix it by hand first");
+  }
+}
+
+std::string fragment_text(const flow& f, const YAML::Node& n) {
+  YAML::Emitter out;
+  out << n;
+  return "# Written by fabrik's web UI (the ingest page). `fabrik check` and `fabrik run`\n"
+         "# merge it into " + f.file.filename().string() + ": its actors add to or replace the "
+         "flow's, its wires add to them.\n" + std::string{out.c_str()} + "\n";
+}
+
+/// The fragment's wires without those touching `actor`.
+YAML::Node wires_without(const YAML::Node& wires, const std::string& actor) {
+  YAML::Node out{YAML::NodeType::Sequence};
+  if (wires && wires.IsSequence())
+    for (auto w : wires) {
+      auto text = w.IsScalar() ? w.Scalar() : std::string{};
+      auto arrow = text.find("->");
+      auto trim = [](std::string x) {
+        x.erase(0, x.find_first_not_of(' '));
+        x.erase(x.find_last_not_of(' ') + 1);
+        return x;
+      };
+      if (arrow != std::string::npos && text.find("->", arrow + 2) == std::string::npos
+          && (trim(text.substr(0, arrow)) == actor || trim(text.substr(arrow + 2)) == actor))
+        continue;
+      out.push_back(w);
+    }
+  return out;
+}
+
+} // namespace
+
+api_reply engine_api::put_source(const json& body) {
+  if (!body.is_object() || !body.contains("name") || !body["name"].is_string()
+      || !body.contains("settings") || !body["settings"].is_object())
+    return api_reply::error(400, "send {\"name\": ..., \"settings\": {...}, \"stores_in\": [...]}");
+  auto name = body["name"].get<std::string>();
+  auto v = view();
+  auto fragment = load_fragment(*v.f);
+  if (!fragment)
+    return api_reply::error(409, fragment.err().message);
+  json settings = body["settings"];
+  settings["kind"] = "mqtt.source";
+  (*fragment)["actors"][name] = to_yaml(settings);
+  auto wires = wires_without((*fragment)["wires"], name);
+  json stores_in = body.value("stores_in", json::array());
+  if (!stores_in.is_array())
+    return api_reply::error(400, "stores_in must be a list of storage actors");
+  for (auto& s : stores_in)
+    if (s.is_string())
+      wires.push_back(name + " -> " + s.get<std::string>());
+  (*fragment)["wires"] = wires;
+  return write_fragment(v, fragment_text(*v.f, *fragment));
+}
+
+api_reply engine_api::delete_source(const std::string& name) {
+  auto v = view();
+  auto* a = v.f->find(name);
+  if (!a)
+    return api_reply::error(404, "no actor '" + name + "' in flow " + v.f->name);
+  if (a->file.empty())
+    return api_reply::error(409, "'" + name + "' is defined in " + v.f->file.filename().string()
+                                   + ", not in the local fragment; change it there");
+  auto fragment = load_fragment(*v.f);
+  if (!fragment)
+    return api_reply::error(409, fragment.err().message);
+  (*fragment)["actors"].remove(name);
+  (*fragment)["wires"] = wires_without((*fragment)["wires"], name);
+  return write_fragment(v, fragment_text(*v.f, *fragment));
 }
 
 json engine_api::handle(const json& req) {

@@ -8,7 +8,9 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -19,6 +21,12 @@ class registry;
 class telemetry;
 class workflow_hub;
 
+/// What the engine runs right now; a reload replaces it as a whole.
+struct engine_view {
+  std::shared_ptr<const flow> f;
+  std::shared_ptr<const std::vector<running_actor>> actors;
+};
+
 /// An answer: an HTTP-style status and a JSON body ({"error": "..."} unless 2xx).
 struct api_reply {
   int status = 200;
@@ -28,8 +36,15 @@ struct api_reply {
 
 class engine_api {
 public:
-  engine_api(caf::actor_system& sys, const flow& f, const std::vector<running_actor>& actors,
-             std::shared_ptr<registry> reg, workflow_hub* hub, std::shared_ptr<telemetry> tel);
+  engine_api(caf::actor_system& sys, std::shared_ptr<registry> reg,
+             std::shared_ptr<telemetry> tel);
+
+  /// What runs now (set at start and after each reload; read by every handler).
+  void set_view(engine_view v);
+  engine_view view() const;
+  void set_hub(workflow_hub* hub) { hub_ = hub; }
+  /// How POST /api/reload and the ingest changes apply a changed flow.
+  void set_reloader(std::function<api_reply()> reload) { reload_ = std::move(reload); }
 
   /// The flow as a graph: name, actors (kind, role, settings with secrets masked), wires.
   api_reply flow_graph() const;
@@ -54,21 +69,32 @@ public:
   api_reply predictions(const std::string& actor, size_t limit) const;
   /// Prometheus text exposition.
   std::string metrics() const;
+  /// Reads the flow file and its fragment again and restarts what changed.
+  api_reply reload();
+  /// The ingest page: MQTT sources, brokers, storages, the kind's settings table.
+  api_reply ingest() const;
+  /// Adds or replaces an MQTT source in the fragment (validated first), then reloads.
+  api_reply put_source(const nlohmann::json& body);
+  /// Removes a source the fragment defines, then reloads.
+  api_reply delete_source(const std::string& name);
 
   /// The control socket's requests: {"op": "train" | "run" | "runs" | "versions" |
   /// "status", ...}; the reply body, with {"error": ...} for anything but 2xx.
   nlohmann::json handle(const nlohmann::json& request);
 
 private:
-  const running_actor* find(const std::string& name) const;
+  std::optional<running_actor> find(const std::string& name) const;
   std::vector<actor_status> statuses() const;
+  /// Writes `fragment` as the flow's local file when the flow loads with it; else 400.
+  api_reply write_fragment(const engine_view& v, const std::string& fragment);
 
   caf::actor_system& sys_;
-  const flow& flow_;
-  const std::vector<running_actor>& actors_;
   std::shared_ptr<registry> reg_;
-  workflow_hub* hub_;
+  workflow_hub* hub_ = nullptr;
   std::shared_ptr<telemetry> tel_;
+  std::function<api_reply()> reload_;
+  mutable std::mutex mutex_;
+  engine_view view_;
 };
 
 } // namespace fabrik

@@ -17,7 +17,8 @@ std::string spawn_context::client_id() const {
 expected<std::vector<running_actor>> spawn_graph(caf::actor_system& sys, const flow& f,
                                                  const std::filesystem::path& data_dir,
                                                  std::shared_ptr<registry> workflows,
-                                                 std::shared_ptr<telemetry> telemetry) {
+                                                 std::shared_ptr<telemetry> telemetry,
+                                                 const std::vector<running_actor>& keep) {
   std::map<std::string, caf::actor, std::less<>> spawned;
   std::vector<running_actor> result;
   // Depth-first from every actor: an actor is spawned once all its consumers are.
@@ -25,6 +26,12 @@ expected<std::vector<running_actor>> spawn_graph(caf::actor_system& sys, const f
   visit = [&](const actor_decl& decl) -> expected<void> {
     if (spawned.count(decl.name))
       return {};
+    for (auto& k : keep)
+      if (k.name == decl.name) {
+        spawned.emplace(decl.name, k.handle);
+        result.push_back({decl.name, decl.k, k.handle});
+        return {};
+      }
     spawn_context ctx{sys, f, decl, data_dir, {}, "local", [&](std::string_view name) {
                         auto it = spawned.find(name);
                         return it == spawned.end() ? caf::actor{} : it->second;

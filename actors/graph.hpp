@@ -48,9 +48,12 @@ struct running_actor {
 
 /// Spawns every actor, sinks first, then consumers before their producers, so each spawn
 /// gets live downstream handles. Flows are acyclic (the loader checks).
+/// `keep`: actors already running (a reload's unchanged ones) that are wired in as they
+/// are instead of being spawned.
 expected<std::vector<running_actor>> spawn_graph(caf::actor_system& sys, const flow& f,
                                                  const std::filesystem::path& data_dir,
                                                  std::shared_ptr<registry> workflows,
-                                                 std::shared_ptr<telemetry> telemetry = {});
+                                                 std::shared_ptr<telemetry> telemetry = {},
+                                                 const std::vector<running_actor>& keep = {});
 
 } // namespace fabrik

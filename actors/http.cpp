@@ -292,6 +292,17 @@ struct http_server::impl {
               if (limit)
                 reply(res, api.predictions(req.get_param_value("actor"), *limit));
             }));
+    svr.Get("/api/ingest", guarded(false, [this](R, W res) { reply(res, api.ingest()); }));
+    svr.Post("/api/ingest/sources", guarded(true, [this](R req, W res) {
+               auto body = json::parse(req.body, nullptr, false);
+               if (body.is_discarded())
+                 return fail(res, 400, "the body must be JSON: {name, settings, stores_in}");
+               reply(res, api.put_source(body));
+             }));
+    svr.Delete(R"(/api/ingest/sources/([^/]+))", guarded(true, [this](R req, W res) {
+                 reply(res, api.delete_source(req.matches[1]));
+               }));
+    svr.Post("/api/reload", guarded(true, [this](R, W res) { reply(res, api.reload()); }));
     svr.Get("/api/events", guarded(false, [this](R, W res) { events(res); }));
     svr.Get("/metrics", guarded(false, [this](R, W res) {
               res.set_content(api.metrics(), "text/plain; version=0.0.4");
@@ -299,6 +310,7 @@ struct http_server::impl {
     // Anything else under /api is a JSON 404, not a page.
     svr.Get(R"(/api/.*)", [](R req, W res) { fail(res, 404, "no such API route: " + req.path); });
     svr.Post(R"(/api/.*)", [](R req, W res) { fail(res, 404, "no such API route: " + req.path); });
+    svr.Delete(R"(/api/.*)", [](R req, W res) { fail(res, 404, "no such API route: " + req.path); });
     svr.set_error_handler([](R req, W res) {
       if (!res.body.empty())
         return;

@@ -551,6 +551,44 @@ void loader::check_graph(position actors_pos) {
 
 } // namespace
 
+flow_changes diff_flows(const flow& before, const flow& after) {
+  auto shared_sections = [](const flow& f) {
+    auto s = f.sections;
+    s.erase("http");
+    return s;
+  };
+  bool all = shared_sections(before) != shared_sections(after);
+  auto outgoing = [](const flow& f, const std::string& a) {
+    auto d = f.downstream(a);
+    return std::set<std::string>(d.begin(), d.end());
+  };
+  std::set<std::string> added, restarted;
+  for (auto& a : after.actors) {
+    auto* b = before.find(a.name);
+    if (!b)
+      added.insert(a.name);
+    else if (all || b->k != a.k || !(b->settings == a.settings) || b->node != a.node
+             || outgoing(before, a.name) != outgoing(after, a.name))
+      restarted.insert(a.name);
+  }
+  // Upstream of anything new or restarted: their handles change.
+  for (bool grew = true; grew;) {
+    grew = false;
+    for (auto& w : after.wires)
+      if ((added.count(w.to) || restarted.count(w.to)) && !added.count(w.from)
+          && restarted.insert(w.from).second)
+        grew = true;
+  }
+  flow_changes out;
+  for (auto& a : after.actors)
+    (added.count(a.name) ? out.added : restarted.count(a.name) ? out.restarted : out.unchanged)
+      .push_back(a.name);
+  for (auto& b : before.actors)
+    if (!after.find(b.name))
+      out.removed.push_back(b.name);
+  return out;
+}
+
 std::filesystem::path local_file_of(const std::filesystem::path& flow_file) {
   auto out = flow_file;
   out.replace_extension();

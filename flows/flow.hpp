@@ -63,6 +63,17 @@ std::optional<flow> load_flow_text(const std::string& text, const std::filesyste
                                    std::vector<diagnostic>& diags,
                                    const std::optional<std::string>& local_text = std::nullopt);
 
+/// What a new version of a flow changes (a reload): actors new in it, gone from it,
+/// to restart (kind, settings or outgoing wires changed, and every actor upstream of one
+/// that restarts or appears: producers hold their consumers' handles), and the rest.
+/// A change in a shared section (brokers, workflows) restarts every actor; `http` is not
+/// compared (it applies at the next start).
+struct flow_changes {
+  std::vector<std::string> added, removed, restarted, unchanged;
+  bool any() const { return !added.empty() || !removed.empty() || !restarted.empty(); }
+};
+flow_changes diff_flows(const flow& before, const flow& after);
+
 /// The fragment's path for a flow file: pcb.yaml -> pcb.local.yaml.
 std::filesystem::path local_file_of(const std::filesystem::path& flow_file);
 

@@ -723,3 +723,44 @@ TEST_CASE("load_flow reads NAME.local.yaml beside the flow file", "[flow][local]
   REQUIRE(merged);
   CHECK(merged->actors.size() == 2);
 }
+
+TEST_CASE("diff_flows restarts what changed and everything feeding it", "[flow][local]") {
+  const std::string base = "name: t\n"
+                           "test_brokers: {b: {url: x}}\n"
+                           "actors:\n"
+                           "  a: {kind: test.source, broker: b, topics: [a]}\n"
+                           "  s: {kind: test.stage}\n"
+                           "  out: {kind: test.sink}\n"
+                           "  c: {kind: test.source, broker: b, topics: [c]}\n"
+                           "  other: {kind: test.sink}\n"
+                           "wires:\n  - a -> s -> out\n  - c -> other\n";
+  std::vector<diagnostic> diags;
+  auto before = load_flow_text(base, "/x/f.yaml", diags);
+  REQUIRE(before);
+  auto same = load_flow_text(base, "/x/f.yaml", diags);
+  CHECK_FALSE(diff_flows(*before, *same).any());
+
+  // The sink's settings change: it restarts, and so does everything upstream of it.
+  auto sink = load_flow_text(base, "/x/f.yaml", diags, "actors:\n  out: {kind: test.sink, path: y}\n");
+  REQUIRE(sink);
+  auto d = diff_flows(*before, *sink);
+  CHECK(d.restarted == std::vector<std::string>{"a", "s", "out"});
+  CHECK(d.unchanged == std::vector<std::string>{"c", "other"});
+  CHECK(d.added.empty());
+
+  // A new source wired into `other`: added, and `other` keeps running (nothing feeds it
+  // new handles: the new source gets its handle).
+  auto more = load_flow_text(base, "/x/f.yaml", diags,
+                             "actors:\n  n: {kind: test.source, broker: b, topics: [n]}\n"
+                             "wires:\n  - n -> other\n");
+  REQUIRE(more);
+  d = diff_flows(*before, *more);
+  CHECK(d.added == std::vector<std::string>{"n"});
+  CHECK(d.restarted.empty());
+
+  // A shared section changes: everything restarts.
+  auto broker = load_flow_text(base.substr(0, 8) + "test_brokers: {b: {url: z}}\n" + base.substr(36),
+                               "/x/f.yaml", diags);
+  REQUIRE(broker);
+  CHECK(diff_flows(*before, *broker).restarted.size() == 5);
+}

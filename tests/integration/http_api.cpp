@@ -276,3 +276,69 @@ TEST_CASE("public_status opens reads, never changes, and uploads over max_upload
   CHECK(json::parse(big->body).at("error").get<std::string>().find("max_upload")
         != std::string::npos);
 }
+
+TEST_CASE("the ingest API adds an MQTT source to the local fragment, and a reload restarts "
+          "only what changed", "[e2e][http]") {
+  api_engine e;
+  auto [s0, page] = e.get("/api/ingest");
+  REQUIRE(s0 == 200);
+  CHECK(page.at("brokers") == json::array({"local"}));
+  CHECK(page.at("storages") == json::array({"store"}));
+  CHECK(page.at("sources").size() == 1);
+  CHECK(page.at("sources")[0].at("local") == false);
+  CHECK(page.at("settings").size() > 5);
+  auto fragment = e.dir / "flow.local.yaml";
+
+  // Invalid settings: 400 with the loader's diagnostics, nothing written.
+  auto [s1, bad] = e.post("/api/ingest/sources",
+                          R"({"name": "line2", "settings": {"broker": "nope", "topics": ["x"],
+                              "format": "xml"}, "stores_in": ["store"]})");
+  CHECK(s1 == 400);
+  REQUIRE(bad.at("diagnostics").size() == 2);
+  CHECK(bad.at("diagnostics")[0].get<std::string>().find("broker 'nope'") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(fragment));
+
+  auto [s2, added] = e.post("/api/ingest/sources",
+                            R"({"name": "line2", "settings": {"broker": "local",
+                                "topics": ["plant/line2/#"], "format": "json", "qos": 1},
+                                "stores_in": ["store"]})");
+  REQUIRE(s2 == 200);
+  CHECK(added.at("reload").at("added") == json::array({"line2"}));
+  CHECK(added.at("reload").at("restarted").empty());
+  CHECK(read_file(fragment).find("line2 -> store") != std::string::npos);
+  REQUIRE(wait_until([&] { return e.fabrik.log().find("line2: connected") != std::string::npos; }));
+  publish_lines(e.b.port(), "plant/line2/a", {R"({"temp": 21.5})", R"({"temp": 22.5})"});
+  REQUIRE(wait_until([&] {
+    return stored_count(e.dir / "data" / "storage" / "store", "line2/plant/line2/a") == 2;
+  }));
+  // `fabrik check` reads the fragment too.
+  std::string out;
+  CHECK(run_command({fabrik_binary(), "check", (e.dir / "flow.yaml").string()}, &out) == 0);
+  CHECK(out.find("5 actors") != std::string::npos);
+
+  // Only the fragment's sources can be deleted here.
+  CHECK(e.client().Delete("/api/ingest/sources/src", e.auth())->status == 409);
+
+  // A hand edit, applied by SIGHUP: line2 restarts, the rest keeps running.
+  auto text = read_file(fragment);
+  text.replace(text.find("plant/line2/#"), 13, "plant/line3/#");
+  write_file(fragment, text);
+  e.fabrik.signal(SIGHUP);
+  REQUIRE(wait_until([&] {
+    return e.fabrik.log().find("reload: added none; removed none; restarted line2; 4 unchanged")
+           != std::string::npos;
+  }));
+
+  // A broken fragment: the reload says where, and the running flow stays as it was.
+  write_file(fragment, "actors:\n  line2: {kind: mqtt.source, broker: local, colour: red}\n");
+  auto [s3, broken] = e.post("/api/reload", "");
+  CHECK(s3 == 400);
+  CHECK(broken.at("diagnostics")[0].get<std::string>().find("flow.local.yaml:2") != std::string::npos);
+  CHECK(e.get("/api/actors/line2").first == 200);
+
+  write_file(fragment, text);
+  auto r = e.client().Delete("/api/ingest/sources/line2", e.auth());
+  REQUIRE(r->status == 200);
+  CHECK(json::parse(r->body).at("reload").at("removed") == json::array({"line2"}));
+  CHECK(e.get("/api/actors/line2").first == 404);
+}
