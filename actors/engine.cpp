@@ -165,7 +165,9 @@ public:
           lines.push_back(d.to_string());
           spdlog::error("reload: {}", d.to_string());
         }
-      return {400, {{"error", now.f->file.string() + " has errors; nothing was changed"},
+      return {400, {{"error", now.f->file.filename().string() + " or "
+                                + now.f->local_file.filename().string()
+                                + " has errors; nothing was changed"},
                     {"diagnostics", lines}}};
     }
     auto next = std::make_shared<const flow>(std::move(*loaded));

@@ -525,6 +525,9 @@ api_reply engine_api::put_source(const json& body) {
     return api_reply::error(400, "send {\"name\": ..., \"settings\": {...}, \"stores_in\": [...]}");
   auto name = body["name"].get<std::string>();
   auto v = view();
+  if (auto* a = v.f->find(name); a && a->k->name != "mqtt.source")
+    return api_reply::error(409, "'" + name + "' is a " + std::string{a->k->name}
+                                   + ", not an MQTT source; pick another name");
   auto fragment = load_fragment(*v.f);
   if (!fragment)
     return api_reply::error(409, fragment.err().message);

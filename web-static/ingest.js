@@ -98,7 +98,7 @@ function fillChoices(reset = false) {
 
   const qos = settingRow('qos');
   const qsel = $('#ingest-qos');
-  if (!qsel.dataset.touched && qos.default !== undefined && qos.default !== null) qsel.value = String(qos.default);
+  if (!qsel.dataset.touched && ['0', '1', '2'].includes(String(qos.default ?? ''))) qsel.value = String(qos.default);
   qsel.title = qos.doc || '';
   $('#ingest-topics').title = settingRow('topics').doc || '';
 
@@ -220,6 +220,18 @@ function setFormMode() {
   $('#ingest-new').hidden = !editing && !local;
 }
 
+/**
+ * Why `name` cannot be saved from here, or '': the local file may replace any actor of
+ * the flow file, but those are read-only on this page.
+ */
+function nameTaken(name) {
+  const src = (info?.sources || []).find((s) => s.name === name);
+  if (src && src.local) return '';
+  if (src) return `${name} is defined in the flow file (read-only here): choose another name`;
+  if (actorKinds.has(name)) return `the flow already has an actor ${name} (${actorKinds.get(name)}): choose another name`;
+  return '';
+}
+
 /** A hint under the form about the name: replaces a local source, clashes with the flow file. */
 function checkName() {
   const name = $('#ingest-name').value.trim();
@@ -233,12 +245,9 @@ function checkName() {
     hint.textContent = 'a name is letters, digits, _ and -, and starts with a letter or _';
   } else if (src && src.local) {
     hint.textContent = `replaces ${name} in the local file`;
-  } else if (src) {
+  } else if (nameTaken(name)) {
     hint.className = 'error-text small';
-    hint.textContent = `${name} is defined in the flow file (read-only here): choose another name`;
-  } else if (actorKinds.has(name)) {
-    hint.className = 'error-text small';
-    hint.textContent = `the flow already has an actor ${name} (${actorKinds.get(name)})`;
+    hint.textContent = nameTaken(name);
   } else {
     hint.textContent = editing && editing !== name ? `adds ${name}; ${editing} stays as it is` : '';
   }
@@ -254,7 +263,7 @@ function markInvalid(lines) {
     qos: '#ingest-qos', stores_in: '#ingest-store-field', storage: '#ingest-store-field' };
   for (const line of lines)
     for (const [k, id] of Object.entries(ids))
-      if (new RegExp(`'${k}'|\\b${k}:`).test(line)) $(id).classList.add('invalid');
+      if (new RegExp(`'${k}'|\\b${k}:|(^|: )${k}\\b`).test(line)) $(id).classList.add('invalid');
 }
 
 async function submit(ev) {
@@ -269,6 +278,7 @@ async function submit(ev) {
   if (!name) problems.push(['#ingest-name', 'Give the source a name.']);
   else if (!NAME_RE.test(name))
     problems.push(['#ingest-name', 'A name is letters, digits, _ and -, and starts with a letter or _.']);
+  else if (nameTaken(name)) problems.push(['#ingest-name', nameTaken(name).replace(/^./, (c) => c.toUpperCase()) + '.']);
   if (!broker) problems.push(['#ingest-broker', 'Choose a broker (the flow file defines them under brokers:).']);
   if (!topics.length) problems.push(['#ingest-topics', 'Give at least one topic.']);
   if (problems.length) {

@@ -502,6 +502,31 @@ test('ingest', ['login'], async (shot) => {
   const localFile = (await page.locator('#ingest-local-file').innerText()).trim();
   console.log(`  local file: ${localFile}`);
 
+  // A change that does not validate (a broker the flow does not have) is refused with the
+  // diagnostics (FILE:LINE:COL: message) shown beside the form, and nothing is written.
+  const result = page.locator('#ingest-result');
+  const outcome = async () => /\b(ok|bad)\b/.test((await result.getAttribute('class')) || '') &&
+                              (await result.isVisible());
+  await page.fill('#ingest-name', 'line2');
+  await page.fill('#ingest-topics', 'plant/line2/#');
+  await page.locator('#ingest-broker').evaluate((s) => {
+    s.append(new Option('no_such_broker', 'no_such_broker'));
+    s.value = 'no_such_broker';
+  });
+  const refused = page.waitForResponse((r) => new URL(r.url()).pathname === '/api/ingest/sources' &&
+                                              r.request().method() === 'POST', { timeout: 60_000 });
+  await page.click('#ingest-submit');
+  if ((await refused).status() !== 400)
+    throw new Error(`a source on an unknown broker: HTTP ${(await refused).status()}, not 400`);
+  await waitFor('#ingest-result to show the refusal', outcome, 15_000);
+  const diags = await result.locator('ul.diagnostics li').allInnerTexts();
+  if (!(await result.getAttribute('class')).includes('bad') || !diags.some((d) => /:\d+:\d+: /.test(d)))
+    throw new Error(`the refusal shows no FILE:LINE:COL diagnostics: ${JSON.stringify(await result.innerText())}`);
+  console.log(`  refused as it should be: ${JSON.stringify(diags)}`);
+  if ((await apiGet('/api/ingest')).sources.some((x) => x.name === 'line2'))
+    throw new Error('a refused source was applied');
+  await result.evaluate((r) => { r.className = 'result'; });
+
   // The form: line2 on the flow's broker, plant/line2/#, json, stored in store only.
   await page.fill('#ingest-name', 'line2');
   await page.selectOption('#ingest-broker', 'local');
@@ -516,9 +541,7 @@ test('ingest', ['login'], async (shot) => {
   const resp = await answer;
   const sent = resp.request().postDataJSON();
   console.log(`  POST /api/ingest/sources ${JSON.stringify(sent)} -> ${resp.status()}`);
-  const result = page.locator('#ingest-result');
-  await waitFor('#ingest-result to show the answer', async () =>
-    /\b(ok|bad)\b/.test((await result.getAttribute('class')) || '') && (await result.isVisible()), 15_000);
+  await waitFor('#ingest-result to show the answer', outcome, 15_000);
   const said = await result.innerText();
   if (resp.status() !== 200)
     throw new Error(`adding line2: HTTP ${resp.status()}; the page says: ${JSON.stringify(said)}`);

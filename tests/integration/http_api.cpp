@@ -316,7 +316,11 @@ TEST_CASE("the ingest API adds an MQTT source to the local fragment, and a reloa
   CHECK(run_command({fabrik_binary(), "check", (e.dir / "flow.yaml").string()}, &out) == 0);
   CHECK(out.find("5 actors") != std::string::npos);
 
-  // Only the fragment's sources can be deleted here.
+  // Another kind of actor is not replaced by a source; only the fragment's sources can be
+  // deleted here.
+  CHECK(e.post("/api/ingest/sources",
+               R"({"name": "store", "settings": {"broker": "local", "topics": ["x"]}})").first
+        == 409);
   CHECK(e.client().Delete("/api/ingest/sources/src", e.auth())->status == 409);
 
   // A hand edit, applied by SIGHUP: line2 restarts, the rest keeps running.
