@@ -545,6 +545,35 @@ api_reply engine_api::put_source(const json& body) {
   return write_fragment(v, fragment_text(*v.f, *fragment));
 }
 
+api_reply engine_api::deploy(const std::string& actor, const json& version) {
+  auto v = view();
+  auto* a = v.f->find(actor);
+  if (!a || a->k->name != "workflow")
+    return api_reply::error(404, "no workflow actor '" + actor + "' in flow " + v.f->name);
+  auto package = a->settings.str("package");
+  if (package.ends_with(".zip") || package.find('/') != std::string::npos)
+    return api_reply::error(409, "'" + actor + "' runs the zip " + package
+                                   + "; pin versions of a package it names, not of a file");
+  if (!version.is_null() && !version.is_string())
+    return api_reply::error(400, "version must be a version string, a sha256 prefix, or null");
+  if (version.is_string())
+    if (auto found = reg_->find(package, version.get<std::string>()); !found)
+      return api_reply::error(404, found.err().message);
+  auto fragment = load_fragment(*v.f);
+  if (!fragment)
+    return api_reply::error(409, fragment.err().message);
+  auto entry = (*fragment)["actors"][actor];
+  if (version.is_null() && entry.IsMap() && !entry["kind"]) {
+    entry.remove("version");
+    if (entry.size() == 0)
+      (*fragment)["actors"].remove(actor);
+  } else {
+    // A patch of the flow file's actor, or the fragment's own actor.
+    (*fragment)["actors"][actor]["version"] = to_yaml(version);
+  }
+  return write_fragment(v, fragment_text(*v.f, *fragment));
+}
+
 api_reply engine_api::delete_source(const std::string& name) {
   auto v = view();
   auto* a = v.f->find(name);

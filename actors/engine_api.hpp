@@ -75,6 +75,9 @@ public:
   api_reply ingest() const;
   /// Adds or replaces an MQTT source in the fragment (validated first), then reloads.
   api_reply put_source(const nlohmann::json& body);
+  /// Pins workflow actor `actor` to a stored version (a version string or sha256 prefix),
+  /// or back to the newest with null: a patch in the fragment, then a reload.
+  api_reply deploy(const std::string& actor, const nlohmann::json& version);
   /// Removes a source the fragment defines, then reloads.
   api_reply delete_source(const std::string& name);
 

@@ -279,6 +279,12 @@ struct http_server::impl {
                }
                reply(res, api.train(req.matches[1], selection));
              }));
+    svr.Post(R"(/api/workflows/([^/]+)/deploy)", guarded(true, [this](R req, W res) {
+               auto body = json::parse(req.body, nullptr, false);
+               if (!body.is_object() || !body.contains("version"))
+                 return fail(res, 400, "send {\"version\": \"1.0.0\"} (or null for the newest)");
+               reply(res, api.deploy(req.matches[1], body["version"]));
+             }));
     svr.Get("/api/runs", guarded(false, [this](R req, W res) {
               auto limit = number_param(req, "limit", 100, 10000, res);
               if (limit)

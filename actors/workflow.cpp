@@ -641,6 +641,9 @@ caf::behavior workflow(workflow_pointer self, workflow_params p, actor_status st
       auto st = s.st;
       st.queue = s.em.in_flight();
       st.details["unserved"] = std::to_string(s.unserved);
+      st.details["package"] = s.p.package;
+      if (!s.p.pin.empty())
+        st.details["pinned"] = s.p.pin;
       st.details["swaps"] = std::to_string(s.swaps);
       if (s.serving)
         st.details["worker_pid"] = std::to_string(s.serving->worker.pid());

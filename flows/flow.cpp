@@ -101,6 +101,7 @@ struct loader {
   flow& f;
   std::set<std::string> wired; // named in any well-formed wire, valid or not
   std::optional<YAML::Node> local_root; // the fragment, parsed
+  std::map<std::string, YAML::Node> main_actors; // the flow file's actor bodies, for patches
   std::string local_name;               // its path, for diagnostics
   bool local = false;                   // loading the fragment now
 
@@ -132,6 +133,7 @@ struct loader {
   void load_actors(const YAML::Node& key, const YAML::Node& value, const section_names& names);
   void load_wires(const YAML::Node& value);
   void load_local(const section_names& names, bool wires);
+  YAML::Node patched(const YAML::Node& actors);
   void check_graph(position actors_pos);
   void error_in(const std::string& in, position p, std::string msg) {
     diags.push_back({in.empty() ? file : in, p.line, p.column, std::move(msg), false});
@@ -228,6 +230,36 @@ void loader::load(const YAML::Node& root) {
     check_graph(actors_pos);
 }
 
+/// The fragment's actors, where an entry without `kind` naming a flow file actor is a
+/// patch: its settings over that actor's (a null value removes one).
+YAML::Node loader::patched(const YAML::Node& actors) {
+  if (!actors.IsMap())
+    return actors;
+  YAML::Node out{YAML::NodeType::Map};
+  for (auto it = actors.begin(); it != actors.end(); ++it) {
+    const YAML::Node key = it->first;
+    const YAML::Node body = it->second;
+    auto base = key.IsScalar() ? main_actors.find(key.Scalar()) : main_actors.end();
+    if (!body.IsMap() || body["kind"] || base == main_actors.end()) {
+      out[key] = body;
+      continue;
+    }
+    YAML::Node merged = YAML::Clone(base->second);
+    for (auto kv = body.begin(); kv != body.end(); ++kv) {
+      if (!kv->first.IsScalar())
+        continue; // validation reports it with the whole actor
+      // By name: a Node key would compare by identity and add a second entry.
+      auto name = kv->first.Scalar();
+      if (kv->second.IsNull())
+        merged.remove(name);
+      else
+        merged[name] = kv->second;
+    }
+    out[key] = merged;
+  }
+  return out;
+}
+
 void loader::load_local(const section_names& names, bool wires) {
   if (!local_root || local_root->IsNull())
     return;
@@ -246,7 +278,7 @@ void loader::load_local(const section_names& names, bool wires) {
                                   + what_is(it->first) + "; the rest belongs in the flow file");
     if (auto a = root["actors"]; a && !a.IsNull() && !(a.IsMap() && a.size() == 0)) {
       size_t before = f.actors.size();
-      load_actors(YAML::Node{}, a, names);
+      load_actors(YAML::Node{}, patched(a), names);
       // A fragment's actor replaces the flow file's of the same name, in its place.
       for (size_t i = before; i < f.actors.size();) {
         f.actors[i].file = local_name;
@@ -355,6 +387,8 @@ void loader::load_actors(const YAML::Node& key, const YAML::Node& value,
       error(np, "actor name '" + name
                   + "' must match [A-Za-z_][A-Za-z0-9_-]* (it prefixes stream names and "
                     "client ids)");
+    if (!local && body.IsMap())
+      main_actors.emplace(name, body);
     actor_decl decl;
     decl.name = name;
     decl.line = np.line;

@@ -1,6 +1,7 @@
 // Workflows: stored versions, upload, train, and the measured runs.
 import {
   api, on, el, $, fmtInt, fmtBytes, fmtTime, fmtDuration, fmtNum, stateBadge, throttle, notify, showResult,
+  reloadSummary,
 } from './app.js';
 
 let wfActors = [];             // names of the workflow actors
@@ -14,7 +15,7 @@ let pollTimer = null;
 async function loadWorkflows() {
   let body;
   try { body = (await api('/api/workflows')).body; } catch { return; }
-  renderVersions(body.versions || []);
+  renderVersions(body.versions || [], body.actors || []);
   const names = (body.actors || []).map((a) => a.name);
   if (names.join() !== wfActors.join()) {
     wfActors = names;
@@ -28,23 +29,58 @@ async function loadWorkflows() {
   renderActors(body.actors || []);
 }
 
-function renderVersions(versions) {
+function renderVersions(versions, actors) {
   const body = $('#versions tbody');
   body.textContent = '';
   if (!versions.length) {
-    body.append(el('tr', {}, el('td', { colspan: 7, class: 'muted' }, 'No versions stored yet. Upload a package above.')));
+    body.append(el('tr', {}, el('td', { colspan: 8, class: 'muted' }, 'No versions stored yet. Upload a package above.')));
     return;
   }
   const sorted = versions.slice().sort((a, b) => Number(b.seq) - Number(a.seq));
+  const newest = new Map();
+  for (const v of sorted) if (!newest.has(v.name)) newest.set(v.name, v.sha256);
   for (const v of sorted)
-    body.append(el('tr', {},
+    body.append(el('tr', { 'data-sha': v.sha256 },
       el('td', {}, v.name),
       el('td', {}, v.version),
       el('td', { class: 'num muted' }, v.seq),
       el('td', { class: 'mono', title: v.sha256 }, String(v.sha256 || '').slice(0, 12)),
       el('td', { class: 'small' }, v.source),
       el('td', { title: fmtTime(v.added, true) }, fmtTime(v.added, true)),
-      el('td', { class: 'num' }, fmtBytes(v.size))));
+      el('td', { class: 'num' }, fmtBytes(v.size)),
+      el('td', {}, ...deployCell(v, actors, newest.get(v.name) === v.sha256))));
+}
+
+/** Per workflow actor of this package: "serving", or a button that pins it to `v` (the
+ * newest: follows new versions again). The pin is written to the flow's local file. */
+function deployCell(v, actors, isNewest) {
+  const out = [];
+  for (const a of actors) {
+    const d = a.details || {};
+    if (d.package !== v.name) continue;
+    const serving = (d.version || '').endsWith(`(#${v.seq})`);
+    if (serving) { out.push(el('span', { class: 'small' }, `${a.name} ✓ `)); continue; }
+    const follow = isNewest && d.pinned;
+    const b = el('button', { type: 'button', class: 'small deploy', 'data-actor': a.name },
+      follow ? `${a.name}: newest` : `deploy to ${a.name}`);
+    b.addEventListener('click', () => deploy(a.name, follow ? null : String(v.sha256).slice(0, 12), b));
+    out.push(b);
+  }
+  return out.length ? out : [el('span', { class: 'muted small' }, '–')];
+}
+
+async function deploy(actor, version, button) {
+  const box = $('#deploy-result');
+  button.disabled = true;
+  try {
+    const r = await api(`/api/workflows/${encodeURIComponent(actor)}/deploy`, { method: 'POST', json: { version }, quiet: true });
+    showResult(box, 'ok', `${actor}: ${version ? 'pinned to ' + version : 'follows the newest version'}; ${reloadSummary(r.body.reload)}.`);
+  } catch (e) {
+    showResult(box, 'bad', e.message);
+  } finally {
+    button.disabled = false;
+    loadWorkflows();
+  }
 }
 
 function renderActors(list) {

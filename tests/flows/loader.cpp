@@ -764,3 +764,20 @@ TEST_CASE("diff_flows restarts what changed and everything feeding it", "[flow][
   REQUIRE(broker);
   CHECK(diff_flows(*before, *broker).restarted.size() == 5);
 }
+
+TEST_CASE("a fragment entry without kind patches the flow file's actor", "[flow][local]") {
+  std::vector<diagnostic> diags;
+  auto f = load_flow_text("name: t\nactors:\n  out: {kind: test.sink, path: a}\n"
+                          "  st: {kind: test.stage, timeout: 2s}\nwires:\n  - st -> out\n",
+                          "/x/flow.yaml", diags,
+                          "actors:\n  out: {path: b}\n  st: {timeout: null}\n");
+  std::string all;
+  for (auto& d : diags)
+    all += d.to_string() + "\n";
+  INFO(all);
+  REQUIRE(f);
+  CHECK(f->find("out")->settings.str("path") == "b");
+  CHECK(f->find("out")->k->name == "test.sink");
+  CHECK(f->find("st")->settings.integer("timeout") == 500'000'000); // back to the default
+  CHECK(f->find("out")->file == "/x/flow.local.yaml");
+}

@@ -346,3 +346,48 @@ TEST_CASE("the ingest API adds an MQTT source to the local fragment, and a reloa
   CHECK(json::parse(r->body).at("reload").at("removed") == json::array({"line2"}));
   CHECK(e.get("/api/actors/line2").first == 404);
 }
+
+TEST_CASE("deploy pins a workflow actor to a stored version and back to the newest",
+          "[e2e][http]") {
+  api_engine e;
+  e.publish_boards(800, 1, 1);
+  REQUIRE(wait_until([&] {
+    return stored_count(e.dir / "data" / "storage" / "store", "src/Line1/default") >= 800;
+  }));
+  // Version 1.1.0: the same sources under another version string.
+  std::filesystem::copy(source_dir() / "examples" / "pcb-classifier", e.dir / "v2",
+                        std::filesystem::copy_options::recursive);
+  auto manifest = read_file(e.dir / "v2" / "fabrik-workflow.yaml");
+  manifest.replace(manifest.find("\"1.0.0\""), 7, "\"1.1.0\"");
+  write_file(e.dir / "v2" / "fabrik-workflow.yaml", manifest);
+  std::string out;
+  REQUIRE(run_command({fabrik_binary(), "package", (e.dir / "v2").string(), "-o",
+                       (e.dir / "v2.zip").string()}, &out) == 0);
+  auto served = [&](const std::string& version) {
+    auto [s, st] = e.get("/api/actors/model");
+    return s == 200 && st.at("details").value("version", "").starts_with(version + " ")
+           && st.at("details").value("model", "none") != "none";
+  };
+  REQUIRE(e.post("/api/workflows", read_file(e.dir / "pcb.zip"), "application/zip").first == 201);
+  REQUIRE(wait_until([&] { return served("1.0.0"); }, std::chrono::seconds{90}));
+  REQUIRE(e.post("/api/workflows", read_file(e.dir / "v2.zip"), "application/zip").first == 201);
+  REQUIRE(wait_until([&] { return served("1.1.0"); }, std::chrono::seconds{90}));
+
+  CHECK(e.post("/api/workflows/model/deploy", R"({"version": "9.9"})").first == 404);
+  CHECK(e.post("/api/workflows/nope/deploy", R"({"version": "1.0.0"})").first == 404);
+  CHECK(e.post("/api/workflows/model/deploy", R"({})").first == 400);
+
+  auto [s1, pinned] = e.post("/api/workflows/model/deploy", R"({"version": "1.0.0"})");
+  REQUIRE(s1 == 200);
+  auto restarted = pinned.at("reload").at("restarted");
+  CHECK(std::find(restarted.begin(), restarted.end(), "model") != restarted.end());
+  CHECK(read_file(e.dir / "flow.local.yaml").find("version: 1.0.0") != std::string::npos);
+  // Back on 1.0.0 with the model it trained before: no new run.
+  REQUIRE(wait_until([&] { return served("1.0.0"); }, std::chrono::seconds{60}));
+  CHECK(e.get("/api/runs?actor=model").second.at("runs").size() == 2);
+
+  auto [s2, newest] = e.post("/api/workflows/model/deploy", R"({"version": null})");
+  REQUIRE(s2 == 200);
+  REQUIRE(wait_until([&] { return served("1.1.0"); }, std::chrono::seconds{60}));
+  CHECK(read_file(e.dir / "flow.local.yaml").find("model") == std::string::npos);
+}
