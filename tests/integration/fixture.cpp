@@ -278,3 +278,47 @@ bool subscriber::saw(const std::string& text) {
   return false;
 }
 } // namespace fabrik::test
+
+namespace fabrik::test {
+
+void publish_asset(const std::string& script, int port, int count, int seed, int start_seq) {
+  std::string out;
+  int rc = run_command({"/usr/bin/python3", (source_dir() / "bench" / "assets" / script).string(),
+                        "--port", std::to_string(port), "--count", std::to_string(count),
+                        "--rate", "0", "-q", "--seed", std::to_string(seed), "--start-seq",
+                        std::to_string(start_seq)},
+                       &out);
+  INFO(out);
+  REQUIRE(rc == 0);
+}
+
+void package(const std::string& example, const std::filesystem::path& zip) {
+  std::string out;
+  int rc = run_command({fabrik_binary(), "package", (source_dir() / "examples" / example).string(),
+                        "-o", zip.string()},
+                       &out);
+  INFO(out);
+  REQUIRE(rc == 0);
+}
+
+std::string pcb_flow_text(const broker& b, const std::string& workflow, const std::string& top) {
+  return "name: workflow-test\n" + top +
+         "brokers:\n"
+         "  local: {url: \"" + b.url() + "\"}\n"
+         "actors:\n"
+         "  src:\n"
+         "    kind: mqtt.source\n"
+         "    broker: local\n"
+         "    topics: [\"ie/m/j/simatic/v1/+/dp\", \"ie/d/j/simatic/v1/+/dp/r/#\"]\n"
+         "    format: simatic-v1\n"
+         "  store: {kind: storage}\n"
+         "  model:\n"
+         "    kind: workflow\n" + workflow +
+         "  out: {kind: mqtt.sink, broker: local, topic: \"predictions/{stream}\"}\n"
+         "wires:\n"
+         "  - src -> store\n"
+         "  - src -> model\n"
+         "  - model -> out\n";
+}
+
+} // namespace fabrik::test

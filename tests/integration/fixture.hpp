@@ -121,3 +121,23 @@ private:
   std::atomic<bool> up_{false};
 };
 } // namespace fabrik::test
+
+namespace fabrik::test {
+// -- the PCB line, shared by the workflow and web API tests ----------------------------
+
+/// Runs a virtual asset of bench/assets (pcb_publisher.py, imu_publisher.py): `count`
+/// messages as fast as the broker takes them.
+void publish_asset(const std::string& script, int port, int count, int seed, int start_seq);
+inline void publish_boards(int port, int count, int seed, int start_seq) {
+  publish_asset("pcb_publisher.py", port, count, seed, start_seq);
+}
+
+/// `fabrik package examples/EXAMPLE -o ZIP`.
+void package(const std::string& example, const std::filesystem::path& zip);
+
+/// A flow `workflow-test` of source `src` (simatic-v1) -> storage `store`, src -> workflow
+/// `model` -> JSON sink `out` on `predictions/{stream}`. `workflow` holds the model's
+/// settings lines (indented 4); `top` goes before the brokers (an http section, ...).
+std::string pcb_flow_text(const broker& b, const std::string& workflow,
+                          const std::string& top = "");
+} // namespace fabrik::test

@@ -26,27 +26,12 @@ struct api_engine {
   std::string token;
 
   explicit api_engine(const std::string& http = "") {
-    std::string out;
-    REQUIRE(run_command({fabrik_binary(), "package",
-                         (source_dir() / "examples" / "pcb-classifier").string(), "-o",
-                         (dir / "pcb.zip").string()},
-                        &out) == 0);
+    package("pcb-classifier", dir / "pcb.zip");
     write_file(dir / "flow.yaml",
-               "name: api-test\n" + http +
-                 "brokers:\n  local: {url: \"" + b.url() + "\"}\n"
-                 "actors:\n"
-                 "  src:\n"
-                 "    kind: mqtt.source\n"
-                 "    broker: local\n"
-                 "    topics: [\"ie/m/j/simatic/v1/+/dp\", \"ie/d/j/simatic/v1/+/dp/r/#\"]\n"
-                 "    format: simatic-v1\n"
-                 "  store: {kind: storage}\n"
-                 "  model:\n"
-                 "    kind: workflow\n"
-                 "    package: pcb-classifier\n"
-                 "    train: {storage: store, stream: src/Line1/default, min_records: 500}\n"
-                 "  out: {kind: mqtt.sink, broker: local, topic: \"predictions/{stream}\"}\n"
-                 "wires:\n  - src -> store\n  - src -> model -> out\n");
+               pcb_flow_text(b, "    package: pcb-classifier\n"
+                                "    train: {storage: store, stream: src/Line1/default, "
+                                "min_records: 500}\n",
+                             http));
     fabrik = process{{fabrik_binary(), "run", (dir / "flow.yaml").string(), "--data-dir",
                       (dir / "data").string(), "--http", "127.0.0.1:0"},
                      dir / "fabrik.log"};
@@ -94,13 +79,7 @@ struct api_engine {
   }
 
   void publish_boards(int count, int seed, int start_seq) {
-    std::string out;
-    REQUIRE(run_command({"/usr/bin/python3",
-                         (source_dir() / "bench" / "assets" / "pcb_publisher.py").string(),
-                         "--port", std::to_string(b.port()), "--count", std::to_string(count),
-                         "--rate", "0", "-q", "--seed", std::to_string(seed), "--start-seq",
-                         std::to_string(start_seq)},
-                        &out) == 0);
+    fabrik::test::publish_boards(b.port(), count, seed, start_seq);
   }
 };
 
@@ -133,7 +112,7 @@ TEST_CASE("every API route needs the token and answers JSON, also for errors",
 
   // What each answers.
   auto [s1, flow] = e.get("/api/flow");
-  CHECK(flow.at("name") == "api-test");
+  CHECK(flow.at("name") == "workflow-test");
   CHECK(flow.at("actors").size() == 4);
   CHECK(flow.at("wires").size() == 3);
   auto [s2, actors] = e.get("/api/actors");

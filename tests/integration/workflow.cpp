@@ -22,43 +22,6 @@ using namespace fabrik::test;
 
 namespace {
 
-/// Runs a virtual asset of bench/assets: `count` messages as fast as the broker takes them.
-void publish_asset(const std::string& script, int port, int count, int seed, int start_seq) {
-  std::string out;
-  int rc = run_command({"/usr/bin/python3", (source_dir() / "bench" / "assets" / script).string(),
-                        "--port", std::to_string(port), "--count", std::to_string(count),
-                        "--rate", "0", "-q", "--seed", std::to_string(seed), "--start-seq",
-                        std::to_string(start_seq)},
-                       &out);
-  INFO(out);
-  REQUIRE(rc == 0);
-}
-
-void publish_boards(int port, int count, int seed, int start_seq) {
-  publish_asset("pcb_publisher.py", port, count, seed, start_seq);
-}
-
-/// A flow of source -> storage, source -> workflow -> JSON sink on `predictions/{stream}`.
-std::string flow_text(const broker& b, const std::string& workflow) {
-  return "name: workflow-test\n"
-         "brokers:\n"
-         "  local: {url: \"" + b.url() + "\"}\n"
-         "actors:\n"
-         "  src:\n"
-         "    kind: mqtt.source\n"
-         "    broker: local\n"
-         "    topics: [\"ie/m/j/simatic/v1/+/dp\", \"ie/d/j/simatic/v1/+/dp/r/#\"]\n"
-         "    format: simatic-v1\n"
-         "  store: {kind: storage}\n"
-         "  model:\n"
-         "    kind: workflow\n" + workflow +
-         "  out: {kind: mqtt.sink, broker: local, topic: \"predictions/{stream}\"}\n"
-         "wires:\n"
-         "  - src -> store\n"
-         "  - src -> model\n"
-         "  - model -> out\n";
-}
-
 /// Starts `fabrik run` on DIR/flow.yaml; returns once the source is connected.
 process run_flow(temp_dir& dir) {
   process p{{fabrik_binary(), "run", (dir / "flow.yaml").string(), "--data-dir",
@@ -68,14 +31,6 @@ process run_flow(temp_dir& dir) {
   return p;
 }
 
-void package(const std::string& example, const std::filesystem::path& zip) {
-  std::string out;
-  int rc = run_command({fabrik_binary(), "package", (source_dir() / "examples" / example).string(),
-                        "-o", zip.string()},
-                       &out);
-  INFO(out);
-  REQUIRE(rc == 0);
-}
 
 /// The stored records of `stream` with seq >= first, by seq.
 std::map<int64_t, record> stored_by_seq(temp_dir& dir, const std::string& stream, int64_t first) {
@@ -138,7 +93,7 @@ TEST_CASE("a PCB workflow trains on stored boards and predicts new ones on MQTT 
   broker b{dir / "broker"};
   package("pcb-classifier", dir / "pcb.zip");
   write_file(dir / "flow.yaml",
-             flow_text(b, "    package: pcb.zip\n"
+             pcb_flow_text(b, "    package: pcb.zip\n"
                           "    train: {storage: store, stream: src/Line1/default}\n"));
   auto fabrik = run_flow(dir);
   // History with labels; the workflow trains once it finds enough stored records.
@@ -177,7 +132,7 @@ TEST_CASE("an IMU workflow classifies windows of 50 samples every 25 with accura
   broker b{dir / "broker"};
   package("imu-classifier", dir / "imu.zip");
   write_file(dir / "flow.yaml",
-             flow_text(b, "    package: imu.zip\n"
+             pcb_flow_text(b, "    package: imu.zip\n"
                           "    window: {size: 50, step: 25}\n"
                           "    train: {storage: store, stream: src/Worker1/imu, "
                           "min_records: 12000}\n"));
@@ -236,7 +191,7 @@ TEST_CASE("a zip dropped into the watched directory is deployed once complete, a
                      out) == 0);
   write_file(dir / "flow.yaml",
              "workflows: {watch: zips}\n"
-               + flow_text(b, "    package: pcb-classifier\n"
+               + pcb_flow_text(b, "    package: pcb-classifier\n"
                               "    train: {storage: store, stream: src/Line1/default}\n"));
   auto fabrik = run_flow(dir);
   publish_boards(b.port(), 1500, 1, 1);
@@ -304,7 +259,7 @@ TEST_CASE("fabrik train retrains under load: the new model is swapped in with no
   broker b{dir / "broker"};
   package("pcb-classifier", dir / "pcb.zip");
   write_file(dir / "flow.yaml",
-             flow_text(b, "    package: pcb.zip\n"
+             pcb_flow_text(b, "    package: pcb.zip\n"
                           "    params: {n_estimators: 30}\n"
                           "    train: {storage: store, stream: src/Line1/default}\n"));
   auto fabrik = run_flow(dir);
@@ -368,7 +323,7 @@ TEST_CASE("a Siemens AI Inference Server package runs unchanged: process_input p
   std::string out;
   REQUIRE(fabrik_cli({"package", (dir / "siemens").string(), "-o", (dir / "inspect.zip").string()},
                      out) == 0);
-  write_file(dir / "flow.yaml", flow_text(b, "    package: inspect.zip\n"));
+  write_file(dir / "flow.yaml", pcb_flow_text(b, "    package: inspect.zip\n"));
   auto fabrik = run_flow(dir);
   REQUIRE(wait_until([&] { return fabrik.log().find("model: serving inspect") != std::string::npos; }));
   subscriber predictions{b, {"predictions/#"}};
@@ -450,7 +405,7 @@ TEST_CASE("train.when: every DURATION trains again that long after the last run"
   broker b{dir / "broker"};
   package("pcb-classifier", dir / "pcb.zip");
   write_file(dir / "flow.yaml",
-             flow_text(b, "    package: pcb.zip\n"
+             pcb_flow_text(b, "    package: pcb.zip\n"
                           "    params: {n_estimators: 10}\n"
                           "    train: {storage: store, stream: src/Line1/default, "
                           "when: every 2s}\n"));
