@@ -109,6 +109,10 @@ TEST_CASE("every API route needs the token and answers JSON, also for errors",
   CHECK(train->status == 401);
   auto upload = e.client().Post("/api/workflows", "PK", "application/zip");
   CHECK(upload->status == 401);
+  for (auto path : {"/api/reload", "/api/ingest/sources", "/api/workflows/model/deploy"})
+    CHECK(e.client().Post(path, "{}", "application/json")->status == 401);
+  CHECK(e.client().Delete("/api/ingest/sources/src")->status == 401);
+  CHECK(e.client().Get("/api/ingest")->status == 401);
 
   // What each answers.
   auto [s1, flow] = e.get("/api/flow");
