@@ -53,7 +53,8 @@ export function timeChart(container, opts = {}) {
         // xWindow(): show the last that many seconds up to now, however little data there is.
         x: opts.xWindow
           ? { time: true, range: () => [Date.now() / 1000 - opts.xWindow(), Date.now() / 1000] }
-          : { time: true },
+          // One point (or all at one instant) would span years: show a minute around it.
+          : { time: true, range: (u, min, max) => (min === max ? [min - 30, max + 30] : [min, max]) },
         y: opts.yRange ? { range: opts.yRange } : { auto: true },
       },
       axes: [
