@@ -409,8 +409,9 @@ void on_job_done(workflow_pointer self, job_result& r) {
       schedule_next(self);
       if (!s.serving)
         s.st.state = "failed";
-      // A version that deployed but could not train waits for the next trigger.
-      if (r.deployed)
+      // A new version that deployed but could not train waits for the next trigger; a
+      // retrain of the serving version just ends (its worker is not kept idle).
+      if (r.deployed && !(s.serving && s.serving->version.sha256 == r.deployed->version.sha256))
         s.pending = std::move(r.deployed);
       break;
   }

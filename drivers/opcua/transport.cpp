@@ -1,38 +1,19 @@
 #include "drivers/opcua/transport.hpp"
 
+#include "drivers/opcua/detail.hpp"
+
 #include <cstdio>
 #include <utility>
 
 namespace fabrik::opcua {
 namespace {
 
+using detail::check_end;
+using detail::fail_at;
+using detail::hex32;
+using detail::in;
+
 constexpr uint32_t last_sequence_before_wrap = 4'294'966'271u; // UInt32 max - 1024
-
-error fail_at(size_t at, const std::string& message) {
-  return make_error(ec::parse_error, "OPC UA " + message + " at offset " + std::to_string(at));
-}
-
-/// Puts what was being read in front of an encoding reader's error.
-error in(const std::string& what, const error& e) {
-  std::string m = e.message;
-  if (m.rfind("OPC UA ", 0) == 0)
-    m.erase(0, 7);
-  return make_error(e.code, "OPC UA " + what + ": " + m);
-}
-
-std::string hex32(uint32_t v) {
-  char buf[11];
-  std::snprintf(buf, sizeof buf, "0x%08X", v);
-  return buf;
-}
-
-#define OPCUA_READ(target, expr, what)                                                        \
-  do {                                                                                        \
-    auto v_ = (expr);                                                                         \
-    if (!v_)                                                                                  \
-      return in(what, v_.err());                                                              \
-    target = std::move(*v_);                                                                  \
-  } while (0)
 
 const char* const type_names[] = {"HEL", "ACK", "ERR", "OPN", "MSG", "CLO"};
 
@@ -68,12 +49,6 @@ expected<void> check_whole(std::string_view message, message_type want) {
   if (h->size != message.size())
     return fail_at(4, std::string{to_string(want)} + " size field says " + std::to_string(h->size) +
                         " bytes but the message has " + std::to_string(message.size()));
-  return {};
-}
-
-expected<void> check_end(const reader& r, const std::string& what) {
-  if (!r.at_end())
-    return fail_at(r.offset(), std::to_string(r.remaining()) + " trailing bytes after " + what);
   return {};
 }
 
