@@ -3,6 +3,8 @@
 
 #include "drivers/opcua/encoding.hpp"
 
+#include "tests/support/support.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -13,6 +15,8 @@
 
 using namespace fabrik;
 using namespace fabrik::opcua;
+using fabrik::test_support::hex;
+using fabrik::test_support::to_hex;
 
 // The largest single allocation, to show hostile lengths allocate nothing big. Replacing
 // the global operator new is per program: this is the only test file that does it.
@@ -40,35 +44,6 @@ constexpr int64_t i64_min = std::numeric_limits<int64_t>::min();
 constexpr int64_t i64_max = std::numeric_limits<int64_t>::max();
 
 /// Bytes from a hex string such as "01 05 01 04".
-std::string hex(std::string_view text) {
-  std::string out;
-  int nibbles = 0;
-  unsigned byte = 0;
-  for (char c : text) {
-    if (c == ' ')
-      continue;
-    unsigned v = (c >= '0' && c <= '9') ? unsigned(c - '0') : unsigned((c | 0x20) - 'a' + 10);
-    byte = byte << 4 | v;
-    if (++nibbles == 2) {
-      out.push_back(static_cast<char>(byte));
-      nibbles = 0;
-      byte = 0;
-    }
-  }
-  return out;
-}
-
-std::string to_hex(std::string_view bytes) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : bytes) {
-    if (!out.empty())
-      out.push_back(' ');
-    out.push_back(digits[c >> 4]);
-    out.push_back(digits[c & 15]);
-  }
-  return out;
-}
 
 template <class T>
 std::string encode(const T& v) {

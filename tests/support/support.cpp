@@ -74,4 +74,34 @@ std::string make_zip(const std::vector<zip_entry>& entries, const zip_entry_hook
   return out;
 }
 
+std::string hex(std::string_view text) {
+  std::string out;
+  int nibbles = 0;
+  unsigned byte = 0;
+  for (char c : text) {
+    if (c == ' ' || c == '\n')
+      continue;
+    unsigned v = (c >= '0' && c <= '9') ? unsigned(c - '0') : unsigned((c | 0x20) - 'a' + 10);
+    byte = byte << 4 | v;
+    if (++nibbles == 2) {
+      out.push_back(static_cast<char>(byte));
+      nibbles = 0;
+      byte = 0;
+    }
+  }
+  return out;
+}
+
+std::string to_hex(std::string_view bytes) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    if (!out.empty())
+      out.push_back(' ');
+    out.push_back(digits[c >> 4]);
+    out.push_back(digits[c & 15]);
+  }
+  return out;
+}
+
 } // namespace fabrik::test_support

@@ -45,4 +45,10 @@ using zip_entry_hook = std::function<void(zip_t*, zip_uint64_t index, const zip_
 /// current test when libzip refuses.
 std::string make_zip(const std::vector<zip_entry>& entries, const zip_entry_hook& hook = {});
 
+/// Bytes from hex text ("01 05 0a", spaces and newlines ignored): protocol examples as
+/// the specs print them.
+std::string hex(std::string_view text);
+/// The other way round, bytes as "01 05 0a", for messages when a comparison fails.
+std::string to_hex(std::string_view bytes);
+
 } // namespace fabrik::test_support
