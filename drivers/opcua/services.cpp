@@ -28,6 +28,14 @@ const char* service_name(uint32_t id) {
   case browse_response_id: return "BrowseResponse";
   case translate_browse_paths_request_id: return "TranslateBrowsePathsToNodeIdsRequest";
   case translate_browse_paths_response_id: return "TranslateBrowsePathsToNodeIdsResponse";
+  case create_monitored_items_request_id: return "CreateMonitoredItemsRequest";
+  case create_monitored_items_response_id: return "CreateMonitoredItemsResponse";
+  case create_subscription_request_id: return "CreateSubscriptionRequest";
+  case create_subscription_response_id: return "CreateSubscriptionResponse";
+  case publish_request_id: return "PublishRequest";
+  case publish_response_id: return "PublishResponse";
+  case delete_subscriptions_request_id: return "DeleteSubscriptionsRequest";
+  case delete_subscriptions_response_id: return "DeleteSubscriptionsResponse";
   default: return "an unknown message";
   }
 }
@@ -122,6 +130,21 @@ void put(writer& w, const endpoint_description& e) {
   w.write(e.security_level);
 }
 
+void put(writer& w, const read_value_id& v) {
+  w.write(v.node);
+  w.write(v.attribute_id);
+  put(w, std::string_view{v.index_range});
+  put(w, v.data_encoding);
+}
+
+void put_statuses(writer& w, const std::vector<status_code>& v) {
+  put_array(w, v, [](writer& w, status_code s) { w.write(s); });
+}
+
+void put_uint32s(writer& w, const std::vector<uint32_t>& v) {
+  put_array(w, v, [](writer& w, uint32_t u) { w.write(u); });
+}
+
 // ---- Reading helpers --------------------------------------------------------------------
 
 /// Reads an array's length and checks it: -1 (null) reads as 0; refuses other negative
@@ -180,6 +203,14 @@ expected<void> read_empty_diagnostics(reader& r, const std::string& what) {
                            std::to_string(*mask) + ") is not supported");
   }
   return {};
+}
+
+expected<std::vector<status_code>> read_statuses(reader& r, const std::string& what) {
+  return read_array<status_code>(r, what, 4, [](reader& r) { return r.read_status_code(); });
+}
+
+expected<std::vector<uint32_t>> read_uint32s(reader& r, const std::string& what) {
+  return read_array<uint32_t>(r, what, 4, [](reader& r) { return r.read_uint32(); });
 }
 
 template <class E>
@@ -253,6 +284,15 @@ expected<endpoint_description> read_endpoint_description(reader& r) {
   OPCUA_READ(e.transport_profile_uri, r.read_string(), "EndpointDescription transport profile uri");
   OPCUA_READ(e.security_level, r.read_byte(), "EndpointDescription security level");
   return e;
+}
+
+expected<read_value_id> read_read_value_id(reader& r) {
+  read_value_id v;
+  OPCUA_READ(v.node, r.read_node_id(), "ReadValueId node id");
+  OPCUA_READ(v.attribute_id, r.read_uint32(), "ReadValueId attribute id");
+  OPCUA_READ(v.index_range, r.read_string(), "ReadValueId index range");
+  OPCUA_READ(v.data_encoding, r.read_qualified_name(), "ReadValueId data encoding");
+  return v;
 }
 
 } // namespace
@@ -357,7 +397,7 @@ std::string encode(const activate_session_response& m) {
   write_type(w, activate_session_response_id);
   write(w, m.header);
   put(w, m.server_nonce);
-  put_array(w, m.results, [](writer& w, status_code s) { w.write(s); });
+  put_statuses(w, m.results);
   put_empty_diagnostics(w);
   return w.release();
 }
@@ -383,12 +423,7 @@ std::string encode(const read_request& m) {
   write(w, m.header);
   w.write(m.max_age);
   w.write(static_cast<int32_t>(m.timestamps));
-  put_array(w, m.nodes_to_read, [](writer& w, const read_value_id& v) {
-    w.write(v.node);
-    w.write(v.attribute_id);
-    put(w, std::string_view{v.index_range});
-    put(w, v.data_encoding);
-  });
+  put_array(w, m.nodes_to_read, [](writer& w, const read_value_id& v) { put(w, v); });
   return w.release();
 }
 
@@ -558,10 +593,7 @@ expected<activate_session_response> decode_activate_session_response(std::string
   activate_session_response m;
   OPCUA_READ(m.header, read_response_header(r), what);
   OPCUA_READ(m.server_nonce, r.read_byte_string(), "ActivateSessionResponse server nonce");
-  OPCUA_READ(m.results,
-             read_array<status_code>(r, "ActivateSessionResponse results", 4,
-                                     [](reader& r) { return r.read_status_code(); }),
-             what);
+  OPCUA_READ(m.results, read_statuses(r, "ActivateSessionResponse results"), what);
   if (auto ok = read_empty_diagnostics(r, "ActivateSessionResponse diagnostic infos"); !ok)
     return ok.err();
   if (auto ok = check_end(r, what); !ok)
@@ -604,15 +636,8 @@ expected<read_request> decode_read_request(std::string_view body) {
   OPCUA_READ(m.max_age, r.read_double(), "ReadRequest max age");
   OPCUA_READ(m.timestamps,
              read_enum<timestamps_to_return>(r, "ReadRequest timestamps to return", 3), what);
-  auto one = [](reader& r) -> expected<read_value_id> {
-    read_value_id v;
-    OPCUA_READ(v.node, r.read_node_id(), "ReadValueId node id");
-    OPCUA_READ(v.attribute_id, r.read_uint32(), "ReadValueId attribute id");
-    OPCUA_READ(v.index_range, r.read_string(), "ReadValueId index range");
-    OPCUA_READ(v.data_encoding, r.read_qualified_name(), "ReadValueId data encoding");
-    return v;
-  };
-  OPCUA_READ(m.nodes_to_read, read_array<read_value_id>(r, "ReadRequest nodes to read", 16, one),
+  OPCUA_READ(m.nodes_to_read,
+             read_array<read_value_id>(r, "ReadRequest nodes to read", 16, read_read_value_id),
              what);
   if (auto ok = check_end(r, what); !ok)
     return ok.err();
@@ -763,6 +788,371 @@ decode_translate_browse_paths_response(std::string_view body) {
              what);
   if (auto ok = read_empty_diagnostics(r, "TranslateBrowsePathsToNodeIdsResponse diagnostic infos");
       !ok)
+    return ok.err();
+  if (auto ok = check_end(r, what); !ok)
+    return ok.err();
+  return m;
+}
+
+// ---- Notification data ------------------------------------------------------------------
+
+extension_object to_extension_object(const notification_data& n) {
+  if (const auto* raw = std::get_if<extension_object>(&n))
+    return *raw;
+  writer w;
+  extension_object e;
+  e.encoding = extension_object::binary;
+  if (const auto* d = std::get_if<data_change_notification>(&n)) {
+    e.type_id = node_id{0, uint32_t{data_change_notification_id}};
+    put_array(w, d->monitored_items, [](writer& w, const monitored_item_notification& i) {
+      w.write(i.client_handle);
+      w.write(i.value);
+    });
+    put_empty_diagnostics(w);
+  } else if (const auto* c = std::get_if<status_change_notification>(&n)) {
+    e.type_id = node_id{0, uint32_t{status_change_notification_id}};
+    w.write(c->status);
+    w.write(uint8_t{0}); // the empty DiagnosticInfo
+  } else {
+    e.type_id = node_id{0, uint32_t{event_notification_list_id}};
+    e.body = std::get<event_notification_list>(n).body;
+    return e;
+  }
+  e.body = w.release();
+  return e;
+}
+
+expected<notification_data> to_notification_data(const extension_object& e) {
+  const auto* id = std::get_if<uint32_t>(&e.type_id.identifier);
+  if (e.type_id.namespace_index != 0 || id == nullptr || e.encoding != extension_object::binary ||
+      (*id != data_change_notification_id && *id != status_change_notification_id &&
+       *id != event_notification_list_id))
+    return notification_data{e};
+  if (*id == event_notification_list_id)
+    return notification_data{event_notification_list{e.body}};
+  reader r{std::string_view{e.body}};
+  if (*id == status_change_notification_id) {
+    status_change_notification c;
+    OPCUA_READ(c.status, r.read_status_code(), "StatusChangeNotification status");
+    size_t at = r.offset();
+    uint8_t mask = 0;
+    OPCUA_READ(mask, r.read_byte(), "StatusChangeNotification diagnostic info");
+    if (mask != 0)
+      return fail_at(at, "StatusChangeNotification: non-empty DiagnosticInfo (mask " +
+                           std::to_string(mask) + ") is not supported");
+    if (auto ok = check_end(r, "StatusChangeNotification"); !ok)
+      return ok.err();
+    return notification_data{c};
+  }
+  data_change_notification d;
+  auto item = [](reader& r) -> expected<monitored_item_notification> {
+    monitored_item_notification i;
+    OPCUA_READ(i.client_handle, r.read_uint32(), "MonitoredItemNotification client handle");
+    OPCUA_READ(i.value, r.read_data_value(), "MonitoredItemNotification value");
+    return i;
+  };
+  OPCUA_READ(d.monitored_items,
+             read_array<monitored_item_notification>(
+               r, "DataChangeNotification monitored items", 5, item),
+             "DataChangeNotification");
+  if (auto ok = read_empty_diagnostics(r, "DataChangeNotification diagnostic infos"); !ok)
+    return ok.err();
+  if (auto ok = check_end(r, "DataChangeNotification"); !ok)
+    return ok.err();
+  return notification_data{std::move(d)};
+}
+
+// ---- Subscription service encoders ------------------------------------------------------
+
+std::string encode(const create_subscription_request& m) {
+  writer w;
+  write_type(w, create_subscription_request_id);
+  write(w, m.header);
+  w.write(m.requested_publishing_interval);
+  w.write(m.requested_lifetime_count);
+  w.write(m.requested_max_keep_alive_count);
+  w.write(m.max_notifications_per_publish);
+  w.write(m.publishing_enabled);
+  w.write(m.priority);
+  return w.release();
+}
+
+std::string encode(const create_subscription_response& m) {
+  writer w;
+  write_type(w, create_subscription_response_id);
+  write(w, m.header);
+  w.write(m.subscription_id);
+  w.write(m.revised_publishing_interval);
+  w.write(m.revised_lifetime_count);
+  w.write(m.revised_max_keep_alive_count);
+  return w.release();
+}
+
+std::string encode(const create_monitored_items_request& m) {
+  writer w;
+  write_type(w, create_monitored_items_request_id);
+  write(w, m.header);
+  w.write(m.subscription_id);
+  w.write(static_cast<int32_t>(m.timestamps));
+  put_array(w, m.items_to_create, [](writer& w, const monitored_item_create_request& i) {
+    put(w, i.item_to_monitor);
+    w.write(static_cast<int32_t>(i.mode));
+    const auto& p = i.requested_parameters;
+    w.write(p.client_handle);
+    w.write(p.sampling_interval);
+    w.write(p.filter);
+    w.write(p.queue_size);
+    w.write(p.discard_oldest);
+  });
+  return w.release();
+}
+
+std::string encode(const create_monitored_items_response& m) {
+  writer w;
+  write_type(w, create_monitored_items_response_id);
+  write(w, m.header);
+  put_array(w, m.results, [](writer& w, const monitored_item_create_result& r) {
+    w.write(r.status);
+    w.write(r.monitored_item_id);
+    w.write(r.revised_sampling_interval);
+    w.write(r.revised_queue_size);
+    w.write(r.filter_result);
+  });
+  put_empty_diagnostics(w);
+  return w.release();
+}
+
+std::string encode(const publish_request& m) {
+  writer w;
+  write_type(w, publish_request_id);
+  write(w, m.header);
+  put_array(w, m.subscription_acknowledgements,
+            [](writer& w, const subscription_acknowledgement& a) {
+              w.write(a.subscription_id);
+              w.write(a.sequence_number);
+            });
+  return w.release();
+}
+
+std::string encode(const publish_response& m) {
+  writer w;
+  write_type(w, publish_response_id);
+  write(w, m.header);
+  w.write(m.subscription_id);
+  put_uint32s(w, m.available_sequence_numbers);
+  w.write(m.more_notifications);
+  w.write(m.message.sequence_number);
+  w.write(m.message.publish_time);
+  put_array(w, m.message.notifications,
+            [](writer& w, const notification_data& n) { w.write(to_extension_object(n)); });
+  put_statuses(w, m.results);
+  put_empty_diagnostics(w);
+  return w.release();
+}
+
+std::string encode(const delete_subscriptions_request& m) {
+  writer w;
+  write_type(w, delete_subscriptions_request_id);
+  write(w, m.header);
+  put_uint32s(w, m.subscription_ids);
+  return w.release();
+}
+
+std::string encode(const delete_subscriptions_response& m) {
+  writer w;
+  write_type(w, delete_subscriptions_response_id);
+  write(w, m.header);
+  put_statuses(w, m.results);
+  put_empty_diagnostics(w);
+  return w.release();
+}
+
+// ---- Subscription service decoders ------------------------------------------------------
+
+expected<create_subscription_request> decode_create_subscription_request(std::string_view body) {
+  reader r{body};
+  if (auto ok = expect_type(r, body, create_subscription_request_id); !ok)
+    return ok.err();
+  const char* what = "CreateSubscriptionRequest";
+  create_subscription_request m;
+  OPCUA_READ(m.header, read_request_header(r), what);
+  OPCUA_READ(m.requested_publishing_interval, r.read_double(),
+             "CreateSubscriptionRequest requested publishing interval");
+  OPCUA_READ(m.requested_lifetime_count, r.read_uint32(),
+             "CreateSubscriptionRequest requested lifetime count");
+  OPCUA_READ(m.requested_max_keep_alive_count, r.read_uint32(),
+             "CreateSubscriptionRequest requested max keep-alive count");
+  OPCUA_READ(m.max_notifications_per_publish, r.read_uint32(),
+             "CreateSubscriptionRequest max notifications per publish");
+  OPCUA_READ(m.publishing_enabled, r.read_boolean(), "CreateSubscriptionRequest publishing enabled");
+  OPCUA_READ(m.priority, r.read_byte(), "CreateSubscriptionRequest priority");
+  if (auto ok = check_end(r, what); !ok)
+    return ok.err();
+  return m;
+}
+
+expected<create_subscription_response> decode_create_subscription_response(std::string_view body) {
+  reader r{body};
+  if (auto ok = expect_type(r, body, create_subscription_response_id); !ok)
+    return ok.err();
+  const char* what = "CreateSubscriptionResponse";
+  create_subscription_response m;
+  OPCUA_READ(m.header, read_response_header(r), what);
+  OPCUA_READ(m.subscription_id, r.read_uint32(), "CreateSubscriptionResponse subscription id");
+  OPCUA_READ(m.revised_publishing_interval, r.read_double(),
+             "CreateSubscriptionResponse revised publishing interval");
+  OPCUA_READ(m.revised_lifetime_count, r.read_uint32(),
+             "CreateSubscriptionResponse revised lifetime count");
+  OPCUA_READ(m.revised_max_keep_alive_count, r.read_uint32(),
+             "CreateSubscriptionResponse revised max keep-alive count");
+  if (auto ok = check_end(r, what); !ok)
+    return ok.err();
+  return m;
+}
+
+expected<create_monitored_items_request>
+decode_create_monitored_items_request(std::string_view body) {
+  reader r{body};
+  if (auto ok = expect_type(r, body, create_monitored_items_request_id); !ok)
+    return ok.err();
+  const char* what = "CreateMonitoredItemsRequest";
+  create_monitored_items_request m;
+  OPCUA_READ(m.header, read_request_header(r), what);
+  OPCUA_READ(m.subscription_id, r.read_uint32(), "CreateMonitoredItemsRequest subscription id");
+  OPCUA_READ(m.timestamps,
+             read_enum<timestamps_to_return>(r, "CreateMonitoredItemsRequest timestamps to return", 3),
+             what);
+  auto one = [](reader& r) -> expected<monitored_item_create_request> {
+    monitored_item_create_request i;
+    OPCUA_READ(i.item_to_monitor, read_read_value_id(r), "MonitoredItemCreateRequest item to monitor");
+    OPCUA_READ(i.mode, read_enum<monitoring_mode>(r, "MonitoredItemCreateRequest monitoring mode", 2),
+               "MonitoredItemCreateRequest");
+    auto& p = i.requested_parameters;
+    OPCUA_READ(p.client_handle, r.read_uint32(), "MonitoringParameters client handle");
+    OPCUA_READ(p.sampling_interval, r.read_double(), "MonitoringParameters sampling interval");
+    OPCUA_READ(p.filter, r.read_extension_object(), "MonitoringParameters filter");
+    OPCUA_READ(p.queue_size, r.read_uint32(), "MonitoringParameters queue size");
+    OPCUA_READ(p.discard_oldest, r.read_boolean(), "MonitoringParameters discard oldest");
+    return i;
+  };
+  // MonitoredItemCreateRequest: ReadValueId 16 + Int32 4 + MonitoringParameters 20 bytes at least.
+  OPCUA_READ(m.items_to_create,
+             read_array<monitored_item_create_request>(
+               r, "CreateMonitoredItemsRequest items to create", 40, one),
+             what);
+  if (auto ok = check_end(r, what); !ok)
+    return ok.err();
+  return m;
+}
+
+expected<create_monitored_items_response>
+decode_create_monitored_items_response(std::string_view body) {
+  reader r{body};
+  if (auto ok = expect_type(r, body, create_monitored_items_response_id); !ok)
+    return ok.err();
+  const char* what = "CreateMonitoredItemsResponse";
+  create_monitored_items_response m;
+  OPCUA_READ(m.header, read_response_header(r), what);
+  auto one = [](reader& r) -> expected<monitored_item_create_result> {
+    monitored_item_create_result c;
+    OPCUA_READ(c.status, r.read_status_code(), "MonitoredItemCreateResult status code");
+    OPCUA_READ(c.monitored_item_id, r.read_uint32(), "MonitoredItemCreateResult monitored item id");
+    OPCUA_READ(c.revised_sampling_interval, r.read_double(),
+               "MonitoredItemCreateResult revised sampling interval");
+    OPCUA_READ(c.revised_queue_size, r.read_uint32(), "MonitoredItemCreateResult revised queue size");
+    OPCUA_READ(c.filter_result, r.read_extension_object(), "MonitoredItemCreateResult filter result");
+    return c;
+  };
+  OPCUA_READ(m.results,
+             read_array<monitored_item_create_result>(r, "CreateMonitoredItemsResponse results",
+                                                      23, one),
+             what);
+  if (auto ok = read_empty_diagnostics(r, "CreateMonitoredItemsResponse diagnostic infos"); !ok)
+    return ok.err();
+  if (auto ok = check_end(r, what); !ok)
+    return ok.err();
+  return m;
+}
+
+expected<publish_request> decode_publish_request(std::string_view body) {
+  reader r{body};
+  if (auto ok = expect_type(r, body, publish_request_id); !ok)
+    return ok.err();
+  const char* what = "PublishRequest";
+  publish_request m;
+  OPCUA_READ(m.header, read_request_header(r), what);
+  auto one = [](reader& r) -> expected<subscription_acknowledgement> {
+    subscription_acknowledgement a;
+    OPCUA_READ(a.subscription_id, r.read_uint32(), "SubscriptionAcknowledgement subscription id");
+    OPCUA_READ(a.sequence_number, r.read_uint32(), "SubscriptionAcknowledgement sequence number");
+    return a;
+  };
+  OPCUA_READ(m.subscription_acknowledgements,
+             read_array<subscription_acknowledgement>(
+               r, "PublishRequest subscription acknowledgements", 8, one),
+             what);
+  if (auto ok = check_end(r, what); !ok)
+    return ok.err();
+  return m;
+}
+
+expected<publish_response> decode_publish_response(std::string_view body) {
+  reader r{body};
+  if (auto ok = expect_type(r, body, publish_response_id); !ok)
+    return ok.err();
+  const char* what = "PublishResponse";
+  publish_response m;
+  OPCUA_READ(m.header, read_response_header(r), what);
+  OPCUA_READ(m.subscription_id, r.read_uint32(), "PublishResponse subscription id");
+  OPCUA_READ(m.available_sequence_numbers,
+             read_uint32s(r, "PublishResponse available sequence numbers"), what);
+  OPCUA_READ(m.more_notifications, r.read_boolean(), "PublishResponse more notifications");
+  OPCUA_READ(m.message.sequence_number, r.read_uint32(), "NotificationMessage sequence number");
+  OPCUA_READ(m.message.publish_time, r.read_date_time(), "NotificationMessage publish time");
+  auto one = [](reader& r) -> expected<notification_data> {
+    size_t at = r.offset();
+    extension_object e;
+    OPCUA_READ(e, r.read_extension_object(), "NotificationData");
+    auto n = to_notification_data(e);
+    if (!n)
+      return in("NotificationData at offset " + std::to_string(at), n.err());
+    return n;
+  };
+  OPCUA_READ(m.message.notifications,
+             read_array<notification_data>(r, "NotificationMessage notification data", 3, one),
+             what);
+  OPCUA_READ(m.results, read_statuses(r, "PublishResponse results"), what);
+  if (auto ok = read_empty_diagnostics(r, "PublishResponse diagnostic infos"); !ok)
+    return ok.err();
+  if (auto ok = check_end(r, what); !ok)
+    return ok.err();
+  return m;
+}
+
+expected<delete_subscriptions_request> decode_delete_subscriptions_request(std::string_view body) {
+  reader r{body};
+  if (auto ok = expect_type(r, body, delete_subscriptions_request_id); !ok)
+    return ok.err();
+  const char* what = "DeleteSubscriptionsRequest";
+  delete_subscriptions_request m;
+  OPCUA_READ(m.header, read_request_header(r), what);
+  OPCUA_READ(m.subscription_ids, read_uint32s(r, "DeleteSubscriptionsRequest subscription ids"),
+             what);
+  if (auto ok = check_end(r, what); !ok)
+    return ok.err();
+  return m;
+}
+
+expected<delete_subscriptions_response>
+decode_delete_subscriptions_response(std::string_view body) {
+  reader r{body};
+  if (auto ok = expect_type(r, body, delete_subscriptions_response_id); !ok)
+    return ok.err();
+  const char* what = "DeleteSubscriptionsResponse";
+  delete_subscriptions_response m;
+  OPCUA_READ(m.header, read_response_header(r), what);
+  OPCUA_READ(m.results, read_statuses(r, "DeleteSubscriptionsResponse results"), what);
+  if (auto ok = read_empty_diagnostics(r, "DeleteSubscriptionsResponse diagnostic infos"); !ok)
     return ok.err();
   if (auto ok = check_end(r, what); !ok)
     return ok.err();

@@ -1,10 +1,13 @@
 #pragma once
 // OPC UA session and view/attribute services (OPC 10000-4, Part 4): CreateSession (5.6.2),
 // ActivateSession (5.6.3), CloseSession (5.6.4), Browse (5.8.2), TranslateBrowsePathsToNodeIds
-// (5.8.4) and Read (5.10.2), with the structures they carry (7.1 ApplicationDescription,
+// (5.8.4), Read (5.10.2), CreateMonitoredItems (5.12.2), CreateSubscription (5.13.2), Publish
+// (5.13.5) and DeleteSubscriptions (5.13.8), with the structures they carry (7.1 ApplicationDescription,
 // 7.10 EndpointDescription, 7.32 SignatureData, 7.33 SignedSoftwareCertificate, 7.37
 // UserTokenPolicy, 7.36 user identity tokens, 7.26 ReadValueId, 7.5 BrowseDescription,
-// 7.6 BrowseResult, 7.30 ReferenceDescription, 7.31 RelativePath, 7.45 ViewDescription).
+// 7.6 BrowseResult, 7.30 ReferenceDescription, 7.31 RelativePath, 7.45 ViewDescription,
+// 7.21 MonitoringParameters, 7.22 MonitoringMode, 7.23 NotificationMessage, 7.20
+// NotificationData: DataChangeNotification, StatusChangeNotification, EventNotificationList).
 // Field order is the Part 6 binary encoding (5.2.6: structures are their fields in order).
 // Pure code: no sockets, no CAF. Built on encoding.hpp and transport.hpp.
 //
@@ -46,6 +49,21 @@ enum : uint32_t {
   translate_browse_paths_response_id = 557,
   read_request_id = 631,
   read_response_id = 634,
+  create_monitored_items_request_id = 751,
+  create_monitored_items_response_id = 754,
+  create_subscription_request_id = 787,
+  create_subscription_response_id = 790,
+  publish_request_id = 826,
+  publish_response_id = 829,
+  delete_subscriptions_request_id = 847,
+  delete_subscriptions_response_id = 850,
+};
+
+/// Binary encoding ids (ns=0) of the NotificationData a NotificationMessage carries.
+enum : uint32_t {
+  data_change_notification_id = 811,
+  status_change_notification_id = 820,
+  event_notification_list_id = 916,
 };
 
 /// Attribute ids (Part 6 A.1) ingest uses.
@@ -222,6 +240,76 @@ struct browse_path_result {
   bool operator==(const browse_path_result&) const = default;
 };
 
+enum class monitoring_mode : int32_t { disabled = 0, sampling = 1, reporting = 2 };
+
+struct monitoring_parameters {
+  uint32_t client_handle = 0; ///< the client's name for the item, echoed in notifications
+  double sampling_interval = -1; ///< ms; -1: the subscription's publishing interval
+  extension_object filter;       ///< null: the default DataChangeFilter
+  uint32_t queue_size = 1;
+  bool discard_oldest = true;
+  bool operator==(const monitoring_parameters&) const = default;
+};
+
+struct monitored_item_create_request {
+  read_value_id item_to_monitor;
+  monitoring_mode mode = monitoring_mode::reporting;
+  monitoring_parameters requested_parameters;
+  bool operator==(const monitored_item_create_request&) const = default;
+};
+
+struct monitored_item_create_result {
+  status_code status;
+  uint32_t monitored_item_id = 0;
+  double revised_sampling_interval = 0;
+  uint32_t revised_queue_size = 0;
+  extension_object filter_result;
+  bool operator==(const monitored_item_create_result&) const = default;
+};
+
+struct subscription_acknowledgement {
+  uint32_t subscription_id = 0;
+  uint32_t sequence_number = 0;
+  bool operator==(const subscription_acknowledgement&) const = default;
+};
+
+struct monitored_item_notification {
+  uint32_t client_handle = 0;
+  data_value value;
+  bool operator==(const monitored_item_notification&) const = default;
+};
+
+/// DataChangeNotification (i=811); its DiagnosticInfos must be empty.
+struct data_change_notification {
+  std::vector<monitored_item_notification> monitored_items;
+  bool operator==(const data_change_notification&) const = default;
+};
+
+/// StatusChangeNotification (i=820); its DiagnosticInfo must be empty.
+struct status_change_notification {
+  status_code status;
+  bool operator==(const status_change_notification&) const = default;
+};
+
+/// EventNotificationList (i=916): ingest does not subscribe to events, so its body is kept
+/// as bytes, undecoded.
+struct event_notification_list {
+  std::string body;
+  bool operator==(const event_notification_list&) const = default;
+};
+
+/// One NotificationData ExtensionObject: the three known types in binary encoding are
+/// decoded, anything else is kept as the raw ExtensionObject.
+using notification_data = std::variant<data_change_notification, status_change_notification,
+                                       event_notification_list, extension_object>;
+
+struct notification_message {
+  uint32_t sequence_number = 0;
+  date_time publish_time;
+  std::vector<notification_data> notifications; ///< the NotificationData array
+  bool operator==(const notification_message&) const = default;
+};
+
 // ---- Messages ---------------------------------------------------------------------------
 
 struct create_session_request {
@@ -319,6 +407,68 @@ struct translate_browse_paths_response {
   bool operator==(const translate_browse_paths_response&) const = default;
 };
 
+struct create_subscription_request {
+  request_header header;
+  double requested_publishing_interval = 1000; ///< ms
+  uint32_t requested_lifetime_count = 60;      ///< publishing intervals; >= 3 x keep-alive
+  uint32_t requested_max_keep_alive_count = 10;
+  uint32_t max_notifications_per_publish = 0; ///< 0: no limit
+  bool publishing_enabled = true;
+  uint8_t priority = 0;
+  bool operator==(const create_subscription_request&) const = default;
+};
+
+struct create_subscription_response {
+  response_header header;
+  uint32_t subscription_id = 0;
+  double revised_publishing_interval = 0;
+  uint32_t revised_lifetime_count = 0;
+  uint32_t revised_max_keep_alive_count = 0;
+  bool operator==(const create_subscription_response&) const = default;
+};
+
+struct create_monitored_items_request {
+  request_header header;
+  uint32_t subscription_id = 0;
+  timestamps_to_return timestamps = timestamps_to_return::source;
+  std::vector<monitored_item_create_request> items_to_create;
+  bool operator==(const create_monitored_items_request&) const = default;
+};
+
+struct create_monitored_items_response {
+  response_header header;
+  std::vector<monitored_item_create_result> results;
+  bool operator==(const create_monitored_items_response&) const = default;
+};
+
+struct publish_request {
+  request_header header;
+  std::vector<subscription_acknowledgement> subscription_acknowledgements;
+  bool operator==(const publish_request&) const = default;
+};
+
+struct publish_response {
+  response_header header;
+  uint32_t subscription_id = 0;
+  std::vector<uint32_t> available_sequence_numbers;
+  bool more_notifications = false;
+  notification_message message;
+  std::vector<status_code> results; ///< one per acknowledgement sent
+  bool operator==(const publish_response&) const = default;
+};
+
+struct delete_subscriptions_request {
+  request_header header;
+  std::vector<uint32_t> subscription_ids;
+  bool operator==(const delete_subscriptions_request&) const = default;
+};
+
+struct delete_subscriptions_response {
+  response_header header;
+  std::vector<status_code> results;
+  bool operator==(const delete_subscriptions_response&) const = default;
+};
+
 /// Whole bodies, type NodeId included.
 std::string encode(const create_session_request& m);
 std::string encode(const create_session_response& m);
@@ -332,6 +482,20 @@ std::string encode(const browse_request& m);
 std::string encode(const browse_response& m);
 std::string encode(const translate_browse_paths_request& m);
 std::string encode(const translate_browse_paths_response& m);
+std::string encode(const create_subscription_request& m);
+std::string encode(const create_subscription_response& m);
+std::string encode(const create_monitored_items_request& m);
+std::string encode(const create_monitored_items_response& m);
+std::string encode(const publish_request& m);
+std::string encode(const publish_response& m);
+std::string encode(const delete_subscriptions_request& m);
+std::string encode(const delete_subscriptions_response& m);
+
+/// The ExtensionObject a NotificationData travels in (a raw one is returned as is).
+extension_object to_extension_object(const notification_data& n);
+/// Decodes DataChangeNotification, StatusChangeNotification and EventNotificationList in
+/// binary encoding (refusing a malformed body); keeps any other ExtensionObject raw.
+expected<notification_data> to_notification_data(const extension_object& e);
 
 /// The ExtensionObject an identity token travels in.
 extension_object to_extension_object(const user_identity_token& t);
@@ -350,5 +514,15 @@ expected<browse_request> decode_browse_request(std::string_view body);
 expected<browse_response> decode_browse_response(std::string_view body);
 expected<translate_browse_paths_request> decode_translate_browse_paths_request(std::string_view body);
 expected<translate_browse_paths_response> decode_translate_browse_paths_response(std::string_view body);
+expected<create_subscription_request> decode_create_subscription_request(std::string_view body);
+expected<create_subscription_response> decode_create_subscription_response(std::string_view body);
+expected<create_monitored_items_request>
+decode_create_monitored_items_request(std::string_view body);
+expected<create_monitored_items_response>
+decode_create_monitored_items_response(std::string_view body);
+expected<publish_request> decode_publish_request(std::string_view body);
+expected<publish_response> decode_publish_response(std::string_view body);
+expected<delete_subscriptions_request> decode_delete_subscriptions_request(std::string_view body);
+expected<delete_subscriptions_response> decode_delete_subscriptions_response(std::string_view body);
 
 } // namespace fabrik::opcua

@@ -1,7 +1,10 @@
 // OPC UA services (drivers/opcua/services): round trips of every request and response,
 // byte-exact ReadRequest and ActivateSessionRequest (UserName token) worked out by hand from
 // the Part 4 / Part 6 layouts, a hand-built BrowseResponse, ServiceFault recognized by every
-// response decoder, and every truncation of every valid response refused.
+// response decoder, and every truncation of every valid response refused. Subscription
+// services: byte-exact CreateSubscriptionRequest and CreateMonitoredItemsRequest, a
+// hand-built PublishResponse with a DataChangeNotification, NotificationData types, hostile
+// array lengths.
 
 #include "drivers/opcua/services.hpp"
 
@@ -481,4 +484,380 @@ TEST_CASE("OPC UA requests refuse unknown enumeration values", "[opcua]") {
   auto r = decode_read_request(body);
   REQUIRE_FALSE(r);
   CHECK_THAT(r.err().message, Catch::Contains("timestamps to return 7 is unknown"));
+}
+
+// ---- Subscription services --------------------------------------------------------------
+
+namespace {
+
+create_subscription_request sample_create_subscription_request() {
+  create_subscription_request m;
+  m.header = sample_request_header();
+  m.requested_publishing_interval = 500;
+  m.requested_lifetime_count = 60;
+  m.requested_max_keep_alive_count = 10;
+  m.max_notifications_per_publish = 0;
+  m.publishing_enabled = true;
+  m.priority = 5;
+  return m;
+}
+
+create_subscription_response sample_create_subscription_response() {
+  create_subscription_response m;
+  m.header = sample_response_header();
+  m.subscription_id = 42;
+  m.revised_publishing_interval = 1000;
+  m.revised_lifetime_count = 3000;
+  m.revised_max_keep_alive_count = 100;
+  return m;
+}
+
+create_monitored_items_request sample_create_monitored_items_request() {
+  create_monitored_items_request m;
+  m.header = sample_request_header();
+  m.subscription_id = 1;
+  m.timestamps = timestamps_to_return::source;
+  monitored_item_create_request i;
+  i.item_to_monitor = read_value_id{node_id{2, std::string{"temp"}}, attribute_value, "", {}};
+  i.mode = monitoring_mode::reporting;
+  i.requested_parameters = monitoring_parameters{7, 250, {}, 1, true};
+  m.items_to_create = {i};
+  return m;
+}
+
+create_monitored_items_response sample_create_monitored_items_response() {
+  create_monitored_items_response m;
+  m.header = sample_response_header();
+  monitored_item_create_result a{status_code{0}, 100, 250, 1, {}};
+  monitored_item_create_result b{status_code{0x80340000}, 0, 0, 0, {}}; // BadNodeIdUnknown
+  b.filter_result = extension_object{node_id{0, uint32_t{731}}, extension_object::binary, "xyz"};
+  m.results = {a, b};
+  return m;
+}
+
+publish_request sample_publish_request() {
+  publish_request m;
+  m.header = sample_request_header();
+  m.subscription_acknowledgements = {subscription_acknowledgement{42, 1},
+                                     subscription_acknowledgement{42, 2}};
+  return m;
+}
+
+data_value sample_change(scalar v, int64_t ticks) {
+  data_value d;
+  d.value = variant{std::move(v), {}, {}};
+  d.source_timestamp = date_time{ticks};
+  return d;
+}
+
+publish_response sample_publish_response() {
+  publish_response m;
+  m.header = sample_response_header();
+  m.subscription_id = 42;
+  m.available_sequence_numbers = {3, 4};
+  m.more_notifications = true;
+  m.message.sequence_number = 4;
+  m.message.publish_time = date_time{0x01da'0000'0000'0001};
+  data_change_notification d;
+  d.monitored_items = {monitored_item_notification{1, sample_change(scalar{21.5}, 0x01da'0000'0000'0010)},
+                       monitored_item_notification{2, sample_change(scalar{int32_t{-7}}, 0x01da'0000'0000'0020)}};
+  d.monitored_items[1].value.status = status_code{0x40000000}; // Uncertain
+  m.message.notifications = {
+    d, status_change_notification{status_code{0x80270000}}, event_notification_list{"\x01\x02"},
+    extension_object{node_id{2, uint32_t{5555}}, extension_object::binary, "raw"}};
+  m.results = {status_code{0}, status_code{0x80790000}};
+  return m;
+}
+
+delete_subscriptions_request sample_delete_subscriptions_request() {
+  delete_subscriptions_request m;
+  m.header = sample_request_header();
+  m.subscription_ids = {42, 43};
+  return m;
+}
+
+delete_subscriptions_response sample_delete_subscriptions_response() {
+  delete_subscriptions_response m;
+  m.header = sample_response_header();
+  m.results = {status_code{0}, status_code{0x80280000}};
+  return m;
+}
+
+// A PublishResponse with one DataChangeNotification of two items, worked out by hand.
+const char* hand_publish_response_hex =
+  "01 00 3d 03"                               // four-byte NodeId i=829
+  " 00 00 00 00 00 00 00 00  09 00 00 00"     // ResponseHeader: timestamp 0, handle 9,
+  " 00 00 00 00  00  00 00 00 00  00 00 00"   //   Good, no diagnostics, no strings, null ext
+  " 2a 00 00 00"                              // subscription id 42
+  " 01 00 00 00  05 00 00 00"                 // available sequence numbers [5]
+  " 00"                                       // more notifications false
+  " 05 00 00 00"                              // NotificationMessage sequence number 5
+  " 00 00 00 00 00 00 da 01"                  //   publish time
+  " 01 00 00 00"                              //   one NotificationData:
+  " 01 00 2b 03  01  30 00 00 00"             //   ExtensionObject i=811, binary, 48 bytes:
+  " 02 00 00 00"                              //     two MonitoredItemNotifications
+  " 01 00 00 00  05"                          //     handle 1, DataValue: value + source ts
+  " 0b 00 00 00 00 00 80 35 40"               //       Double 21.5
+  " 10 00 00 00 00 00 da 01"                  //       source timestamp
+  " 02 00 00 00  05"                          //     handle 2, DataValue: value + source ts
+  " 06 2a 00 00 00"                           //       Int32 42
+  " 20 00 00 00 00 00 da 01"                  //       source timestamp
+  " 00 00 00 00"                              //     no diagnostic infos
+  " 00 00 00 00"                              // no results
+  " 00 00 00 00";                             // no diagnostic infos
+
+// Offsets into hand_publish_response_hex.
+constexpr size_t hand_available_at = 4 + 24 + 4;
+constexpr size_t hand_notifications_at = hand_available_at + 8 + 1 + 4 + 8;
+constexpr size_t hand_items_at = hand_notifications_at + 4 + 4 + 1 + 4;
+
+} // namespace
+
+TEST_CASE("OPC UA CreateSubscriptionRequest byte layout", "[opcua]") {
+  std::string body = encode(sample_create_subscription_request());
+  std::string expected = hex(std::string{"01 00 13 03 "} + // four-byte NodeId i=787
+                             sample_request_header_hex +
+                             " 00 00 00 00 00 40 7f 40" // requested publishing interval 500.0
+                             " 3c 00 00 00"             // requested lifetime count 60
+                             " 0a 00 00 00"             // requested max keep-alive count 10
+                             " 00 00 00 00"             // max notifications per publish 0
+                             " 01"                      // publishing enabled
+                             " 05");                    // priority 5
+  CHECK(to_hex(body) == to_hex(expected));
+  auto back = decode_create_subscription_request(body);
+  REQUIRE(back);
+  CHECK(*back == sample_create_subscription_request());
+}
+
+TEST_CASE("OPC UA CreateMonitoredItemsRequest byte layout", "[opcua]") {
+  std::string body = encode(sample_create_monitored_items_request());
+  std::string expected = hex(std::string{"01 00 ef 02 "} + // four-byte NodeId i=751
+                             sample_request_header_hex +
+                             " 01 00 00 00"             // subscription id 1
+                             " 00 00 00 00"             // timestamps to return: Source
+                             " 01 00 00 00"             // one MonitoredItemCreateRequest
+                             " 03 02 00 04 00 00 00 74 65 6d 70" // ns=2;s=temp
+                             " 0d 00 00 00"             // attribute Value (13)
+                             " ff ff ff ff"             // index range null
+                             " 00 00 ff ff ff ff"       // data encoding: null QualifiedName
+                             " 02 00 00 00"             // monitoring mode Reporting
+                             " 07 00 00 00"             // client handle 7
+                             " 00 00 00 00 00 40 6f 40" // sampling interval 250.0
+                             " 00 00 00"                // filter: null ExtensionObject
+                             " 01 00 00 00"             // queue size 1
+                             " 01");                    // discard oldest
+  CHECK(to_hex(body) == to_hex(expected));
+  auto back = decode_create_monitored_items_request(body);
+  REQUIRE(back);
+  CHECK(*back == sample_create_monitored_items_request());
+}
+
+TEST_CASE("OPC UA hand-built PublishResponse with a DataChangeNotification", "[opcua]") {
+  std::string body = hex(hand_publish_response_hex);
+  auto m = decode_publish_response(body);
+  REQUIRE(m);
+  CHECK(m->header.request_handle == 9);
+  CHECK(m->subscription_id == 42);
+  CHECK(m->available_sequence_numbers == std::vector<uint32_t>{5});
+  CHECK_FALSE(m->more_notifications);
+  CHECK(m->message.sequence_number == 5);
+  CHECK(m->message.publish_time == date_time{0x01da'0000'0000'0000});
+  REQUIRE(m->message.notifications.size() == 1);
+  const auto* d = std::get_if<data_change_notification>(&m->message.notifications[0]);
+  REQUIRE(d);
+  REQUIRE(d->monitored_items.size() == 2);
+  CHECK(d->monitored_items[0].client_handle == 1);
+  CHECK(d->monitored_items[0].value == sample_change(scalar{21.5}, 0x01da'0000'0000'0010));
+  CHECK(d->monitored_items[1].client_handle == 2);
+  CHECK(d->monitored_items[1].value == sample_change(scalar{int32_t{42}}, 0x01da'0000'0000'0020));
+  CHECK_FALSE(d->monitored_items[1].value.status);
+  CHECK(m->results.empty());
+  // Encoding the decoded message gives the same bytes back.
+  CHECK(to_hex(encode(*m)) == to_hex(body));
+  check_truncations(body, decode_publish_response);
+
+  SECTION("hostile array lengths are refused before allocating") {
+    struct hostile {
+      size_t at;
+      const char* length;
+      const char* names;
+    };
+    for (auto h : {hostile{hand_available_at, "ff ff ff 7f", "available sequence numbers"},
+                   hostile{hand_available_at, "40 42 0f 00", "available sequence numbers"},
+                   hostile{hand_available_at, "fe ff ff ff", "negative length -2"},
+                   hostile{hand_notifications_at, "ff ff 00 00", "notification data"},
+                   hostile{hand_notifications_at, "00 00 00 80", "notification data"},
+                   hostile{hand_items_at, "ff ff ff 7f", "monitored items"},
+                   hostile{hand_items_at, "00 01 00 00", "monitored items"}}) {
+      std::string bad = body;
+      bad.replace(h.at, 4, hex(h.length));
+      auto r = decode_publish_response(bad);
+      INFO(h.length << " at " << h.at);
+      REQUIRE_FALSE(r);
+      CHECK(r.err().code == ec::parse_error);
+      CHECK_THAT(r.err().message, Catch::Contains(h.names));
+    }
+  }
+  SECTION("a non-empty DiagnosticInfo in the DataChangeNotification is refused") {
+    std::string bad = body;
+    size_t diag = hand_items_at + 4 + 22 + 18;
+    bad.replace(diag, 4, hex("01 00 00 00 01")); // one DiagnosticInfo with mask 1
+    bad[hand_items_at - 4] = '\x31';             // the ExtensionObject body is now 49 bytes
+    auto r = decode_publish_response(bad);
+    REQUIRE_FALSE(r);
+    CHECK_THAT(r.err().message, Catch::Contains("DataChangeNotification diagnostic infos[0]"));
+    CHECK_THAT(r.err().message, Catch::Contains("non-empty DiagnosticInfo"));
+  }
+  SECTION("an ExtensionObject body longer than the notification is refused as trailing") {
+    std::string bad = body;
+    size_t len_at = hand_notifications_at + 4 + 4 + 1;
+    bad[len_at] = '\x34';                    // 52 bytes: the notification plus results
+    bad.erase(bad.size() - 8, 4);            // drop the response's own diagnostic infos...
+    auto r = decode_publish_response(bad);   // ...so results go into the ExtensionObject
+    REQUIRE_FALSE(r);
+    CHECK(r.err().code == ec::parse_error);
+    CHECK_THAT(r.err().message, Catch::Contains("trailing bytes after DataChangeNotification"));
+  }
+}
+
+TEST_CASE("OPC UA NotificationData types", "[opcua]") {
+  SECTION("StatusChangeNotification") {
+    notification_data n = status_change_notification{status_code{0x80270000}};
+    extension_object e = to_extension_object(n);
+    CHECK(e.type_id == node_id{0, uint32_t{status_change_notification_id}});
+    CHECK(e.encoding == extension_object::binary);
+    CHECK(to_hex(e.body) == to_hex(hex("00 00 27 80 00"))); // status, empty DiagnosticInfo
+    auto back = to_notification_data(e);
+    REQUIRE(back);
+    CHECK(*back == n);
+    e.body.back() = '\x01';
+    auto bad = to_notification_data(e);
+    REQUIRE_FALSE(bad);
+    CHECK_THAT(bad.err().message, Catch::Contains("DiagnosticInfo"));
+  }
+  SECTION("EventNotificationList is kept as bytes") {
+    extension_object e{node_id{0, uint32_t{event_notification_list_id}}, extension_object::binary,
+                       "\x01\x00\x00\x00 anything"};
+    auto back = to_notification_data(e);
+    REQUIRE(back);
+    const auto* l = std::get_if<event_notification_list>(&*back);
+    REQUIRE(l);
+    CHECK(l->body == e.body);
+    CHECK(to_extension_object(*back) == e);
+  }
+  SECTION("unknown types and non-binary bodies are kept raw") {
+    for (const auto& e :
+         {extension_object{node_id{0, uint32_t{9999}}, extension_object::binary, "abc"},
+          extension_object{node_id{1, uint32_t{data_change_notification_id}},
+                           extension_object::binary, "abc"},
+          extension_object{node_id{0, uint32_t{data_change_notification_id}},
+                           extension_object::xml, "<x/>"},
+          extension_object{}}) {
+      auto back = to_notification_data(e);
+      REQUIRE(back);
+      const auto* raw = std::get_if<extension_object>(&*back);
+      REQUIRE(raw);
+      CHECK(*raw == e);
+    }
+  }
+  SECTION("a malformed DataChangeNotification body is refused") {
+    extension_object e = to_extension_object(notification_data{data_change_notification{
+      {monitored_item_notification{1, sample_change(scalar{1.0}, 1)}}}});
+    for (size_t n = 0; n < e.body.size(); ++n) {
+      extension_object cut = e;
+      cut.body.resize(n);
+      CHECK_FALSE(to_notification_data(cut));
+    }
+    e.body += "x";
+    auto r = to_notification_data(e);
+    REQUIRE_FALSE(r);
+    CHECK_THAT(r.err().message, Catch::Contains("trailing"));
+  }
+}
+
+TEST_CASE("OPC UA subscription services round-trip", "[opcua]") {
+  auto round_trip = [](const auto& m, auto decode) {
+    auto back = decode(encode(m));
+    REQUIRE(back);
+    CHECK(*back == m);
+  };
+  round_trip(sample_create_subscription_request(), decode_create_subscription_request);
+  round_trip(sample_create_subscription_response(), decode_create_subscription_response);
+  round_trip(sample_create_monitored_items_request(), decode_create_monitored_items_request);
+  round_trip(sample_create_monitored_items_response(), decode_create_monitored_items_response);
+  round_trip(sample_publish_request(), decode_publish_request);
+  round_trip(sample_publish_response(), decode_publish_response);
+  round_trip(sample_delete_subscriptions_request(), decode_delete_subscriptions_request);
+  round_trip(sample_delete_subscriptions_response(), decode_delete_subscriptions_response);
+  round_trip(publish_request{}, decode_publish_request);
+  round_trip(publish_response{}, decode_publish_response); // keep-alive: no notifications
+
+  auto m = sample_create_monitored_items_request();
+  m.timestamps = timestamps_to_return::both;
+  m.items_to_create.push_back(m.items_to_create[0]);
+  m.items_to_create[1].item_to_monitor = read_value_id{node_id{0, uint32_t{2258}}, attribute_value,
+                                                       "1:2", qualified_name{0, "Default Binary"}};
+  m.items_to_create[1].mode = monitoring_mode::sampling;
+  m.items_to_create[1].requested_parameters =
+    monitoring_parameters{8, -1, extension_object{node_id{0, uint32_t{724}}, 1, "f"}, 10, false};
+  round_trip(m, decode_create_monitored_items_request);
+}
+
+TEST_CASE("OPC UA subscription response decoders name a ServiceFault's status code", "[opcua]") {
+  check_fault(decode_create_subscription_response, "CreateSubscriptionResponse");
+  check_fault(decode_create_monitored_items_response, "CreateMonitoredItemsResponse");
+  check_fault(decode_publish_response, "PublishResponse");
+  check_fault(decode_delete_subscriptions_response, "DeleteSubscriptionsResponse");
+  auto r = decode_publish_response(encode(sample_read_response()));
+  REQUIRE_FALSE(r);
+  CHECK_THAT(r.err().message, Catch::Contains("expected PublishResponse"));
+}
+
+TEST_CASE("OPC UA every truncation of every subscription message is refused", "[opcua]") {
+  check_truncations(encode(sample_create_subscription_request()), decode_create_subscription_request);
+  check_truncations(encode(sample_create_subscription_response()), decode_create_subscription_response);
+  check_truncations(encode(sample_create_monitored_items_request()),
+                    decode_create_monitored_items_request);
+  check_truncations(encode(sample_create_monitored_items_response()),
+                    decode_create_monitored_items_response);
+  check_truncations(encode(sample_publish_request()), decode_publish_request);
+  check_truncations(encode(sample_publish_response()), decode_publish_response);
+  check_truncations(encode(sample_delete_subscriptions_request()), decode_delete_subscriptions_request);
+  check_truncations(encode(sample_delete_subscriptions_response()),
+                    decode_delete_subscriptions_response);
+}
+
+TEST_CASE("OPC UA subscription requests refuse hostile lengths and unknown enumerations", "[opcua]") {
+  {
+    std::string body = encode(sample_create_monitored_items_request());
+    size_t at = 4 + 31 + 4 + 4; // items to create length
+    body.replace(at, 4, hex("02 00 00 00")); // two items, bytes for one
+    auto r = decode_create_monitored_items_request(body);
+    REQUIRE_FALSE(r);
+    CHECK_THAT(r.err().message, Catch::Contains("items to create claims 2 elements"));
+  }
+  {
+    std::string body = encode(sample_create_monitored_items_request());
+    size_t at = 4 + 31 + 4 + 4 + 4 + 11 + 4 + 4 + 6; // monitoring mode
+    REQUIRE(body[at] == '\x02');
+    body[at] = '\x03';
+    auto r = decode_create_monitored_items_request(body);
+    REQUIRE_FALSE(r);
+    CHECK_THAT(r.err().message, Catch::Contains("monitoring mode 3 is unknown"));
+  }
+  for (const char* length : {"ff ff ff 7f", "41 42 0f 00", "03 00 00 00", "fe ff ff ff"}) {
+    std::string body = encode(sample_delete_subscriptions_request());
+    body.replace(4 + 31, 4, hex(length));
+    auto r = decode_delete_subscriptions_request(body);
+    INFO(length);
+    REQUIRE_FALSE(r);
+    CHECK_THAT(r.err().message, Catch::Contains("subscription ids"));
+  }
+  {
+    std::string body = encode(sample_publish_request());
+    body.replace(4 + 31, 4, hex("00 00 10 00")); // 1,048,576: over max_array_length
+    auto r = decode_publish_request(body);
+    REQUIRE_FALSE(r);
+    CHECK_THAT(r.err().message, Catch::Contains("over the limit"));
+  }
 }
