@@ -66,36 +66,10 @@ constexpr size_t min_size() {
     static_assert(sizeof(T) == 0, "no minimum size for this type");
 }
 
-template <class T>
-expected<T> read_one(reader& r) {
-  if constexpr (std::is_same_v<T, bool>) return r.read_boolean();
-  else if constexpr (std::is_same_v<T, int8_t>) return r.read_sbyte();
-  else if constexpr (std::is_same_v<T, uint8_t>) return r.read_byte();
-  else if constexpr (std::is_same_v<T, int16_t>) return r.read_int16();
-  else if constexpr (std::is_same_v<T, uint16_t>) return r.read_uint16();
-  else if constexpr (std::is_same_v<T, int32_t>) return r.read_int32();
-  else if constexpr (std::is_same_v<T, uint32_t>) return r.read_uint32();
-  else if constexpr (std::is_same_v<T, int64_t>) return r.read_int64();
-  else if constexpr (std::is_same_v<T, uint64_t>) return r.read_uint64();
-  else if constexpr (std::is_same_v<T, float>) return r.read_float();
-  else if constexpr (std::is_same_v<T, double>) return r.read_double();
-  else if constexpr (std::is_same_v<T, std::string>) return r.read_string();
-  else if constexpr (std::is_same_v<T, date_time>) return r.read_date_time();
-  else if constexpr (std::is_same_v<T, guid>) return r.read_guid();
-  else if constexpr (std::is_same_v<T, byte_string>) return r.read_byte_string();
-  else if constexpr (std::is_same_v<T, xml_element>) return r.read_xml_element();
-  else if constexpr (std::is_same_v<T, node_id>) return r.read_node_id();
-  else if constexpr (std::is_same_v<T, expanded_node_id>) return r.read_expanded_node_id();
-  else if constexpr (std::is_same_v<T, status_code>) return r.read_status_code();
-  else if constexpr (std::is_same_v<T, qualified_name>) return r.read_qualified_name();
-  else if constexpr (std::is_same_v<T, localized_text>) return r.read_localized_text();
-  else if constexpr (std::is_same_v<T, extension_object>) return r.read_extension_object();
-  else static_assert(sizeof(T) == 0, "no reader for this type");
-}
 
 template <size_t I>
 expected<void> read_scalar_as(reader& r, scalar& out) {
-  auto v = read_one<std::variant_alternative_t<I, scalar>>(r);
+  auto v = read_value<std::variant_alternative_t<I, scalar>>(r);
   if (!v)
     return v.err();
   out.emplace<I>(std::move(*v));
@@ -108,7 +82,7 @@ expected<void> read_array_as(reader& r, size_t n, array& out) {
   std::vector<T> items;
   items.reserve(n); // n was checked against the bytes left
   for (size_t i = 0; i < n; ++i) {
-    auto v = read_one<T>(r);
+    auto v = read_value<T>(r);
     if (!v)
       return v.err();
     items.push_back(std::move(*v));

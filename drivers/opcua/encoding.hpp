@@ -21,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <variant>
 #include <vector>
 
@@ -222,5 +223,36 @@ private:
   std::string_view in_;
   size_t pos_ = 0;
 };
+
+/// Reads one value of type T with the matching reader method (for code generic over the
+/// built-in types: Variant decoding, tests).
+template <class T>
+expected<T> read_value(reader& r) {
+  if constexpr (std::is_same_v<T, bool>) return r.read_boolean();
+  else if constexpr (std::is_same_v<T, int8_t>) return r.read_sbyte();
+  else if constexpr (std::is_same_v<T, uint8_t>) return r.read_byte();
+  else if constexpr (std::is_same_v<T, int16_t>) return r.read_int16();
+  else if constexpr (std::is_same_v<T, uint16_t>) return r.read_uint16();
+  else if constexpr (std::is_same_v<T, int32_t>) return r.read_int32();
+  else if constexpr (std::is_same_v<T, uint32_t>) return r.read_uint32();
+  else if constexpr (std::is_same_v<T, int64_t>) return r.read_int64();
+  else if constexpr (std::is_same_v<T, uint64_t>) return r.read_uint64();
+  else if constexpr (std::is_same_v<T, float>) return r.read_float();
+  else if constexpr (std::is_same_v<T, double>) return r.read_double();
+  else if constexpr (std::is_same_v<T, std::string>) return r.read_string();
+  else if constexpr (std::is_same_v<T, date_time>) return r.read_date_time();
+  else if constexpr (std::is_same_v<T, guid>) return r.read_guid();
+  else if constexpr (std::is_same_v<T, byte_string>) return r.read_byte_string();
+  else if constexpr (std::is_same_v<T, xml_element>) return r.read_xml_element();
+  else if constexpr (std::is_same_v<T, node_id>) return r.read_node_id();
+  else if constexpr (std::is_same_v<T, expanded_node_id>) return r.read_expanded_node_id();
+  else if constexpr (std::is_same_v<T, status_code>) return r.read_status_code();
+  else if constexpr (std::is_same_v<T, qualified_name>) return r.read_qualified_name();
+  else if constexpr (std::is_same_v<T, localized_text>) return r.read_localized_text();
+  else if constexpr (std::is_same_v<T, extension_object>) return r.read_extension_object();
+  else if constexpr (std::is_same_v<T, variant>) return r.read_variant();
+  else if constexpr (std::is_same_v<T, data_value>) return r.read_data_value();
+  else static_assert(sizeof(T) == 0, "no reader for this type");
+}
 
 } // namespace fabrik::opcua

@@ -52,41 +52,12 @@ std::string encode(const T& v) {
   return w.release();
 }
 
-/// Reads one value of T with the matching reader method.
-template <class T>
-expected<T> decode_one(reader& r) {
-  if constexpr (std::is_same_v<T, bool>) return r.read_boolean();
-  else if constexpr (std::is_same_v<T, int8_t>) return r.read_sbyte();
-  else if constexpr (std::is_same_v<T, uint8_t>) return r.read_byte();
-  else if constexpr (std::is_same_v<T, int16_t>) return r.read_int16();
-  else if constexpr (std::is_same_v<T, uint16_t>) return r.read_uint16();
-  else if constexpr (std::is_same_v<T, int32_t>) return r.read_int32();
-  else if constexpr (std::is_same_v<T, uint32_t>) return r.read_uint32();
-  else if constexpr (std::is_same_v<T, int64_t>) return r.read_int64();
-  else if constexpr (std::is_same_v<T, uint64_t>) return r.read_uint64();
-  else if constexpr (std::is_same_v<T, float>) return r.read_float();
-  else if constexpr (std::is_same_v<T, double>) return r.read_double();
-  else if constexpr (std::is_same_v<T, std::string>) return r.read_string();
-  else if constexpr (std::is_same_v<T, date_time>) return r.read_date_time();
-  else if constexpr (std::is_same_v<T, guid>) return r.read_guid();
-  else if constexpr (std::is_same_v<T, byte_string>) return r.read_byte_string();
-  else if constexpr (std::is_same_v<T, xml_element>) return r.read_xml_element();
-  else if constexpr (std::is_same_v<T, node_id>) return r.read_node_id();
-  else if constexpr (std::is_same_v<T, expanded_node_id>) return r.read_expanded_node_id();
-  else if constexpr (std::is_same_v<T, status_code>) return r.read_status_code();
-  else if constexpr (std::is_same_v<T, qualified_name>) return r.read_qualified_name();
-  else if constexpr (std::is_same_v<T, localized_text>) return r.read_localized_text();
-  else if constexpr (std::is_same_v<T, extension_object>) return r.read_extension_object();
-  else if constexpr (std::is_same_v<T, variant>) return r.read_variant();
-  else if constexpr (std::is_same_v<T, data_value>) return r.read_data_value();
-  else static_assert(sizeof(T) == 0, "no reader for this type");
-}
 
 /// Decodes all of `bytes` as one T; fails the test when bytes are left over.
 template <class T>
 T decode(std::string_view bytes) {
   reader r{bytes};
-  auto v = decode_one<T>(r);
+  auto v = read_value<T>(r);
   INFO(to_hex(bytes));
   if (!v)
     FAIL(v.err().what());
@@ -97,7 +68,7 @@ T decode(std::string_view bytes) {
 template <class T>
 error decode_error(std::string_view bytes) {
   reader r{bytes};
-  auto v = decode_one<T>(r);
+  auto v = read_value<T>(r);
   INFO(to_hex(bytes));
   REQUIRE_FALSE(v);
   CHECK(v.err().code == ec::parse_error);
@@ -111,7 +82,7 @@ void check_truncations(const std::string& bytes) {
   for (size_t n = 0; n < bytes.size(); ++n) {
     INFO("prefix of " << n << " of " << bytes.size() << " bytes: " << to_hex(bytes));
     reader r{std::string_view{bytes}.substr(0, n)};
-    auto v = decode_one<T>(r);
+    auto v = read_value<T>(r);
     REQUIRE_FALSE(v);
     CHECK(v.err().code == ec::parse_error);
     CHECK(v.err().message.find("offset") != std::string::npos);
