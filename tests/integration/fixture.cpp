@@ -292,11 +292,23 @@ void publish_asset(const std::string& script, int port, int count, int seed, int
   REQUIRE(rc == 0);
 }
 
-void package(const std::string& example, const std::filesystem::path& zip) {
+void package(const std::string& example, const std::filesystem::path& zip,
+             const std::string& version) {
+  auto src = source_dir() / "examples" / example;
+  if (!version.empty()) {
+    auto copy = zip;
+    copy.replace_extension(".src");
+    std::filesystem::copy(src, copy, std::filesystem::copy_options::recursive);
+    auto manifest = read_file(copy / "fabrik-workflow.yaml");
+    auto at = manifest.find("\nversion: ");
+    REQUIRE(at != std::string::npos);
+    auto end = manifest.find('\n', at + 1);
+    manifest.replace(at, end - at, "\nversion: \"" + version + "\"");
+    write_file(copy / "fabrik-workflow.yaml", manifest);
+    src = copy;
+  }
   std::string out;
-  int rc = run_command({fabrik_binary(), "package", (source_dir() / "examples" / example).string(),
-                        "-o", zip.string()},
-                       &out);
+  int rc = run_command({fabrik_binary(), "package", src.string(), "-o", zip.string()}, &out);
   INFO(out);
   REQUIRE(rc == 0);
 }

@@ -132,8 +132,10 @@ inline void publish_boards(int port, int count, int seed, int start_seq) {
   publish_asset("pcb_publisher.py", port, count, seed, start_seq);
 }
 
-/// `fabrik package examples/EXAMPLE -o ZIP`.
-void package(const std::string& example, const std::filesystem::path& zip);
+/// `fabrik package examples/EXAMPLE -o ZIP`; with `version`, the same sources under that
+/// version string instead of the manifest's (a second version of one package).
+void package(const std::string& example, const std::filesystem::path& zip,
+             const std::string& version = "");
 
 /// A flow `workflow-test` of source `src` (simatic-v1) -> storage `store`, src -> workflow
 /// `model` -> JSON sink `out` on `predictions/{stream}`. `workflow` holds the model's

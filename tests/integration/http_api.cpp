@@ -337,15 +337,7 @@ TEST_CASE("deploy pins a workflow actor to a stored version and back to the newe
   REQUIRE(wait_until([&] {
     return stored_count(e.dir / "data" / "storage" / "store", "src/Line1/default") >= 800;
   }));
-  // Version 1.1.0: the same sources under another version string.
-  std::filesystem::copy(source_dir() / "examples" / "pcb-classifier", e.dir / "v2",
-                        std::filesystem::copy_options::recursive);
-  auto manifest = read_file(e.dir / "v2" / "fabrik-workflow.yaml");
-  manifest.replace(manifest.find("\"1.0.0\""), 7, "\"1.1.0\"");
-  write_file(e.dir / "v2" / "fabrik-workflow.yaml", manifest);
-  std::string out;
-  REQUIRE(run_command({fabrik_binary(), "package", (e.dir / "v2").string(), "-o",
-                       (e.dir / "v2.zip").string()}, &out) == 0);
+  package("pcb-classifier", e.dir / "v2.zip", "1.1.0");
   auto served = [&](const std::string& version) {
     auto [s, st] = e.get("/api/actors/model");
     return s == 200 && st.at("details").value("version", "").starts_with(version + " ")
