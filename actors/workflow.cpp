@@ -250,19 +250,7 @@ void start_job(workflow_pointer self, package_version version, std::unique_ptr<d
   req.run_id = run_id;
   req.trigger = std::move(trigger);
   req.tdp_w = s.p.tdp_w;
-  // Parameters need the manifest: known for a reused deployment, else read by the job.
-  std::vector<std::string> errors;
-  auto bytes = s.reg->package_bytes(req.reuse ? req.reuse->version.sha256 : req.version.sha256);
-  if (bytes)
-    if (auto info = read_package_bytes(*bytes, req.version.name + ".zip"))
-      req.params = effective_params(info->manifest, s.p.params, errors);
-  if (!errors.empty()) {
-    std::string all;
-    for (auto& e : errors)
-      all += (all.empty() ? "" : "; ") + e;
-    fail(s, all, s.serving == nullptr);
-    return;
-  }
+  req.params = s.p.params;
   s.job = std::make_shared<job_control>();
   req.pid = s.job->pid;
   s.job_sha = req.reuse ? req.reuse->version.sha256 : req.version.sha256;

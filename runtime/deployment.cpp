@@ -234,19 +234,16 @@ void add_logs(run_record& run, const call_report& rep) {
 
 /// The package extracted under work_dir/SHA16, once: a complete extraction is renamed into
 /// place, so a crash mid-way never leaves a half package that looks whole.
-expected<std::filesystem::path> extracted(const job_request& req) {
+expected<std::filesystem::path> extracted(const job_request& req, std::string_view zip) {
   auto dir = req.work_dir / req.version.sha256.substr(0, 16);
   std::error_code ec_;
   if (std::filesystem::is_directory(dir, ec_))
     return dir;
-  auto zip = req.reg->package_bytes(req.version.sha256);
-  if (!zip)
-    return zip.err();
   std::filesystem::create_directories(req.work_dir, ec_);
   auto tmp = dir;
   tmp += ".tmp" + std::to_string(::getpid());
   std::filesystem::remove_all(tmp, ec_);
-  auto x = extract_package_bytes(*zip, req.version.name + ".zip", tmp);
+  auto x = extract_package_bytes(zip, req.version.name + ".zip", tmp);
   if (!x)
     return x.err();
   std::filesystem::rename(tmp, dir, ec_);
@@ -263,7 +260,15 @@ expected<std::unique_ptr<deployment>> deploy(job_request& req) {
   auto info = read_package_bytes(*bytes, req.version.name + ".zip");
   if (!info)
     return info.err();
-  auto dir = extracted(req);
+  std::vector<std::string> errors;
+  auto params = effective_params(info->manifest, req.params, errors);
+  if (!errors.empty()) {
+    std::string all;
+    for (auto& e : errors)
+      all += (all.empty() ? "" : "; ") + e;
+    return make_error(ec::invalid_argument, all);
+  }
+  auto dir = extracted(req, *bytes);
   if (!dir)
     return dir.err();
   auto w = worker_client::start(req.worker);
@@ -277,7 +282,7 @@ expected<std::unique_ptr<deployment>> deploy(job_request& req) {
   lr.package_dir = *dir;
   lr.entry = d->manifest.entry;
   lr.kind = d->manifest.kind;
-  lr.params = req.params;
+  lr.params = std::move(params);
   auto loaded = d->worker.load(lr, req.load_timeout);
   if (!loaded)
     return make_error(loaded.err().code, with_traceback(d->worker, loaded.err()));

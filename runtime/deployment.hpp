@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -70,7 +71,8 @@ struct job_request {
   std::unique_ptr<deployment> reuse; ///< a deployed, not yet serving worker to continue with
   std::filesystem::path work_dir;   ///< DATA_DIR/workflows/ACTOR: extracted packages
   worker_options worker;
-  nlohmann::json params = nlohmann::json::object();
+  /// The flow's `params:` overrides; the job types them by the manifest it deploys.
+  std::map<std::string, std::string> params;
   std::chrono::milliseconds load_timeout{600000}, train_timeout{600000};
   bool stored_model = true; ///< serve the model stored for (actor, version) when there is one
   bool train = false;       ///< the flow trains this workflow: it needs a model to serve
