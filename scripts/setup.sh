@@ -35,7 +35,9 @@ fi
 
 # npm packages, each folder pinned by its package-lock.json: web/ holds the pages' chart
 # library (uPlot; the build copies it), tests/browser/ the browser tests' driver
-# (playwright-core, which uses Debian's chromium and downloads nothing).
+# (playwright-core, which uses Debian's chromium and downloads nothing), tests/opcua/ the
+# OPC UA server the tests and bench/opcua talk to (node-opcua 2.182: later ones need
+# Node 22).
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 npm_ci() {
   local dir=$1
@@ -57,3 +59,4 @@ npm_ci() {
 }
 npm_ci "$root/web"
 npm_ci "$root/tests/browser"
+npm_ci "$root/tests/opcua"

@@ -1,6 +1,7 @@
 #include "drivers/opcua/services.hpp"
 
 #include "drivers/opcua/detail.hpp"
+#include "drivers/opcua/names.hpp"
 
 #include <cstdio>
 #include <utility>
@@ -52,7 +53,7 @@ expected<void> expect_type(reader& r, std::string_view body, uint32_t want) {
     auto f = as_service_fault(body);
     if (f && *f)
       return make_error(ec::parse_error, std::string{"OPC UA ServiceFault "} +
-                                           hex32((*f)->header.service_result.code) +
+                                           status_name((*f)->header.service_result) +
                                            " instead of " + service_name(want));
     if (!f)
       return in(std::string{"ServiceFault instead of "} + service_name(want), f.err());

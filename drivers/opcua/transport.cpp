@@ -1,6 +1,7 @@
 #include "drivers/opcua/transport.hpp"
 
 #include "drivers/opcua/detail.hpp"
+#include "drivers/opcua/names.hpp"
 
 #include <cstdio>
 #include <utility>
@@ -495,7 +496,7 @@ expected<void> expect_type(reader& r, uint32_t want) {
     auto f = read_fault_rest(r);
     if (f)
       return make_error(ec::parse_error, std::string{"OPC UA ServiceFault "} +
-                                           hex32(f->header.service_result.code) + " instead of " +
+                                           status_name(f->header.service_result) + " instead of " +
                                            service_name(want));
   }
   return fail_at(0, std::string{"expected "} + service_name(want) + " (i=" + std::to_string(want) +

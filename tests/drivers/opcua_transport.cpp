@@ -560,7 +560,7 @@ TEST_CASE("OPC UA ServiceFault is recognized with its status code", "[opcua]") {
   auto as_response = decode_open_secure_channel_response(body);
   REQUIRE_FALSE(as_response);
   CHECK(as_response.err().message ==
-        "OPC UA ServiceFault 0x80550000 instead of OpenSecureChannelResponse");
+        "OPC UA ServiceFault BadSecurityPolicyRejected instead of OpenSecureChannelResponse");
 }
 
 TEST_CASE("OPC UA every truncation of a valid message is refused", "[opcua]") {

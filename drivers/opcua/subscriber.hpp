@@ -1,0 +1,110 @@
+#pragma once
+// The OPC UA session state machine behind `opcua.source`: on its own thread it connects,
+// resolves the variables a flow names (node ids, browse paths, every variable under a
+// folder), creates a subscription with one monitored item per variable, keeps Publish
+// requests outstanding and turns data changes into records. On any failure it closes the
+// connection and starts over with backoff, so a server restart is survived and the
+// subscription re-created. Pure code: no CAF; the actor gets batches through a callback.
+
+#include "actors/record.hpp"
+#include "drivers/opcua/client.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace fabrik::opcua {
+
+struct monitor_options {
+  client_options connection;
+  std::vector<std::string> nodes;   ///< node ids ("ns=1;s=X") or browse paths ("Plant/X")
+  std::vector<std::string> folders; ///< the same forms: every variable below is monitored
+  uint16_t default_namespace = 1;   ///< for browse path segments without "NS:"
+  double sampling_interval_ms = 100;
+  double publishing_interval_ms = 500;
+  uint32_t queue_size = 10; ///< per variable, changes the server keeps between publishes
+  std::string stream;       ///< the records' stream
+  int reconnect_min_s = 1;
+  int reconnect_max_s = 30;
+};
+
+/// A variable being monitored: the name its values get in records.
+struct monitored_variable {
+  std::string name;
+  node_id id;
+};
+
+struct monitor_events {
+  /// Data changes as records; runs on the subscriber's thread and may block (the server
+  /// queues meanwhile: back-pressure).
+  std::function<void(record_batch)> values;
+  /// "connecting", "running" or "degraded", with the reason for degraded.
+  std::function<void(const std::string& state, const std::string& why)> state;
+  /// A named variable or folder the server does not know, or a monitored item it refused:
+  /// one line each, at every (re)connect.
+  std::function<void(const std::string& what)> problem;
+};
+
+/// Counters the actor shows in its status.
+struct monitor_counters {
+  std::atomic<uint64_t> values{0};        ///< data changes received
+  std::atomic<uint64_t> publishes{0};     ///< Publish responses, keep-alives included
+  std::atomic<uint64_t> connects{0};      ///< sessions activated
+  std::atomic<uint64_t> lost{0};          ///< notification messages missed (sequence gaps)
+  std::atomic<uint64_t> unknown_nodes{0}; ///< at the last connect
+  std::atomic<uint64_t> variables{0};     ///< monitored at the last connect
+};
+
+class subscriber {
+public:
+  subscriber(monitor_options options, monitor_events events);
+  ~subscriber();
+  subscriber(const subscriber&) = delete;
+  subscriber& operator=(const subscriber&) = delete;
+
+  void start();
+  /// Closes the session (deleting its subscription) and joins the thread.
+  void stop();
+
+  const monitor_counters& counters() const { return counters_; }
+
+private:
+  void run();
+  /// One session from connect to failure or stop; returns why it ended.
+  error session();
+  /// Subscribes and publishes until a failure or stop.
+  error monitor(client& c);
+  expected<std::vector<monitored_variable>> resolve(client& c);
+  bool sleep_for(std::chrono::milliseconds d); ///< false when stopping
+
+  monitor_options options_;
+  monitor_events events_;
+  monitor_counters counters_;
+  std::atomic<bool> stopping_{false};
+  std::mutex mtx_;
+  std::condition_variable cv_;
+  client* current_ = nullptr; ///< guarded by mtx_, for stop() to interrupt
+  uint64_t next_seq_ = 1;
+  std::thread thread_;
+};
+
+/// The fields one OPC UA value becomes: NAME for a scalar, NAME[i] for each element of an
+/// array (flattened). Numbers and Booleans keep their kind (integers as int, UInt64 above
+/// 2^63 - 1 as double), DateTime becomes int ns since 1970, ByteString and ExtensionObject
+/// bodies bytes, String, NodeId, Guid, QualifiedName, LocalizedText and XmlElement text,
+/// StatusCode int. A null value adds nothing.
+void append_fields(const std::string& name, const variant& v, std::vector<field>& out);
+
+/// Records from one DataChangeNotification: values with the same time (source timestamp,
+/// else server timestamp, else `ingest`, marked time_replaced) and quality are one record,
+/// in the order they first appear. `names` maps client handles (indices) to names;
+/// unknown handles and values without a value are skipped.
+std::vector<record> to_records(const data_change_notification& n,
+                               const std::vector<monitored_variable>& names,
+                               const std::string& stream, int64_t ingest, uint64_t& next_seq);
+
+} // namespace fabrik::opcua
