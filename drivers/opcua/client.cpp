@@ -264,7 +264,7 @@ expected<std::optional<response>> client::receive(milliseconds wait) {
     if ((*m)->type == message_type::open) {
       if (auto ok = handle_open_response(**m); !ok)
         return ok.err();
-      continue;
+      return std::optional<response>{};
     }
     return std::optional<response>{response{(*m)->request_id, std::move((*m)->body)}};
   }

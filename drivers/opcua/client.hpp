@@ -58,8 +58,8 @@ public:
 
   /// Sends one request body (its header from next_header()); returns its request id.
   expected<uint32_t> send(std::string_view body);
-  /// The next service response, waiting up to `wait`; nullopt when none came. Channel
-  /// renewals are answered here and not returned.
+  /// The next service response, waiting up to `wait`; nullopt when none came or when the
+  /// message was the answer to a channel renewal, which is handled here.
   expected<std::optional<response>> receive(std::chrono::milliseconds wait);
   /// Sends and waits (up to the options' timeout) for the answer to this request, which
   /// must be the next response; decodes it with `decode` (a ServiceFault is refused,

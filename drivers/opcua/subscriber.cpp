@@ -220,7 +220,7 @@ expected<std::vector<monitored_variable>> subscriber::resolve(client& c) {
       auto& w = wanted[tr_index[k]];
       auto& r = res->results[k];
       if (!is_good(r.status) || r.targets.empty())
-        problem("unknown node: browse path \"" + w.text + "\" (" + status_name(r.status) + ")");
+        problem("unknown node: browse path " + w.text + " (" + status_name(r.status) + ")");
       else
         w.id = r.targets.front().target_id.node;
     }

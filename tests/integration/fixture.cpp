@@ -134,16 +134,7 @@ void broker::start() {
   write_file(dir_ / "mosquitto.conf", conf.str());
   proc_ = process({"mosquitto", "-c", (dir_ / "mosquitto.conf").string()}, dir_ / "mosquitto.log");
   // Ready when the port accepts connections.
-  bool up = wait_until([&] {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(static_cast<uint16_t>(port_));
-    bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-    ::close(fd);
-    return ok;
-  }, std::chrono::seconds{10});
+  bool up = wait_until([&] { return port_open(port_); }, std::chrono::seconds{10});
   if (!up)
     FAIL("mosquitto did not start: " << read_file(dir_ / "mosquitto.log"));
 }
@@ -205,6 +196,64 @@ std::string read_file(const std::filesystem::path& path) {
   std::ostringstream s;
   s << in.rdbuf();
   return s.str();
+}
+
+std::vector<record> stored_records(const std::filesystem::path& store_dir,
+                                   const std::string& stream) {
+  std::vector<record> out;
+  if (!std::filesystem::exists(store_dir / "data.mdb"))
+    return out;
+  store_options opts;
+  opts.dir = store_dir;
+  opts.read_only = true;
+  auto db = store::open(opts);
+  if (!db)
+    return out;
+  scan_range range;
+  range.stream = stream;
+  (void)db->scan(range, [&](record&& r) {
+    out.push_back(std::move(r));
+    return true;
+  });
+  return out;
+}
+
+bool port_open(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  ::close(fd);
+  return ok;
+}
+
+opcua_server::opcua_server(const std::filesystem::path& dir, std::vector<std::string> args)
+  : dir_(dir), port_(free_port()), args_(std::move(args)) {
+  std::filesystem::create_directories(dir_);
+  start();
+}
+
+opcua_server::~opcua_server() { stop(); }
+
+void opcua_server::start() {
+  // node-opcua writes its certificates under XDG_CONFIG_HOME: keep them in the test's dir.
+  std::vector<std::string> argv{"env", "XDG_CONFIG_HOME=" + (dir_ / "config").string(), "node",
+                                (source_dir() / "tests/opcua/server.mjs").string(), "--port",
+                                std::to_string(port_)};
+  argv.insert(argv.end(), args_.begin(), args_.end());
+  proc_ = process(argv, dir_ / ("server" + std::to_string(++starts_) + ".log"));
+  if (!wait_until([&] { return proc_.log().find("ready ") != std::string::npos; },
+                  std::chrono::seconds{60}))
+    FAIL("the OPC UA test server did not start: " << proc_.log());
+}
+
+void opcua_server::stop() {
+  if (proc_.running()) {
+    proc_.signal(SIGKILL); // like a crash or a power cut: no goodbye to clients
+    proc_.wait();
+  }
 }
 
 uint64_t stored_count(const std::filesystem::path& store_dir, const std::string& stream) {

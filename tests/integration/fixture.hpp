@@ -3,6 +3,8 @@
 // fabrik binary as a child process, temporary directories. Every test starts what it
 // needs and stops it.
 
+#include "actors/record.hpp"
+
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -90,6 +92,32 @@ std::string read_file(const std::filesystem::path& path);
 
 /// Records stored for `stream` (0 while the store does not exist yet).
 uint64_t stored_count(const std::filesystem::path& store_dir, const std::string& stream);
+/// Every record of `stream`, oldest first (none while the store does not exist yet).
+std::vector<record> stored_records(const std::filesystem::path& store_dir,
+                                   const std::string& stream);
+
+/// Whether something accepts TCP connections on 127.0.0.1:PORT.
+bool port_open(int port);
+
+/// The node-opcua test server (tests/opcua/server.mjs) on 127.0.0.1:PORT, its
+/// certificates in `dir`; `args` are its options (--vars, --period, --boards).
+class opcua_server {
+public:
+  explicit opcua_server(const std::filesystem::path& dir, std::vector<std::string> args = {});
+  ~opcua_server();
+  void start(); ///< again after stop(), on the same port
+  void stop();  ///< SIGKILL: the server vanishes without closing sessions
+  int port() const { return port_; }
+  std::string url() const { return "opc.tcp://127.0.0.1:" + std::to_string(port_) + "/fabrik"; }
+  std::string log() const { return proc_.log(); }
+
+private:
+  std::filesystem::path dir_;
+  int port_;
+  std::vector<std::string> args_;
+  int starts_ = 0;
+  process proc_;
+};
 
 } // namespace fabrik::test
 
