@@ -37,6 +37,7 @@ describes both assets.
 """
 
 import argparse
+import json
 import math
 import random
 import sys
@@ -188,6 +189,28 @@ def board_payloads(a):
     return make_payload
 
 
+def print_boards(a):
+    """--jsonl: boards as JSON lines on stdout, {"height": 118.2, ..., "label": "OK"}, for
+    simulators of other protocols (tests/opcua/server.mjs --boards)."""
+    rng = random.Random(a.seed)
+    board = Board(rng)
+    start, n = time.monotonic(), 0
+    try:
+        while not a.count or n < a.count:
+            label = rng.choices(LABELS, LABEL_WEIGHTS)[0]
+            vals = board.draw(label, n)
+            row = {name: round(v, dec) for (name, _t, _u, dec), v in zip(MEASUREMENTS, vals)}
+            if a.labels:
+                row["label"] = label
+            print(json.dumps(row), flush=True)
+            n += 1
+            if a.rate:
+                time.sleep(max(0.0, start + n / a.rate - time.monotonic()))
+    except (BrokenPipeError, KeyboardInterrupt):
+        pass  # the reader went away: done
+    return 0
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(
         description="Simulated PCB solder-paste inspection line publishing simatic-v1 "
@@ -197,6 +220,8 @@ def parse_args(argv):
                    help="boards per second; 0 = as fast as possible (default 10)")
     p.add_argument("--count", type=int, default=0, help="boards to publish; 0 = forever (default)")
     asset.add_publish_arguments(p, "pcb_publisher", "board", LABEL_ID)
+    p.add_argument("--jsonl", action="store_true",
+                   help="print boards as JSON lines on stdout instead of publishing them")
     a = p.parse_args(argv)
     if a.rate < 0 or a.count < 0 or a.window < 1:
         p.error("--rate and --count must be >= 0, --window >= 1")
@@ -205,6 +230,8 @@ def parse_args(argv):
 
 def main(argv=None):
     a = parse_args(sys.argv[1:] if argv is None else argv)
+    if a.jsonl:
+        return print_boards(a)
     pub = asset.Publisher(a, "pcb_publisher", CONNECTION, COLLECTION, metadata(a.app, a.labels))
     asset.stop_on_signals(pub)
     rate = f"{a.rate:g}/s" if a.rate else "max"

@@ -31,6 +31,10 @@ std::string status_name(status_code s);
 inline bool is_good(status_code s) { return (s.code >> 30) == 0; }
 inline bool is_bad(status_code s) { return (s.code >> 30) >= 2; }
 
+/// The Overflow info bit (Part 4 7.34.1): the server's queue for the item was full and it
+/// dropped values before this one.
+inline bool overflowed(status_code s) { return (s.code & 0x0C00u) == 0x0400u && (s.code & 0x80u); }
+
 /// A status code's severity as a record quality (actors/record.hpp): good, uncertain, bad.
 uint16_t quality_of(status_code s);
 

@@ -300,6 +300,14 @@ expected<read_value_id> read_read_value_id(reader& r) {
 
 // ---- Identity tokens --------------------------------------------------------------------
 
+extension_object data_change_filter(data_change_trigger trigger) {
+  writer w;
+  w.write(static_cast<int32_t>(trigger));
+  w.write(uint32_t{0}); // DeadbandType None
+  w.write(0.0);         // DeadbandValue
+  return {node_id{0, data_change_filter_id}, extension_object::binary, w.release()};
+}
+
 extension_object to_extension_object(const user_identity_token& t) {
   writer w;
   extension_object e;

@@ -251,6 +251,13 @@ struct monitoring_parameters {
   bool operator==(const monitoring_parameters&) const = default;
 };
 
+enum class data_change_trigger : int32_t { status = 0, status_value = 1, status_value_timestamp = 2 };
+inline constexpr uint32_t data_change_filter_id = 724;
+
+/// A DataChangeFilter (Part 4 7.22.2) without deadband, as MonitoringParameters carry it:
+/// status_value_timestamp also reports a value written again unchanged.
+extension_object data_change_filter(data_change_trigger trigger);
+
 struct monitored_item_create_request {
   read_value_id item_to_monitor;
   monitoring_mode mode = monitoring_mode::reporting;

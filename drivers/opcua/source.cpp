@@ -40,9 +40,14 @@ const settings_table source_settings{{
    .doc = "how often the server samples each variable (0: on every change)", .min = 0},
   {.name = "publishing_interval", .type = setting_type::duration, .default_value = "500ms",
    .doc = "how often the server sends the changes it collected", .min = 1e6},
+  {.name = "report", .type = setting_type::choice, .default_value = "changes",
+   .doc = "changes: a value only when it differs from the last; writes: every write, even of "
+          "an equal value (by its new source timestamp), so each record has all fields",
+   .choices = {"changes", "writes"}},
   {.name = "queue_size", .type = setting_type::integer, .default_value = "10",
-   .doc = "changes per variable the server keeps between two publishes (oldest dropped "
-          "beyond)", .min = 1, .max = 100000},
+   .doc = "changes per variable the server keeps between two publishes; beyond, it drops "
+          "the oldest (counted as server_overflows): at least changes/s x publishing_interval",
+   .min = 1, .max = 100000},
   {.name = "user", .type = setting_type::string,
    .doc = "user name; without it fabrik logs in anonymously"},
   {.name = "password", .type = setting_type::string,
@@ -134,9 +139,9 @@ monitor_events events_for(std::shared_ptr<handoff> ho, std::string actor) {
     if (state == "connecting")
       ho->problems.clear();
     else if (state == "running")
-      spdlog::info("{}: subscribed{}", actor,
+      spdlog::info("{}: subscribed: {}{}", actor, why,
                    ho->problems.empty() ? "" : " (" + std::to_string(ho->problems.size()) +
-                                                 " variables missing, see above)");
+                                                 " missing, see above)");
     else if (state == "degraded" && why != ho->why)
       spdlog::warn("{}: {}", actor, why); // each new reason once, not every retry
     ho->state = state;
@@ -192,13 +197,14 @@ caf::behavior source(source_pointer self, monitor_options opts, config c, actor_
         st.state = "degraded"; // running, but not everything the flow names is there
         st.last_error = s.ho->problems.front();
       }
-      st.errors = n.unknown_nodes + n.lost;
+      st.errors = n.unknown_nodes + n.lost + n.overflows;
       st.details["values"] = std::to_string(n.values.load());
       st.details["variables"] = std::to_string(n.variables.load());
       st.details["unknown_nodes"] = std::to_string(n.unknown_nodes.load());
       st.details["publishes"] = std::to_string(n.publishes.load());
       st.details["sessions"] = std::to_string(n.connects.load());
       st.details["lost_notifications"] = std::to_string(n.lost.load());
+      st.details["server_overflows"] = std::to_string(n.overflows.load());
       st.details["refused_batches"] = std::to_string(s.em.refusals());
       return st;
     },
@@ -225,6 +231,8 @@ caf::actor spawn_source(spawn_context& ctx) {
   o.sampling_interval_ms = ms(c, "sampling_interval");
   o.publishing_interval_ms = ms(c, "publishing_interval");
   o.queue_size = static_cast<uint32_t>(c.integer("queue_size"));
+  o.trigger = c.str("report") == "writes" ? data_change_trigger::status_value_timestamp
+                                          : data_change_trigger::status_value;
   o.stream = ctx.decl.name + "/" + c.str("stream");
   o.reconnect_min_s = static_cast<int>(c.integer("reconnect_min") / 1'000'000'000);
   o.reconnect_max_s = static_cast<int>(c.integer("reconnect_max") / 1'000'000'000);

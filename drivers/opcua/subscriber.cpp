@@ -93,7 +93,7 @@ std::vector<record> to_records(const data_change_notification& n,
                                const std::vector<monitored_variable>& names,
                                const std::string& stream, int64_t ingest, uint64_t& next_seq) {
   std::vector<record> out;
-  std::map<std::pair<int64_t, uint16_t>, size_t> index;
+  std::map<std::pair<int64_t, uint16_t>, std::vector<size_t>> index;
   for (auto& item : n.monitored_items) {
     if (item.client_handle >= names.size() || !item.value.value)
       continue;
@@ -107,8 +107,24 @@ std::vector<record> to_records(const data_change_notification& n,
       t = ingest;
       q |= quality::time_replaced;
     }
-    auto [at, fresh] = index.try_emplace({t, q}, out.size());
-    if (fresh) {
+    auto& name = names[item.client_handle].name;
+    auto has = [&](const record& r) {
+      return std::any_of(r.fields.begin(), r.fields.end(), [&](const field& f) {
+        return f.name == name || (f.name.starts_with(name) && f.name[name.size()] == '[' &&
+                                  f.name.find('[', name.size() + 1) == std::string::npos);
+      });
+    };
+    // Two values of one variable at one instant (writes within the timestamp's resolution)
+    // go to two records: each value to the first record of that time that lacks it, which
+    // works whether the server lists changes by item or by time.
+    auto& group = index[{t, q}];
+    auto at = std::find_if(group.begin(), group.end(), [&](size_t i) { return !has(out[i]); });
+    size_t target;
+    if (at != group.end()) {
+      target = *at;
+    } else {
+      target = out.size();
+      group.push_back(target);
       record r;
       r.stream = stream;
       r.time = t;
@@ -117,7 +133,7 @@ std::vector<record> to_records(const data_change_notification& n,
       r.quality = q;
       out.push_back(std::move(r));
     }
-    append_fields(names[item.client_handle].name, *item.value.value, out[at->second].fields);
+    append_fields(name, *item.value.value, out[target].fields);
   }
   std::erase_if(out, [](const record& r) { return r.fields.empty(); });
   return out;
@@ -377,8 +393,11 @@ error subscriber::monitor(client& c) {
     item.requested_parameters.client_handle = static_cast<uint32_t>(i);
     item.requested_parameters.sampling_interval = options_.sampling_interval_ms;
     item.requested_parameters.queue_size = options_.queue_size;
+    item.requested_parameters.filter = data_change_filter(options_.trigger);
     mi.items_to_create.push_back(std::move(item));
   }
+  double revised_sampling = 0;
+  uint32_t revised_queue = 0;
   // Large address spaces: items in requests of at most 1000.
   for (size_t from = 0; from < mi.items_to_create.size(); from += 1000) {
     create_monitored_items_request part;
@@ -390,15 +409,24 @@ error subscriber::monitor(client& c) {
     auto res = c.call(part, decode_create_monitored_items_response);
     if (!res)
       return res.err();
-    for (size_t k = 0; k < res->results.size() && from + k < vars->size(); ++k)
+    for (size_t k = 0; k < res->results.size() && from + k < vars->size(); ++k) {
+      if (from + k == 0) {
+        revised_sampling = res->results[k].revised_sampling_interval;
+        revised_queue = res->results[k].revised_queue_size;
+      }
       if (!is_good(res->results[k].status)) {
         ++counters_.unknown_nodes;
         events_.problem("cannot monitor " + (*vars)[from + k].name + " (" +
                         to_string((*vars)[from + k].id) + "): " +
                         status_name(res->results[k].status));
       }
+    }
   }
-  events_.state("running", "");
+  // What the server granted, which may differ from what the flow asked for.
+  events_.state("running", std::to_string(vars->size()) + " variables, publishing every " +
+                             std::to_string(int64_t(sub->revised_publishing_interval)) +
+                             " ms, sampling every " + std::to_string(int64_t(revised_sampling)) +
+                             " ms, queue " + std::to_string(revised_queue));
 
   // A server that says nothing for this long is gone (keep-alives come far more often).
   auto silence = milliseconds{static_cast<int64_t>(sub->revised_publishing_interval *
@@ -463,6 +491,9 @@ error subscriber::monitor(client& c) {
     for (auto& n : msg.notifications) {
       if (auto* dc = std::get_if<data_change_notification>(&n)) {
         counters_.values += dc->monitored_items.size();
+        for (auto& item : dc->monitored_items)
+          if (item.value.status && overflowed(*item.value.status))
+            ++counters_.overflows;
         for (auto& rec : to_records(*dc, *vars, options_.stream, ingest, next_seq_))
           batch.records.push_back(std::move(rec));
       } else if (auto* sc = std::get_if<status_change_notification>(&n)) {

@@ -27,6 +27,8 @@ struct monitor_options {
   double sampling_interval_ms = 100;
   double publishing_interval_ms = 500;
   uint32_t queue_size = 10; ///< per variable, changes the server keeps between publishes
+  /// status_value: changed values only; status_value_timestamp: every write, even unchanged.
+  data_change_trigger trigger = data_change_trigger::status_value;
   std::string stream;       ///< the records' stream
   int reconnect_min_s = 1;
   int reconnect_max_s = 30;
@@ -42,7 +44,7 @@ struct monitor_events {
   /// Data changes as records; runs on the subscriber's thread and may block (the server
   /// queues meanwhile: back-pressure).
   std::function<void(record_batch)> values;
-  /// "connecting", "running" or "degraded", with the reason for degraded.
+  /// "connecting", "running" (with what the server granted) or "degraded" (with why).
   std::function<void(const std::string& state, const std::string& why)> state;
   /// A named variable or folder the server does not know, or a monitored item it refused:
   /// one line each, at every (re)connect.
@@ -55,6 +57,7 @@ struct monitor_counters {
   std::atomic<uint64_t> publishes{0};     ///< Publish responses, keep-alives included
   std::atomic<uint64_t> connects{0};      ///< sessions activated
   std::atomic<uint64_t> lost{0};          ///< notification messages missed (sequence gaps)
+  std::atomic<uint64_t> overflows{0};     ///< values the server dropped: its queue was full
   std::atomic<uint64_t> unknown_nodes{0}; ///< at the last connect
   std::atomic<uint64_t> variables{0};     ///< monitored at the last connect
 };
@@ -101,7 +104,8 @@ void append_fields(const std::string& name, const variant& v, std::vector<field>
 
 /// Records from one DataChangeNotification: values with the same time (source timestamp,
 /// else server timestamp, else `ingest`, marked time_replaced) and quality are one record,
-/// in the order they first appear. `names` maps client handles (indices) to names;
+/// in the order they first appear; a second value of one variable at the same time and
+/// quality starts another record. `names` maps client handles (indices) to names;
 /// unknown handles and values without a value are skipped.
 std::vector<record> to_records(const data_change_notification& n,
                                const std::vector<monitored_variable>& names,

@@ -181,13 +181,19 @@ TEST_CASE("a data change becomes one record per source time and quality", "[opcu
     {1, dv(5, std::nullopt, 0, 3000)}, // no source time: the server's
     {2, dv(6, std::nullopt)},    // no time at all: ingest time, flagged
     {7, dv(7, 1000)},            // a handle we never gave out: skipped
+    {0, dv(8, 1000)},            // x again at t=1000: a second record at that time
+    {0, dv(10, 1000)},           // and a third (a server listing changes item by item)
+    {1, dv(9, 1000)},            // y's second value joins the second record
   };
   data_value empty; // a status without a value: nothing to record
   empty.status = status_code{0x80310000};
   n.monitored_items.push_back({0, empty});
   uint64_t seq = 10;
   auto rs = to_records(n, names, "plc/values", 9000, seq);
-  REQUIRE(rs.size() == 5);
+  REQUIRE(rs.size() == 7);
+  CHECK(rs[5].time == 1000);
+  CHECK(rs[5].fields == std::vector<field>{{"x", 8.0}, {"y", 9.0}});
+  CHECK(rs[6].fields == std::vector<field>{{"x", 10.0}});
   CHECK(rs[0].time == 1000);
   CHECK(rs[0].fields == std::vector<field>{{"x", 1.0}, {"y", 2.0}});
   CHECK(rs[0].quality == quality::good);
@@ -202,7 +208,7 @@ TEST_CASE("a data change becomes one record per source time and quality", "[opcu
   CHECK(rs[4].quality == (quality::good | quality::time_replaced));
   CHECK(rs[0].seq == 10);
   CHECK(rs[4].seq == 14);
-  CHECK(seq == 15);
+  CHECK(seq == 17);
 }
 
 namespace {

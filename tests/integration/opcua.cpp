@@ -8,6 +8,7 @@
 #include "drivers/opcua/transport.hpp"
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 #include <arpa/inet.h>
 #include <atomic>
@@ -358,4 +359,50 @@ TEST_CASE("malformed and truncated OPC UA server messages are refused without a 
   CHECK(fabrik.running());
   stop_cleanly(fabrik);
   CHECK(stored(dir).empty());
+}
+
+TEST_CASE("the example flow: OPC UA boards are stored, train the PCB workflow and get "
+          "predictions on MQTT", "[e2e][opcua][workflow]") {
+  temp_dir dir;
+  broker b{dir / "broker"};
+  opcua_server server{dir / "server",
+                      {"--boards", "/usr/bin/python3 " +
+                                     (source_dir() / "bench/assets/pcb_publisher.py").string() +
+                                     " --jsonl --rate 300 --seed 5"}};
+  auto flow = read_file(source_dir() / "flows/examples/opcua-pcb.yaml");
+  auto replace = [&](const std::string& from, const std::string& to) {
+    auto at = flow.find(from);
+    REQUIRE(at != std::string::npos);
+    flow.replace(at, from.size(), to);
+  };
+  replace("opc.tcp://127.0.0.1:4840/fabrik", server.url());
+  replace("tcp://127.0.0.1:1883", b.url());
+  write_file(dir / "flow.yaml", flow);
+  std::filesystem::create_directories(dir / "workflows");
+  package("pcb-classifier", dir / "workflows" / "pcb-classifier.zip");
+  subscriber predictions{b, {"#"}};
+  auto fabrik = run_fabrik(dir);
+  bool served = wait_until([&] { return logged(fabrik, "classifier: serving pcb-classifier"); },
+                           std::chrono::seconds{120});
+  INFO(fabrik.log());
+  REQUIRE(served);
+  REQUIRE(wait_until([&] { return predictions.count() >= 300; }, std::chrono::seconds{60}));
+  stop_cleanly(fabrik);
+  // Each prediction answers a stored board (by seq); most agree with its label.
+  std::map<uint64_t, std::string> label;
+  for (auto& r : stored_records(dir / "data" / "storage" / "store", "spi/values")) {
+    REQUIRE(r.fields.size() == 17); // 16 measurements and the label: whole boards
+    label[r.seq] = std::get<std::string>(*r.find("label"));
+  }
+  size_t right = 0, answered = 0;
+  for (auto& [topic, payload] : predictions.messages()) {
+    auto j = nlohmann::json::parse(payload);
+    auto seq = j.at("seq").get<uint64_t>();
+    REQUIRE(label.count(seq));
+    ++answered;
+    right += j.at("prediction").get<std::string>() == label[seq];
+  }
+  INFO(right << " of " << answered);
+  CHECK(answered >= 300);
+  CHECK(double(right) / double(answered) > 0.8);
 }

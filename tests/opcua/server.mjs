@@ -3,7 +3,7 @@
 // operator/secret (whose password clients must encrypt, as node-opcua asks for on a
 // None endpoint).
 //
-//   node tests/opcua/server.mjs --port 4840 [--vars N] [--period MS] [--boards]
+//   node tests/opcua/server.mjs --port 4840 [--vars N] [--period MS] [--boards CMD]
 //
 // Address space, namespace 1, under Objects/Plant (browse names = node id strings):
 //   Temperature Double, Counter Int32, Running Boolean, Label String, Pressure Float,
@@ -12,9 +12,9 @@
 //   (default 100) with one source timestamp per tick; Counter counts ticks from 1.
 //   Objects/Plant/Static/Serial String "SN-1" (never changes).
 // --vars N adds Objects/Bench/V0..V{N-1} (Double, every one changes each tick).
-// --boards reads JSON lines {"name": value, ...} from stdin and writes each line's values
-// to Objects/Board/<name> under one source timestamp (see bench/assets/pcb_publisher.py
-// --jsonl).
+// --boards runs CMD (a shell command) and writes each JSON line {"name": value, ...} it
+// prints to Objects/Board/<name>, all under one source timestamp: one board per line
+// (bench/assets/pcb_publisher.py --jsonl). The server listens once the first line came.
 // Prints "ready opc.tcp://127.0.0.1:PORT/fabrik" once it listens. XDG_CONFIG_HOME decides
 // where node-opcua writes its certificates: tests point it at a scratch directory.
 
@@ -22,6 +22,7 @@ import { OPCUAServer } from "node-opcua-server";
 import { DataType, Variant, VariantArrayType } from "node-opcua-variant";
 import { StatusCodes } from "node-opcua-status-code";
 import readline from "node:readline";
+import { spawn } from "node:child_process";
 
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(name);
@@ -30,7 +31,7 @@ const arg = (name, fallback) => {
 const port = Number(arg("--port", "4840"));
 const period = Number(arg("--period", "100"));
 const benchVars = Number(arg("--vars", "0"));
-const boards = process.argv.includes("--boards");
+const boards = arg("--boards", null);
 
 const server = new OPCUAServer({
   port,
@@ -46,6 +47,9 @@ const server = new OPCUAServer({
   allowAnonymous: true,
   userManager: { isValidUser: (user, password) => user === "operator" && password === "secret" },
   buildInfo: { productName: "fabrik-test-peer" },
+  // With the variables' minimumSamplingInterval 0, items that ask for 0 get every change
+  // (node-opcua otherwise coalesces changes within 50 ms).
+  serverCapabilities: { minSupportedSampleRate: 0 },
 });
 await server.initialize();
 
@@ -53,7 +57,10 @@ const space = server.engine.addressSpace;
 const ns = space.getOwnNamespace();
 const folder = (parent, name) => ns.addFolder(parent, { browseName: name, nodeId: `s=${name}` });
 const variable = (parent, name, dataType, valueRank = -1) =>
-  ns.addVariable({ componentOf: parent, browseName: name, nodeId: `s=${name}`, dataType, valueRank });
+  // minimumSamplingInterval 0: monitored items see every write (exception-based), as a PLC
+  // that reports each cycle would; otherwise node-opcua samples on a timer.
+  ns.addVariable({ componentOf: parent, browseName: name, nodeId: `s=${name}`, dataType, valueRank,
+                   minimumSamplingInterval: 0 });
 
 const plant = folder(space.rootFolder.objects, "Plant");
 const vars = {
@@ -78,6 +85,11 @@ if (benchVars > 0) {
   for (let i = 0; i < benchVars; ++i) bench.push(variable(f, `V${i}`, "Double"));
 }
 
+// Source timestamps have ms resolution here: each write gets a later one than the last,
+// so two writes never share a timestamp (as on a PLC, whose clock is finer).
+let lastWrite = 0;
+const nextTime = () => new Date((lastWrite = Math.max(Date.now(), lastWrite + 1)));
+
 let tick = 0;
 const set = (v, dataType, value, when, status = StatusCodes.Good, array = false) =>
   v.setValueFromSource(
@@ -86,7 +98,7 @@ const set = (v, dataType, value, when, status = StatusCodes.Good, array = false)
 
 function step() {
   ++tick;
-  const when = new Date();
+  const when = nextTime();
   const t = tick;
   set(...vars.Temperature, 20 + (t % 50) / 10, when);
   set(...vars.Counter, t, when);
@@ -104,31 +116,40 @@ function step() {
 step();
 setInterval(step, period);
 
+// The board variables exist before the server listens: a client browsing Board finds them.
+let feeder = null;
 if (boards) {
   const board = folder(space.rootFolder.objects, "Board");
   const fields = new Map();
-  readline.createInterface({ input: process.stdin }).on("line", (line) => {
-    let values;
-    try {
-      values = JSON.parse(line);
-    } catch {
-      console.error(`server: not JSON: ${line.slice(0, 80)}`);
-      return;
-    }
-    const when = new Date();
+  const write = (values) => {
+    const when = nextTime();
     for (const [name, value] of Object.entries(values)) {
       const type = typeof value === "string" ? DataType.String : DataType.Double;
       if (!fields.has(name))
         fields.set(name, variable(board, name, type === DataType.String ? "String" : "Double"));
       set(fields.get(name), type, value, when);
     }
+  };
+  feeder = spawn(boards, { shell: true, stdio: ["ignore", "pipe", "inherit"] });
+  const lines = readline.createInterface({ input: feeder.stdout });
+  let first = null;
+  const ready = new Promise((resolve) => (first = resolve));
+  lines.on("line", (line) => {
+    try {
+      write(JSON.parse(line));
+    } catch {
+      console.error(`server: not JSON: ${line.slice(0, 80)}`);
+    }
+    first();
   });
+  await ready;
 }
 
 await server.start();
 console.log(`ready opc.tcp://127.0.0.1:${port}/fabrik`);
 
 const stop = async () => {
+  if (feeder) feeder.kill();
   await server.shutdown(0);
   process.exit(0);
 };
