@@ -8,6 +8,7 @@
 #include <cmath>
 #include <map>
 #include <type_traits>
+#include <unordered_set>
 
 namespace fabrik::opcua {
 namespace {
@@ -94,6 +95,7 @@ std::vector<record> to_records(const data_change_notification& n,
                                const std::string& stream, int64_t ingest, uint64_t& next_seq) {
   std::vector<record> out;
   std::map<std::pair<int64_t, uint16_t>, std::vector<size_t>> index;
+  std::vector<std::unordered_set<uint32_t>> holds; // per record: the variables it has
   for (auto& item : n.monitored_items) {
     if (item.client_handle >= names.size() || !item.value.value)
       continue;
@@ -107,24 +109,20 @@ std::vector<record> to_records(const data_change_notification& n,
       t = ingest;
       q |= quality::time_replaced;
     }
-    auto& name = names[item.client_handle].name;
-    auto has = [&](const record& r) {
-      return std::any_of(r.fields.begin(), r.fields.end(), [&](const field& f) {
-        return f.name == name || (f.name.starts_with(name) && f.name[name.size()] == '[' &&
-                                  f.name.find('[', name.size() + 1) == std::string::npos);
-      });
-    };
     // Two values of one variable at one instant (writes within the timestamp's resolution)
     // go to two records: each value to the first record of that time that lacks it, which
     // works whether the server lists changes by item or by time.
     auto& group = index[{t, q}];
-    auto at = std::find_if(group.begin(), group.end(), [&](size_t i) { return !has(out[i]); });
+    auto at = std::find_if(group.begin(), group.end(), [&](size_t i) {
+      return !holds[i].contains(item.client_handle);
+    });
     size_t target;
     if (at != group.end()) {
       target = *at;
     } else {
       target = out.size();
       group.push_back(target);
+      holds.emplace_back();
       record r;
       r.stream = stream;
       r.time = t;
@@ -133,7 +131,8 @@ std::vector<record> to_records(const data_change_notification& n,
       r.quality = q;
       out.push_back(std::move(r));
     }
-    append_fields(name, *item.value.value, out[target].fields);
+    holds[target].insert(item.client_handle);
+    append_fields(names[item.client_handle].name, *item.value.value, out[target].fields);
   }
   std::erase_if(out, [](const record& r) { return r.fields.empty(); });
   return out;
