@@ -87,6 +87,8 @@ public:
 
   const create_session_response& session() const { return session_; }
   const acknowledge& limits() const { return ack_; }
+  /// The channel's current security token (a renewal changes it).
+  uint32_t token_id() const { return token_id_; }
 
 private:
   explicit client(client_options options);
