@@ -256,14 +256,14 @@ void check_source(const flow& f, const actor_decl& a, const std::string& file,
   if (nodes.empty() && folders.empty())
     report("name the variables to monitor in `nodes` or `folders`");
   auto ns = static_cast<uint16_t>(c.integer("namespace"));
-  for (auto* list : {&nodes, &folders})
+  for (auto [key, list] : {std::pair{"nodes", &nodes}, std::pair{"folders", &folders}})
     for (auto& n : *list) {
       bool is_id = n.starts_with("ns=") || (n.size() > 1 && n[1] == '=');
       if (is_id) {
         if (auto id = parse_node_id(n); !id)
-          report(id.err().message);
+          report(std::string{key} + ": " + id.err().message);
       } else if (auto path = parse_browse_path(n, ns); !path) {
-        report(path.err().message);
+        report(std::string{key} + ": " + path.err().message);
       }
     }
   if (c.has("password") && !c.has("user"))
