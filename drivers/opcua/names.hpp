@@ -19,6 +19,13 @@ expected<node_id> parse_node_id(std::string_view text);
 /// The same text form (numeric, string, guid in upper case, opaque in base64).
 std::string to_string(const node_id& id);
 
+/// Whether a flow's variable text is meant as a NodeId ("ns=..." or "i=", "s=", "g=",
+/// "b=") rather than a browse path.
+inline bool is_node_id_text(std::string_view s) {
+  return s.starts_with("ns=") ||
+         (s.size() > 1 && s[1] == '=' && std::string_view{"isgb"}.find(s[0]) != std::string_view::npos);
+}
+
 /// A browse path: segments separated by '/', each "NS:Name" or "Name" (namespace
 /// default_ns), followed along hierarchical references from the Objects folder.
 /// "Name" may not be empty; '/' and ':' inside a name are escaped with '&'.

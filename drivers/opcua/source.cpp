@@ -89,6 +89,18 @@ struct source_state {
   actor_status st;
   caf::response_promise stop_promise;
   bool stopping = false;
+
+  ~source_state() {
+    // Without a stop (the actor killed): release a handover waiting for room, then join.
+    if (ho) {
+      {
+        std::lock_guard lock{ho->mtx};
+        ho->stopping = true;
+      }
+      ho->cv.notify_all();
+    }
+    sub.reset();
+  }
 };
 
 using source_pointer = caf::stateful_actor<source_state>*;
@@ -258,8 +270,7 @@ void check_source(const flow& f, const actor_decl& a, const std::string& file,
   auto ns = static_cast<uint16_t>(c.integer("namespace"));
   for (auto [key, list] : {std::pair{"nodes", &nodes}, std::pair{"folders", &folders}})
     for (auto& n : *list) {
-      bool is_id = n.starts_with("ns=") || (n.size() > 1 && n[1] == '=');
-      if (is_id) {
+      if (is_node_id_text(n)) {
         if (auto id = parse_node_id(n); !id)
           report(std::string{key} + ": " + id.err().message);
       } else if (auto path = parse_browse_path(n, ns); !path) {

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <set>
 #include <type_traits>
 #include <unordered_set>
 
@@ -59,10 +60,6 @@ value scalar_value(const scalar& s) {
         return std::string{}; // monostate: never reached (callers skip null)
     },
     s);
-}
-
-bool is_node_id_text(std::string_view s) {
-  return s.starts_with("ns=") || (s.size() > 2 && s[1] == '=' && std::string_view{"isgb"}.find(s[0]) != std::string_view::npos);
 }
 
 std::string join(const std::vector<std::string>& parts, char sep) {
@@ -333,8 +330,9 @@ expected<std::vector<monitored_variable>> subscriber::resolve(client& c) {
   counters_.unknown_nodes = unknown;
   // One variable named twice (a node and a folder holding it) is monitored once.
   std::vector<monitored_variable> unique;
+  std::set<std::string> seen;
   for (auto& v : found)
-    if (std::none_of(unique.begin(), unique.end(), [&](auto& u) { return u.id == v.id; }))
+    if (seen.insert(to_string(v.id)).second)
       unique.push_back(std::move(v));
   return unique;
 }
