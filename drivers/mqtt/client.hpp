@@ -2,6 +2,7 @@
 // A small RAII wrapper over Paho MQTT C (async). No actor code: callbacks run on Paho's
 // threads and must only hand data over (see source.cpp for the delivery contract).
 
+#include "actors/backoff.hpp"
 #include "actors/error.hpp"
 
 #include <algorithm>
@@ -36,25 +37,6 @@ struct client_options {
   std::string will_payload;
   int will_qos = 1;
   bool will_retain = false;
-};
-
-/// Delays between connect attempts after a failed first connect (Paho retries lost
-/// connections by itself, but not a first connect): doubling from min to max.
-class backoff {
-public:
-  backoff(int min_s, int max_s) : min_(min_s), max_(max_s), next_(min_s) {}
-  /// The delay before the next attempt; each call doubles the one after.
-  std::chrono::seconds next() {
-    auto d = next_;
-    next_ = std::min(next_ * 2, max_);
-    return std::chrono::seconds{d};
-  }
-  void reset() { next_ = min_; }
-
-private:
-  int min_;
-  int max_;
-  int next_;
 };
 
 /// True when a connection-state reason says the first connect failed (retry is ours).
