@@ -7,7 +7,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <csignal>
+#include <map>
+#include <set>
 
 using namespace fabrik;
 using namespace fabrik::test;
@@ -149,3 +153,59 @@ TEST_CASE("the camera process stopped and started again: the source reconnects a
   CHECK(fabrik.proc.log().find("stopped answering; reconnecting") != std::string::npos);
 }
 
+TEST_CASE("the frame-check workflow gets the camera's frames and its verdicts go out on MQTT",
+          "[e2e][genicam][workflow]") {
+  temp_dir dir;
+  broker b{dir / "broker"};
+  fake_camera camera{dir.path()};
+  package("frame-check", dir / "frame-check.zip");
+  write_file(dir / "flow.yaml",
+             "name: genicam-workflow-test\n"
+             "brokers:\n"
+             "  local: {url: \"" + b.url() + "\"}\n"
+             "actors:\n"
+             "  cam:\n"
+             "    kind: genicam.source\n"
+             "    camera: " + std::string{fake_camera::id} + "\n"
+             "    width: 320\n"
+             "    height: 240\n"
+             "    pixel_format: Mono8\n"
+             "    frame_rate: 10\n"
+             "  store: {kind: storage, max_age: 1d}\n"
+             "  check: {kind: workflow, package: frame-check.zip}\n"
+             "  out: {kind: mqtt.sink, broker: local, topic: \"verdicts/{stream}\"}\n"
+             "wires:\n"
+             "  - cam -> store\n"
+             "  - cam -> check\n"
+             "  - check -> out\n");
+  subscriber verdicts{b, {"verdicts/#"}};
+  running_flow fabrik{dir};
+  INFO(fabrik.proc.log());
+  REQUIRE(wait_until([&] { return verdicts.count() >= 10; }, std::chrono::seconds{90}));
+  fabrik.stop();
+  // Each verdict answers one stored frame (same seq): the workflow saw a uint8 array of
+  // 240 x 320 and its brightness is that frame's mean.
+  std::map<uint64_t, record> frames;
+  for (auto& r : stored(fabrik.store_dir()))
+    frames[r.seq] = r;
+  auto msgs = verdicts.messages();
+  CHECK(msgs.front().first == "verdicts/check/" + stream);
+  size_t checked = 0;
+  for (auto& [topic, payload] : msgs) {
+    auto j = nlohmann::json::parse(payload);
+    CHECK(j.at("workflow") == "frame-check");
+    CHECK(j.at("dtype") == "uint8");
+    CHECK(j.at("shape") == "240x320");
+    CHECK(std::set<std::string>{"dark", "ok", "bright"}.count(j.at("verdict").get<std::string>()));
+    auto it = frames.find(j.at("seq").get<uint64_t>());
+    if (it == frames.end())
+      continue; // answered, but its store commit raced the shutdown
+    auto& img = std::get<bytes>(*it->second.find("image")).data;
+    double sum = 0;
+    for (unsigned char c : img)
+      sum += c;
+    CHECK(j.at("brightness").get<double>() == Approx(sum / img.size() / 255).margin(1e-5));
+    ++checked;
+  }
+  CHECK(checked >= 5);
+}

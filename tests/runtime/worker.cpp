@@ -983,6 +983,39 @@ TEST_CASE("the IMU example workflow honours the worker contract for windows",
   CHECK(static_cast<double>(right) / truth.size() > 0.8);
 }
 
+TEST_CASE("the frame-check example workflow tells dark, ok and bright frames apart",
+          "[worker][examples][images]") {
+  auto [manifest, params] = example("frame-check");
+  REQUIRE(manifest.images == std::vector<std::string>{"image"});
+  REQUIRE(manifest.inputs.empty());
+  auto w = start_worker();
+  load_ok(w, {std::filesystem::path{FABRIK_SOURCE_DIR} / "examples" / "frame-check",
+              manifest.entry, manifest.kind, params});
+  // Uniform frames: 10, 128 and 250 of 255 (Mono8), and 60000 of 65535 (Mono16).
+  std::vector<std::string> keep{std::string(64 * 48, char(10)), std::string(64 * 48, char(128)),
+                                std::string(64 * 48, char(250)), std::string(32 * 16 * 2, '\0')};
+  for (size_t i = 0; i < keep[3].size(); i += 2) {
+    keep[3][i] = static_cast<char>(60000 & 0xff);
+    keep[3][i + 1] = static_cast<char>(60000 >> 8);
+  }
+  worker::dataset d;
+  d.image_names = manifest.images;
+  for (size_t i = 0; i < 3; ++i)
+    d.images.push_back({keep[i], 64, 48, "Mono8", true});
+  d.images.push_back({keep[3], 32, 16, "Mono16", true});
+  auto p = w.predict(d, call_timeout);
+  if (!p)
+    FAIL(p.err().what() << "\n" << w.last_failure().traceback);
+  REQUIRE(p->outputs.size() == 4);
+  CHECK(p->outputs[0]["verdict"] == "dark");
+  CHECK(p->outputs[1]["verdict"] == "ok");
+  CHECK(p->outputs[2]["verdict"] == "bright");
+  CHECK(p->outputs[3]["verdict"] == "bright");
+  CHECK(p->outputs[3]["dtype"] == "uint16");
+  CHECK(p->outputs[3]["shape"] == "16x32");
+  CHECK(p->outputs[1]["brightness"].get<double>() == Approx(128.0 / 255).epsilon(1e-4));
+}
+
 // -- measurements ---------------------------------------------------------------------
 
 TEST_CASE("per-call overhead of the worker round trip", "[.][bench][worker_bench]") {
