@@ -313,6 +313,9 @@ camera_counters camera::counters() const {
     guint64 completed = 0, failures = 0, underruns = 0;
     arv_stream_get_statistics(p.stream, &completed, &failures, &underruns);
     c.underruns = underruns;
+    // Names of aravis's GigE Vision stream infos; other streams report 0.
+    c.missing_packets = arv_stream_get_info_uint64_by_name(p.stream, "n_missing_packets");
+    c.resent_packets = arv_stream_get_info_uint64_by_name(p.stream, "n_resent_packets");
   }
   std::lock_guard lock{p.mtx};
   c.queued = p.ring.size();

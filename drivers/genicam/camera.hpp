@@ -55,6 +55,8 @@ struct camera_counters {
   uint64_t decimated = 0;  ///< frames skipped by decimation
   uint64_t incomplete = 0; ///< buffers aravis reported as failed (missing packets, timeout)
   uint64_t underruns = 0;  ///< frames aravis lost for lack of a buffer (should stay 0)
+  uint64_t missing_packets = 0; ///< GigE Vision packets that did not arrive in time
+  uint64_t resent_packets = 0;  ///< of those, the ones the camera sent again on request
   size_t queued = 0;       ///< frames in the ring now
 };
 

@@ -122,6 +122,8 @@ camera_counters totals(const source_state& s) {
     c.decimated += now.decimated;
     c.incomplete += now.incomplete;
     c.underruns += now.underruns;
+    c.missing_packets += now.missing_packets;
+    c.resent_packets += now.resent_packets;
     c.queued = now.queued;
   }
   return c;
@@ -272,6 +274,8 @@ caf::behavior source(source_pointer self, camera_options opts, size_t batch_size
       st.details["decimated"] = std::to_string(c.decimated);
       st.details["incomplete"] = std::to_string(c.incomplete);
       st.details["underruns"] = std::to_string(c.underruns);
+      st.details["missing_packets"] = std::to_string(c.missing_packets);
+      st.details["resent_packets"] = std::to_string(c.resent_packets);
       st.details["feature_errors"] = std::to_string(s.feature_errors);
       st.details["reconnects"] = std::to_string(s.reconnects);
       st.details["in_flight_batches"] = std::to_string(s.em.in_flight());
