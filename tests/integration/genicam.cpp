@@ -105,22 +105,24 @@ TEST_CASE("frames of the fake GigE Vision camera are stored with the size set in
         != std::string::npos);
 }
 
-TEST_CASE("a feature the camera does not have is reported once and counted, and the camera "
-          "streams with the features it has",
+TEST_CASE("a feature the camera does not have and a value it refuses are reported once and "
+          "counted, and the camera streams with the features it has",
           "[e2e][genicam]") {
   temp_dir dir;
   fake_camera camera{dir.path()};
   write_file(dir / "flow.yaml", camera_flow("    frame_rate: 20\n"
+                                            "    pixel_format: Banana\n"
                                             "    features: [Width=128, NoSuchFeature=3, "
                                             "Height=96]\n"));
   running_flow fabrik{dir};
   INFO(fabrik.proc.log());
   REQUIRE(wait_until([&] { return stored_count(fabrik.store_dir(), stream) >= 5; },
                      std::chrono::seconds{30}));
-  REQUIRE(wait_until([&] { return status_value(fabrik.proc.log(), "cam", "feature_errors") == 1; },
+  REQUIRE(wait_until([&] { return status_value(fabrik.proc.log(), "cam", "feature_errors") == 2; },
                      std::chrono::seconds{10}));
   fabrik.stop();
   auto log = fabrik.proc.log();
+  CHECK(log.find("cam: camera Aravis-Fake-GV01: pixel_format 'Banana': ") != std::string::npos);
   CHECK(log.find("cam: camera Aravis-Fake-GV01: feature 'NoSuchFeature': no such feature on "
                  "this camera")
         != std::string::npos);
@@ -151,6 +153,36 @@ TEST_CASE("the camera process stopped and started again: the source reconnects a
                      std::chrono::seconds{60}));
   fabrik.stop();
   CHECK(fabrik.proc.log().find("stopped answering; reconnecting") != std::string::npos);
+}
+
+TEST_CASE("a camera that is not there is reported with its id and retried, and the rest of "
+          "the flow runs",
+          "[e2e][genicam]") {
+  temp_dir dir;
+  broker b{dir / "broker"};
+  write_file(dir / "flow.yaml",
+             "name: genicam-missing\n"
+             "brokers:\n"
+             "  local: {url: \"" + b.url() + "\"}\n"
+             "actors:\n"
+             "  cam: {kind: genicam.source, camera: No-Such-Camera-42}\n"
+             "  line_in: {kind: mqtt.source, broker: local, topics: [t], format: json}\n"
+             "  store: {kind: storage}\n"
+             "wires:\n"
+             "  - cam -> store\n"
+             "  - line_in -> store\n");
+  running_flow fabrik{dir};
+  INFO(fabrik.proc.log());
+  REQUIRE(wait_until([&] { return status_value(fabrik.proc.log(), "cam", "errors") >= 2; },
+                     std::chrono::seconds{30}));
+  auto log = fabrik.proc.log();
+  CHECK(log.find("cam: camera 'No-Such-Camera-42' not found") != std::string::npos);
+  CHECK(log.find("status cam (genicam.source) degraded") != std::string::npos);
+  // The engine goes on: MQTT records still reach the storage.
+  publish_lines(b.port(), "t", {R"({"x": 1})", R"({"x": 2})"});
+  REQUIRE(wait_until([&] { return stored_count(fabrik.store_dir(), "line_in/t") == 2; },
+                     std::chrono::seconds{30}));
+  fabrik.stop();
 }
 
 TEST_CASE("the frame-check workflow gets the camera's frames and its verdicts go out on MQTT",
