@@ -24,6 +24,13 @@ std::string take_error(GError*& err) {
   return msg;
 }
 
+// aravis keeps one device list for the process: two sources opening cameras at once
+// must not update it under each other.
+std::mutex& discovery_mutex() {
+  static std::mutex m;
+  return m;
+}
+
 void enable_fake_interface() {
   static std::once_flag once;
   std::call_once(once, [] { arv_enable_interface("Fake"); });
@@ -116,9 +123,8 @@ struct camera::impl {
 camera::camera(std::unique_ptr<impl> p) : p_(std::move(p)) {}
 camera::~camera() = default;
 
-std::vector<std::string> list_devices(bool fake_interface) {
-  if (fake_interface)
-    enable_fake_interface();
+namespace {
+std::vector<std::string> device_ids() {
   arv_update_device_list();
   std::vector<std::string> ids;
   for (unsigned i = 0; i < arv_get_n_devices(); ++i)
@@ -126,15 +132,24 @@ std::vector<std::string> list_devices(bool fake_interface) {
       ids.emplace_back(id);
   return ids;
 }
+} // namespace
+
+std::vector<std::string> list_devices(bool fake_interface) {
+  if (fake_interface)
+    enable_fake_interface();
+  std::lock_guard lock{discovery_mutex()};
+  return device_ids();
+}
 
 expected<std::unique_ptr<camera>> camera::open(const camera_options& opts) {
   if (opts.fake_interface)
     enable_fake_interface();
   // The first camera is looked up by id, so that the stream is named after the device
   // (its DeviceID feature is often only a serial number).
+  std::lock_guard lock{discovery_mutex()};
   auto id = opts.id;
   if (id.empty()) {
-    auto ids = list_devices(opts.fake_interface);
+    auto ids = device_ids();
     if (ids.empty())
       return make_error(ec::not_found, "no camera found");
     id = ids.front();

@@ -43,8 +43,9 @@ const settings_table source_settings{{
    .doc = "AcquisitionFrameRate in frames per second; default: as the camera is", .min = 0.001,
    .max = 1e6},
   {.name = "trigger", .type = setting_type::string,
-   .doc = "off (free run), or a TriggerSource such as Software or Line1 (TriggerMode On, "
-          "FrameStart); default: as the camera is"},
+   .doc = "off (free run), or a TriggerSource such as Line1 (TriggerMode On, FrameStart); "
+          "default: as the camera is. fabrik sends no TriggerSoftware: Software waits for "
+          "another program to send it"},
   {.name = "features", .type = setting_type::string_list,
    .doc = "any GenICam feature, as Name=value, set in this order after the settings above "
           "(e.g. [GainSelector=All, Gain=6])"},

@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -103,6 +104,16 @@ TEST_CASE("genicam camera: unknown features and bad values are reported, the res
   auto frames = collect(**c, 1);
   REQUIRE(frames.size() == 1);
   CHECK(frames[0].data.size() == 40 * 30); // width and height were set all the same
+}
+
+TEST_CASE("genicam camera: without an id, the first camera found is opened", "[genicam]") {
+  auto ids = list_devices(true);
+  REQUIRE(std::find(ids.begin(), ids.end(), "Fake_1") != ids.end());
+  auto o = fake();
+  o.id.clear();
+  auto c = camera::open(o);
+  REQUIRE(c);
+  CHECK((*c)->id() == ids.front());
 }
 
 TEST_CASE("genicam camera: a missing camera is not_found, naming it", "[genicam]") {
