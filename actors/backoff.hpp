@@ -1,12 +1,12 @@
 #pragma once
-// Reconnect delays for drivers (MQTT's first connect, OPC UA sessions). Pure code.
+// Delays between reconnect attempts, shared by every driver that talks to a peer.
 
 #include <algorithm>
 #include <chrono>
 
 namespace fabrik {
 
-/// Delays between connect attempts: doubling from min to max, back to min once connected.
+/// Delays between connect attempts: doubling from min to max, reset once connected.
 class backoff {
 public:
   backoff(int min_s, int max_s) : min_(min_s), max_(max_s), next_(min_s) {}

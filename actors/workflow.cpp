@@ -770,6 +770,9 @@ void check_workflow(const flow& f, const actor_decl& a, const std::string& file,
   }
   if (!info)
     return;
+  if (c.has("window") && !info->manifest.images.empty())
+    report("package " + info->manifest.name + " takes images, which go with samples of one "
+           "record: remove window");
   if (c.has("params")) {
     std::vector<std::string> errors;
     effective_params(info->manifest, c.scalar_map("params"), errors);

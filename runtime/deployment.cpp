@@ -30,14 +30,35 @@ void append_inputs(const workflow_manifest& m, const record& r, std::vector<doub
     out.push_back(as_number(r.find(name)));
 }
 
+void append_images(const workflow_manifest& m, const record& r, std::vector<worker::image>& out) {
+  auto integer = [&](const char* name) -> int64_t {
+    auto* v = r.find(name);
+    return v && std::holds_alternative<int64_t>(*v) ? std::get<int64_t>(*v) : 0;
+  };
+  for (auto& name : m.images) {
+    worker::image img;
+    if (auto* v = r.find(name); v && std::holds_alternative<bytes>(*v)) {
+      img.data = std::get<bytes>(*v).data;
+      img.width = integer("width");
+      img.height = integer("height");
+      if (auto* f = r.find("pixel_format"); f && std::holds_alternative<std::string>(*f))
+        img.pixel_format = std::get<std::string>(*f);
+      img.present = true;
+    }
+    out.push_back(std::move(img));
+  }
+}
+
 worker::dataset to_dataset(const workflow_manifest& m, const std::vector<record>& records) {
   worker::dataset d;
   d.columns = m.inputs;
+  d.image_names = m.images;
   std::vector<double> row;
   for (auto& r : records) {
     row.clear();
     append_inputs(m, r, row);
     d.add_row(row);
+    append_images(m, r, d.images);
   }
   return d;
 }
@@ -332,13 +353,16 @@ expected<worker::dataset> training_data(job_request& req, workflow_manifest m) {
       if (m.label.empty() || r.find(m.label))
         rows.push_back(std::move(r));
   }
-  auto d = to_dataset(m, rows);
+  // The dataset's images are views into the records: it keeps them.
+  auto kept = std::make_shared<const std::vector<record>>(std::move(rows));
+  auto d = to_dataset(m, *kept);
   if (!m.label.empty()) {
     std::vector<const value*> ls;
-    for (auto& r : rows)
+    for (auto& r : *kept)
       ls.push_back(r.find(m.label));
     d.y = labels_of(ls);
   }
+  d.keep_alive = std::move(kept);
   return d;
 }
 

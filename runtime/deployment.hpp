@@ -37,7 +37,11 @@ nlohmann::json effective_params(const workflow_manifest& m,
 double as_number(const value* v);
 /// Appends the manifest's inputs of `r` to `out`, in input order.
 void append_inputs(const workflow_manifest& m, const record& r, std::vector<double>& out);
-/// Records as consecutive rows (training data, and samples without windows).
+/// The manifest's image inputs of `r`: views into its bytes fields, with the width, height
+/// and pixel_format fields of the same record (docs/workflows.md, "Images").
+void append_images(const workflow_manifest& m, const record& r, std::vector<worker::image>& out);
+/// Records as consecutive rows (training data, and samples without windows). Images are
+/// views into `records`: keep them alive as long as the dataset.
 worker::dataset to_dataset(const workflow_manifest& m, const std::vector<record>& records);
 
 /// Where training data comes from and how much of it.

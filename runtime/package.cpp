@@ -217,6 +217,9 @@ const settings_table& manifest_settings() {
     {.name = "description", .type = setting_type::string, .doc = "one line for people"},
     {.name = "inputs", .type = setting_type::string_list,
      .doc = "the record fields the workflow reads, in this order; required for kind fabrik"},
+    {.name = "images", .type = setting_type::string_list,
+     .doc = "bytes fields (camera frames) the workflow gets as numpy arrays shaped by the "
+            "record's width, height and pixel_format; kind fabrik, samples of one record"},
     {.name = "outputs", .type = setting_type::string_list,
      .doc = "the names of the values predict returns"},
     {.name = "label", .type = setting_type::string,
@@ -391,6 +394,7 @@ std::optional<workflow_manifest> parse_manifest(std::string_view yaml, const std
     m.entry = str("entry");
     m.description = str("description");
     m.inputs = list("inputs");
+    m.images = list("images");
     m.outputs = list("outputs");
     m.label = str("label");
     m.python = str("python");
@@ -418,9 +422,9 @@ std::optional<workflow_manifest> parse_manifest(std::string_view yaml, const std
             "python '" + m.python + "' must be a version such as 3.11 or 3.11.2");
 
     // Field lists: no empty names, no repeats, and the label is not an input.
-    for (std::string_view key : {"inputs", "outputs"}) {
+    for (std::string_view key : {"inputs", "images", "outputs"}) {
       auto node = value_of(root, key);
-      const auto& xs = key == "inputs" ? m.inputs : m.outputs;
+      const auto& xs = key == "inputs" ? m.inputs : key == "images" ? m.images : m.outputs;
       std::set<std::string> seen;
       for (size_t i = 0; i < xs.size(); ++i) {
         position p = node.IsSequence() && i < node.size() ? where(node[i])
@@ -431,14 +435,21 @@ std::optional<workflow_manifest> parse_manifest(std::string_view yaml, const std
           error(p, std::string{key} + " names '" + xs[i] + "' twice");
       }
     }
-    if (m.kind == workflow_kind::fabrik && m.inputs.empty() && c.has("name"))
+    if (m.kind == workflow_kind::fabrik && m.inputs.empty() && m.images.empty() && c.has("name"))
       error(value_of(root, "inputs").IsDefined() ? place_of(root, "inputs") : where(root),
-            "inputs must name at least one field for kind fabrik");
+            "inputs (or images) must name at least one field for kind fabrik");
+    for (auto& name : m.images)
+      if (std::find(m.inputs.begin(), m.inputs.end(), name) != m.inputs.end())
+        error(place_of(root, "images"), "'" + name + "' is both an input and an image");
+    if (!m.images.empty() && m.kind == workflow_kind::process_input)
+      error(place_of(root, "images"),
+            "images are for kind fabrik; process_input gets JSON values only");
     if (!m.label.empty()) {
       if (m.kind == workflow_kind::process_input)
         error(place_of(root, "label"),
               "label is for training, and kind process_input workflows are predict-only");
-      else if (std::find(m.inputs.begin(), m.inputs.end(), m.label) != m.inputs.end())
+      else if (std::find(m.inputs.begin(), m.inputs.end(), m.label) != m.inputs.end()
+               || std::find(m.images.begin(), m.images.end(), m.label) != m.images.end())
         error(place_of(root, "label"),
               "label '" + m.label + "' is also an input: the model would see the answer");
     }

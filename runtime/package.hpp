@@ -42,6 +42,7 @@ struct workflow_manifest {
   workflow_kind kind = workflow_kind::fabrik;
   std::string entry;               ///< Python module name: `model`, `pkg.model`
   std::vector<std::string> inputs; ///< input fields the workflow needs, in order
+  std::vector<std::string> images; ///< bytes fields passed as numpy images, in order
   std::vector<std::string> outputs;
   std::string label;  ///< label field for training; empty: none
   std::map<std::string, parameter_value> parameters;

@@ -153,7 +153,9 @@ std::string to_bytes(const outgoing_message& m) {
 
 size_t dataset::rows() const {
   auto per_row = columns.size() * std::max<size_t>(window, 1);
-  return per_row == 0 ? 0 : values.size() / per_row;
+  if (per_row == 0) // a workflow of images only
+    return image_names.empty() ? 0 : images.size() / image_names.size();
+  return values.size() / per_row;
 }
 
 expected<void> dataset::check() const {
@@ -177,6 +179,11 @@ expected<void> dataset::check() const {
   if (count && *count != n)
     return make_error(ec::invalid_argument, "dataset has " + std::to_string(n) + " rows but "
                                               + std::to_string(*count) + " labels");
+  if (images.size() != n * image_names.size())
+    return make_error(ec::invalid_argument,
+                      "dataset has " + std::to_string(n) + " rows and "
+                        + std::to_string(image_names.size()) + " image inputs but "
+                        + std::to_string(images.size()) + " images");
   return {};
 }
 
@@ -195,6 +202,23 @@ nlohmann::json encode_dataset(const dataset& d, message_builder& b) {
     h["labels"] = std::move(where);
   } else if (auto* s = std::get_if<std::vector<std::string>>(&d.y)) {
     h["labels"] = {{"type", "string"}, {"values", *s}};
+  }
+  if (!d.image_names.empty()) {
+    // Each image is a blob part of its own (a view: the bytes are not copied into the
+    // frame) with its geometry in the header; a missing one is null.
+    auto frames = nlohmann::json::array();
+    for (auto& img : d.images) {
+      if (!img.present) {
+        frames.push_back(nullptr);
+        continue;
+      }
+      auto where = b.add_blob(img.data);
+      where["width"] = img.width;
+      where["height"] = img.height;
+      where["pixel_format"] = img.pixel_format;
+      frames.push_back(std::move(where));
+    }
+    h["images"] = {{"names", d.image_names}, {"frames", std::move(frames)}};
   }
   return h;
 }
@@ -235,6 +259,24 @@ expected<dataset> decode_dataset(const nlohmann::json& h, const message& m) {
         }
       } else {
         return make_error(ec::parse_error, "unknown label type " + type);
+      }
+    }
+    if (h.contains("images")) {
+      auto& im = h["images"];
+      d.image_names = im.at("names").get<std::vector<std::string>>();
+      for (auto& f : im.at("frames")) {
+        image img;
+        if (!f.is_null()) {
+          auto bytes = m.blob_slice(f);
+          if (!bytes)
+            return bytes.err();
+          img.data = *bytes;
+          img.width = f.at("width").get<int64_t>();
+          img.height = f.at("height").get<int64_t>();
+          img.pixel_format = f.at("pixel_format").get<std::string>();
+          img.present = true;
+        }
+        d.images.push_back(std::move(img));
       }
     }
     if (auto ok = d.check(); !ok)

@@ -17,6 +17,7 @@
 
 #include <bit>
 #include <chrono>
+#include <memory>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -32,7 +33,7 @@ static_assert(std::endian::native == std::endian::little,
 
 /// Version of the engine <-> worker protocol. Bump it whenever a message changes shape; the
 /// hello exchange refuses a peer that speaks another version, naming both.
-constexpr uint32_t protocol_version = 1;
+constexpr uint32_t protocol_version = 2;
 
 /// The largest payload either side sends or accepts (1 GiB); larger requests are refused
 /// before anything is sent.
@@ -121,6 +122,16 @@ std::string to_bytes(const outgoing_message& m);
 using labels = std::variant<std::monostate, std::vector<double>, std::vector<int64_t>,
                             std::vector<std::string>>;
 
+/// One image of a sample: its bytes (a view: whoever builds the dataset keeps them alive
+/// until the message is sent) and what the worker needs to give it a numpy shape and dtype.
+struct image {
+  std::string_view data;
+  int64_t width = 0;
+  int64_t height = 0;
+  std::string pixel_format; ///< GenICam name: Mono8, Mono16, RGB8, ...
+  bool present = false;     ///< false: the record had no such bytes field (None in Python)
+};
+
 /// Samples for train, predict and predict_batch: named numeric columns, row-major.
 /// The worker turns it into `X`, a float64 numpy array of shape (rows, columns) or, for
 /// windows, (rows, window, columns), without copying value by value.
@@ -132,8 +143,16 @@ struct dataset {
   /// rows x max(window, 1) x columns values, row-major; a missing value is NaN.
   std::vector<double> values;
   labels y; ///< one label per row (not per record of a window), or none
+  /// Image inputs (bytes fields, docs/workflows.md "Images"): names, then rows x names
+  /// images, row-major. Only for samples of one record (window 0).
+  std::vector<std::string> image_names;
+  std::vector<image> images;
+  /// Keeps whatever the image views point into alive as long as the dataset (training
+  /// reads its records into a vector of its own).
+  std::shared_ptr<const void> keep_alive;
 
-  /// Number of samples: values.size() / (columns x max(window, 1)).
+  /// Number of samples: values.size() / (columns x max(window, 1)); for a dataset of
+  /// images only, images.size() / image_names.size().
   size_t rows() const;
   /// Appends one sample (one record's values in column order, or a whole window).
   void add_row(const std::vector<double>& row) {

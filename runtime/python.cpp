@@ -160,17 +160,20 @@ def _peak_rss():
 class Sample(dict):
     """One sample for predict(): a dict of input name -> value (a float, or for windows a
     1-D array over the window), plus x (the values in input order: 1-D, or window x inputs)
-    and X (x with a leading axis of 1, ready for model.predict)."""
+    and X (x with a leading axis of 1, ready for model.predict). Image inputs are in the
+    dict too (a numpy array, or None), and in `images`."""
 
-    __slots__ = ('x', 'columns')
+    __slots__ = ('x', 'columns', 'images')
 
-    def __init__(self, columns, x):
+    def __init__(self, columns, x, images=None):
         if x.ndim == 1:
             super().__init__(zip(columns, x.tolist()))
         else:
             super().__init__(zip(columns, x.T))
         self.x = x
         self.columns = columns
+        self.images = images or {}
+        self.update(self.images)
 
     @property
     def X(self):
@@ -190,29 +193,33 @@ class Dataset:
     len(ds) is the number of rows; ds['name'] is one input's column; iterating yields Samples.
     """
 
-    __slots__ = ('X', 'y', 'columns', 'window')
+    __slots__ = ('X', 'y', 'columns', 'window', 'images')
 
-    def __init__(self, X, y, columns, window=0):
+    def __init__(self, X, y, columns, window=0, images=None):
         self.X = X
         self.y = y
         self.columns = columns
         self.window = window
+        self.images = images or {}
 
     def __len__(self):
         return self.X.shape[0]
 
     def __getitem__(self, name):
+        if name in self.images:
+            return self.images[name]
         return self.X[..., self.columns.index(name)]
 
     def __iter__(self):
         return (self.sample(i) for i in range(len(self)))
 
     def sample(self, i):
-        return Sample(self.columns, self.X[i])
+        return Sample(self.columns, self.X[i], {k: v[i] for k, v in self.images.items()})
 
     def __repr__(self):
-        return 'Dataset(rows=%d, columns=%r, window=%d, labels=%s)' % (
-            len(self), self.columns, self.window, 'no' if self.y is None else 'yes')
+        return 'Dataset(rows=%d, columns=%r, window=%d, labels=%s, images=%r)' % (
+            len(self), self.columns, self.window, 'no' if self.y is None else 'yes',
+            list(self.images))
 
 
 def _slice(blob, where):
@@ -220,6 +227,43 @@ def _slice(blob, where):
     if off < 0 or size < 0 or off + size > len(blob):
         raise ProtocolError('blob reference outside the blob')
     return blob[off:off + size]
+
+
+# GenICam pixel formats -> (numpy dtype, channels). Formats of more than 8 bits per
+# channel come unpacked in 16-bit little-endian words; packed and unknown formats are given
+# as the raw bytes (1-D uint8).
+_PIXELS = {'Mono8': ('u1', 1), 'Mono10': ('<u2', 1), 'Mono12': ('<u2', 1),
+           'Mono14': ('<u2', 1), 'Mono16': ('<u2', 1), 'RGB8': ('u1', 3), 'BGR8': ('u1', 3),
+           'RGBa8': ('u1', 4), 'BGRa8': ('u1', 4), 'RGB16': ('<u2', 3)}
+for _b in ('GR', 'RG', 'GB', 'BG'):
+    _PIXELS['Bayer' + _b + '8'] = ('u1', 1)
+    for _bits in ('10', '12', '16'):
+        _PIXELS['Bayer' + _b + _bits] = ('<u2', 1)
+
+
+def _image(blob, f):
+    """A frame as a numpy array over the received message: no copy."""
+    if f is None:
+        return None
+    raw = _slice(blob, f)
+    dtype, channels = _PIXELS.get(f['pixel_format'], ('u1', 0))
+    h, w = f['height'], f['width']
+    if channels and h > 0 and w > 0 and len(raw) == h * w * channels * _np.dtype(dtype).itemsize:
+        shape = (h, w) if channels == 1 else (h, w, channels)
+        return _np.frombuffer(raw, dtype=dtype).reshape(shape)
+    return _np.frombuffer(raw, dtype='u1')
+
+
+def _images(h, blob, rows):
+    im = h.get('images')
+    if not im:
+        return {}
+    names, frames = list(im['names']), im['frames']
+    if len(frames) != rows * len(names):
+        raise ProtocolError('dataset has %d rows and %d image inputs but %d images'
+                            % (rows, len(names), len(frames)))
+    return {n: [_image(blob, frames[r * len(names) + j]) for r in range(rows)]
+            for j, n in enumerate(names)}
 
 
 def _dataset(h, blob):
@@ -246,7 +290,7 @@ def _dataset(h, blob):
             raise ProtocolError('unknown label type ' + kind)
         if len(y) != rows:
             raise ProtocolError('dataset has %d rows but %d labels' % (rows, len(y)))
-    return Dataset(X, y, columns, window)
+    return Dataset(X, y, columns, window, _images(h, blob, rows))
 
 
 def _json_default(o):

@@ -9,7 +9,7 @@ packages=(
   libpaho-mqtt-dev liblmdb-dev lmdb-utils libzip-dev
   python3-dev python3-numpy python3-sklearn
   libspdlog-dev libfmt-dev catch2 libyaml-cpp-dev nlohmann-json3-dev libcpp-httplib-dev
-  libaravis-dev libusb-1.0-0-dev
+  libaravis-dev libusb-1.0-0-dev aravis-tools
   mosquitto mosquitto-clients python3-paho-mqtt python3-yaml
   procps openssl
   chromium

@@ -274,6 +274,61 @@ uint64_t stored_count(const std::filesystem::path& store_dir, const std::string&
   return 0;
 }
 
+uint64_t status_value(const std::string& log, const std::string& actor, const std::string& key) {
+  uint64_t value = 0;
+  size_t pos = 0;
+  while ((pos = log.find("status " + actor + " ", pos)) != std::string::npos) {
+    auto eol = log.find('\n', pos);
+    auto line = log.substr(pos, eol - pos);
+    auto k = line.find(" " + key + "=");
+    if (k != std::string::npos)
+      value = std::stoull(line.substr(k + key.size() + 2));
+    pos = eol;
+  }
+  return value;
+}
+
+namespace {
+/// True when UDP 127.0.0.1:`port` can be bound, i.e. nobody listens there.
+bool udp_port_free(int port) {
+  int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+  if (fd < 0)
+    return false;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  ::close(fd);
+  return ok;
+}
+constexpr int gvcp_port = 3956;
+} // namespace
+
+fake_camera::fake_camera(const std::filesystem::path& dir) : dir_(dir) { start(); }
+fake_camera::~fake_camera() { stop(); }
+
+void fake_camera::start() {
+  INFO("another fake GigE Vision camera listens on 127.0.0.1:3956: stop it first");
+  REQUIRE(wait_until([] { return udp_port_free(gvcp_port); }, std::chrono::seconds{10}));
+  proc_ = process({"arv-fake-gv-camera-0.8", "-i", "127.0.0.1"},
+                  dir_ / ("camera" + std::to_string(++starts_) + ".log"));
+  INFO(proc_.log());
+  REQUIRE(wait_until([&] { return !udp_port_free(gvcp_port) || !proc_.running(); },
+                     std::chrono::seconds{10}));
+  REQUIRE(proc_.running());
+}
+
+void fake_camera::stop() {
+  if (!proc_.running())
+    return;
+  proc_.signal(SIGTERM);
+  if (proc_.wait(std::chrono::seconds{5}) < 0) {
+    proc_.signal(SIGKILL);
+    proc_.wait();
+  }
+}
+
 } // namespace fabrik::test
 
 namespace fabrik::test {

@@ -119,6 +119,27 @@ private:
   process proc_;
 };
 
+/// The newest value of `key=N` in fabrik's status lines (`--status-interval`) for `actor`.
+uint64_t status_value(const std::string& log, const std::string& actor, const std::string& key);
+
+/// aravis's fake GigE Vision camera (`arv-fake-gv-camera-0.8 -i 127.0.0.1`, device id
+/// Aravis-Fake-GV01). It always listens on 127.0.0.1:3956 (GVCP has no port option), so
+/// only one runs at a time: start() fails the test when that port is taken.
+class fake_camera {
+public:
+  static constexpr const char* id = "Aravis-Fake-GV01";
+  explicit fake_camera(const std::filesystem::path& dir);
+  ~fake_camera();
+  /// Starts it and waits until it listens.
+  void start();
+  void stop();
+
+private:
+  std::filesystem::path dir_;
+  int starts_ = 0;
+  process proc_;
+};
+
 } // namespace fabrik::test
 
 namespace fabrik::test {

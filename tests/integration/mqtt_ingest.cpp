@@ -194,22 +194,6 @@ TEST_CASE("fabrik SIGKILLed mid-stream loses nothing and stores nothing twice", 
   check_boards(read_all(second.store_dir()), 20000);
 }
 
-namespace {
-/// The newest value of `key=N` in fabrik's status lines for `actor`.
-uint64_t status_value(const std::string& log, const std::string& actor, const std::string& key) {
-  uint64_t value = 0;
-  size_t pos = 0;
-  while ((pos = log.find("status " + actor + " ", pos)) != std::string::npos) {
-    auto eol = log.find('\n', pos);
-    auto line = log.substr(pos, eol - pos);
-    auto k = line.find(" " + key + "=");
-    if (k != std::string::npos)
-      value = std::stoull(line.substr(k + key.size() + 2));
-    pos = eol;
-  }
-  return value;
-}
-} // namespace
 
 TEST_CASE("malformed payloads are counted and logged while good ones are stored",
           "[e2e][mqtt]") {

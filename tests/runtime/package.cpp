@@ -405,7 +405,7 @@ TEST_CASE("manifest errors point at FILE.zip!fabrik-workflow.yaml:LINE:COL", "[p
   CHECK_THAT(msg, Catch::Contains(f + "4:16: inputs names 'a' twice"));
   CHECK_THAT(msg, Catch::Contains(f + "5:8: label 'b' is also an input"));
   CHECK_THAT(msg, Catch::Contains(f + "6:1: unknown setting 'colour'; valid settings: "
-                                      "description, entry, inputs, kind, label, name, "
+                                      "description, entry, images, inputs, kind, label, name, "
                                       "outputs, parameters, python, version"));
   CHECK_THAT(msg, Catch::Contains(f + "8:11: parameter 'layers' must be a number, string, "
                                       "boolean or null, got a list"));
@@ -428,7 +428,7 @@ TEST_CASE("manifest: required settings and YAML syntax errors", "[package]") {
   diags.clear();
   CHECK_FALSE(parse_manifest("name: x\nversion: '1'\n", "m.yaml", diags));
   REQUIRE(diags.size() == 1);
-  CHECK(diags[0].message == "inputs must name at least one field for kind fabrik");
+  CHECK(diags[0].message == "inputs (or images) must name at least one field for kind fabrik");
 }
 
 TEST_CASE("manifest: defaults, entry forms and parameter types", "[package]") {

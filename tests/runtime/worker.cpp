@@ -20,6 +20,7 @@
 #include <random>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 using namespace fabrik;
 using namespace std::chrono_literals;
@@ -766,6 +767,100 @@ def predict(model, sample):
   CHECK((state == "gone" || state == "Z"));
 }
 
+// -- images ---------------------------------------------------------------------------
+
+namespace {
+
+/// A dataset of image inputs only: one image per row, bytes kept by `keep`.
+worker::dataset images_of(std::vector<std::string>& keep,
+                          const std::vector<std::tuple<int, int, std::string, int>>& frames) {
+  worker::dataset d;
+  d.image_names = {"image"};
+  keep.reserve(frames.size());
+  for (auto& [w, h, format, bytes_per_pixel] : frames) {
+    std::string data(static_cast<size_t>(w * h * bytes_per_pixel), '\0');
+    for (size_t i = 0; i < data.size(); ++i)
+      data[i] = static_cast<char>(i % 251);
+    keep.push_back(std::move(data));
+    d.images.push_back({keep.back(), w, h, format, true});
+  }
+  return d;
+}
+
+} // namespace
+
+TEST_CASE("image inputs reach Python as numpy views (no copy) of the right shape and dtype",
+          "[worker][images]") {
+  scratch_dir pkg{"worker"};
+  write_file(pkg / "probe.py", R"(import numpy as np
+
+
+def describe(img):
+    if img is None:
+        return {"missing": True}
+    return {"shape": list(img.shape), "dtype": str(img.dtype), "owndata": bool(img.flags.owndata),
+            "writeable": bool(img.flags.writeable), "first": img.reshape(-1)[:3].tolist()}
+
+
+def predict(model, sample):
+    return describe(sample["image"])
+
+
+def predict_batch(model, samples):
+    assert samples.X.shape == (len(samples), 0)
+    return [describe(img) for img in samples["image"]]
+)");
+  auto w = start_worker();
+  load_ok(w, request_for(pkg, "probe"));
+  std::vector<std::string> keep;
+  auto d = images_of(keep, {{4, 3, "Mono8", 1}, {2, 2, "Mono16", 2}, {3, 2, "RGB8", 3},
+                            {5, 1, "Mono12Packed", 1}});
+  d.images.push_back({}); // a record without the field
+  d.images.back().present = false;
+  REQUIRE(d.check());
+  auto p = w.predict(d, call_timeout);
+  if (!p)
+    FAIL(p.err().what() << "\n" << w.last_failure().traceback);
+  REQUIRE(p->outputs.size() == 5);
+  auto& o = p->outputs;
+  CHECK(o[0]["shape"] == nlohmann::json::array({3, 4}));
+  CHECK(o[0]["dtype"] == "uint8");
+  CHECK(o[0]["first"] == nlohmann::json::array({0, 1, 2}));
+  CHECK(o[1]["shape"] == nlohmann::json::array({2, 2}));
+  CHECK(o[1]["dtype"] == "uint16");
+  CHECK(o[1]["first"] == nlohmann::json::array({0x0100, 0x0302, 0x0504})); // little-endian
+  CHECK(o[2]["shape"] == nlohmann::json::array({2, 3, 3}));
+  CHECK(o[2]["dtype"] == "uint8");
+  // A packed format has no numpy shape: the raw bytes.
+  CHECK(o[3]["shape"] == nlohmann::json::array({5}));
+  CHECK(o[4]["missing"] == true);
+  for (size_t i = 0; i < 4; ++i) {
+    // Views over the message the worker received: no copy, and like X writable (the
+    // message is the call's own).
+    CHECK(o[i]["owndata"] == false);
+    CHECK(o[i]["writeable"] == true);
+  }
+  // One sample goes to predict(), through the Sample dict.
+  std::vector<std::string> keep1;
+  auto one = images_of(keep1, {{8, 6, "Mono8", 1}});
+  auto p1 = w.predict(one, call_timeout);
+  REQUIRE(p1);
+  CHECK_FALSE(p1->batch);
+  CHECK(p1->outputs[0]["shape"] == nlohmann::json::array({6, 8}));
+}
+
+TEST_CASE("a dataset whose images do not match its rows is refused before sending",
+          "[worker][images]") {
+  worker::dataset d;
+  d.columns = {"a"};
+  d.values = {1.0, 2.0};
+  d.image_names = {"image"};
+  d.images.push_back({});
+  auto ok = d.check();
+  REQUIRE_FALSE(ok);
+  CHECK(ok.err().message == "dataset has 2 rows and 1 image inputs but 1 images");
+}
+
 // -- the shipped examples ---------------------------------------------------------------
 
 namespace {
@@ -886,6 +981,39 @@ TEST_CASE("the IMU example workflow honours the worker contract for windows",
   for (size_t i = 0; i < truth.size(); ++i)
     right += p->outputs[i]["activity"] == truth[i];
   CHECK(static_cast<double>(right) / truth.size() > 0.8);
+}
+
+TEST_CASE("the frame-check example workflow tells dark, ok and bright frames apart",
+          "[worker][examples][images]") {
+  auto [manifest, params] = example("frame-check");
+  REQUIRE(manifest.images == std::vector<std::string>{"image"});
+  REQUIRE(manifest.inputs.empty());
+  auto w = start_worker();
+  load_ok(w, {std::filesystem::path{FABRIK_SOURCE_DIR} / "examples" / "frame-check",
+              manifest.entry, manifest.kind, params});
+  // Uniform frames: 10, 128 and 250 of 255 (Mono8), and 60000 of 65535 (Mono16).
+  std::vector<std::string> keep{std::string(64 * 48, char(10)), std::string(64 * 48, char(128)),
+                                std::string(64 * 48, char(250)), std::string(32 * 16 * 2, '\0')};
+  for (size_t i = 0; i < keep[3].size(); i += 2) {
+    keep[3][i] = static_cast<char>(60000 & 0xff);
+    keep[3][i + 1] = static_cast<char>(60000 >> 8);
+  }
+  worker::dataset d;
+  d.image_names = manifest.images;
+  for (size_t i = 0; i < 3; ++i)
+    d.images.push_back({keep[i], 64, 48, "Mono8", true});
+  d.images.push_back({keep[3], 32, 16, "Mono16", true});
+  auto p = w.predict(d, call_timeout);
+  if (!p)
+    FAIL(p.err().what() << "\n" << w.last_failure().traceback);
+  REQUIRE(p->outputs.size() == 4);
+  CHECK(p->outputs[0]["verdict"] == "dark");
+  CHECK(p->outputs[1]["verdict"] == "ok");
+  CHECK(p->outputs[2]["verdict"] == "bright");
+  CHECK(p->outputs[3]["verdict"] == "bright");
+  CHECK(p->outputs[3]["dtype"] == "uint16");
+  CHECK(p->outputs[3]["shape"] == "16x32");
+  CHECK(p->outputs[1]["brightness"].get<double>() == Approx(128.0 / 255).epsilon(1e-4));
 }
 
 // -- measurements ---------------------------------------------------------------------
