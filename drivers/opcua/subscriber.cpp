@@ -87,14 +87,13 @@ void append_fields(const std::string& name, const variant& v, std::vector<field>
     v.values);
 }
 
-std::vector<record> to_records(const data_change_notification& n,
-                               const std::vector<monitored_variable>& names,
-                               const std::string& stream, int64_t ingest, uint64_t& next_seq) {
-  std::vector<record> out;
-  std::map<std::pair<int64_t, uint16_t>, std::vector<size_t>> index;
-  std::vector<std::unordered_set<uint32_t>> holds; // per record: the variables it has
+std::vector<record> record_grouper::add(const data_change_notification& n, int64_t ingest,
+                                        uint64_t& next_seq, bool more) {
+  std::map<std::pair<int64_t, uint16_t>, std::vector<size_t>> by_time; // into open_
+  for (size_t i = 0; i < open_.size(); ++i)
+    by_time[{open_[i].r.time, open_[i].r.quality}].push_back(i);
   for (auto& item : n.monitored_items) {
-    if (item.client_handle >= names.size() || !item.value.value)
+    if (item.client_handle >= names_.size() || !item.value.value)
       continue;
     uint16_t q = quality_of(item.value.status.value_or(status_code{}));
     int64_t t = ingest;
@@ -106,33 +105,54 @@ std::vector<record> to_records(const data_change_notification& n,
       t = ingest;
       q |= quality::time_replaced;
     }
-    // Two values of one variable at one instant (writes within the timestamp's resolution)
-    // go to two records: each value to the first record of that time that lacks it, which
-    // works whether the server lists changes by item or by time.
-    auto& group = index[{t, q}];
-    auto at = std::find_if(group.begin(), group.end(), [&](size_t i) {
-      return !holds[i].contains(item.client_handle);
+    // The first open record of that time and quality that lacks this variable, whether
+    // the server lists changes item by item or time by time.
+    auto& same = by_time[{t, q}];
+    auto at = std::find_if(same.begin(), same.end(), [&](size_t i) {
+      return !open_[i].has.contains(item.client_handle);
     });
     size_t target;
-    if (at != group.end()) {
+    if (at != same.end()) {
       target = *at;
     } else {
-      target = out.size();
-      group.push_back(target);
-      holds.emplace_back();
-      record r;
-      r.stream = stream;
-      r.time = t;
-      r.ingest_time = ingest;
-      r.seq = next_seq++;
-      r.quality = q;
-      out.push_back(std::move(r));
+      open_record o;
+      o.r.stream = stream_;
+      o.r.time = t;
+      o.r.ingest_time = ingest;
+      o.r.seq = next_seq++;
+      o.r.quality = q;
+      target = open_.size();
+      same.push_back(target);
+      open_.push_back(std::move(o));
     }
-    holds[target].insert(item.client_handle);
-    append_fields(names[item.client_handle].name, *item.value.value, out[target].fields);
+    open_[target].has.insert(item.client_handle);
+    append_fields(names_[item.client_handle].name, *item.value.value, open_[target].r.fields);
   }
-  std::erase_if(out, [](const record& r) { return r.fields.empty(); });
-  return out;
+  if (more)
+    return {};
+  // Everything older than the newest time is complete.
+  int64_t newest = INT64_MIN;
+  for (auto& o : open_)
+    newest = std::max(newest, o.r.time);
+  std::vector<record> done;
+  std::vector<open_record> held;
+  for (auto& o : open_) {
+    if (o.r.time == newest)
+      held.push_back(std::move(o));
+    else if (!o.r.fields.empty())
+      done.push_back(std::move(o.r));
+  }
+  open_ = std::move(held);
+  return done;
+}
+
+std::vector<record> record_grouper::flush() {
+  std::vector<record> done;
+  for (auto& o : open_)
+    if (!o.r.fields.empty())
+      done.push_back(std::move(o.r));
+  open_.clear();
+  return done;
 }
 
 subscriber::subscriber(monitor_options options, monitor_events events)
@@ -357,6 +377,10 @@ error subscriber::session() {
   } detach_on_exit{this};
   ++counters_.connects;
   auto why = monitor(c);
+  if (grouper_) {
+    hand_over(grouper_->flush()); // what was held for completion is all there will be
+    grouper_.reset();
+  }
   if (stopping_)
     c.close(); // deletes the subscription at the server
   return why;
@@ -446,13 +470,19 @@ error subscriber::monitor(client& c) {
     ++outstanding;
     return {};
   };
+  grouper_.emplace(*vars, options_.stream);
+  auto interval = milliseconds{std::max<int64_t>(1, int64_t(sub->revised_publishing_interval))};
+  auto held_since = steady_clock::now();
   while (!stopping_) {
     while (outstanding < publish_window)
       if (auto ok = send_publish(); !ok)
         return ok.err();
     if (auto ok = c.renew_if_due(); !ok)
       return ok.err();
-    auto r = c.receive(milliseconds{200});
+    // Records held for completion wait one publishing interval at most.
+    if (grouper_->holding() && steady_clock::now() - held_since >= interval)
+      hand_over(grouper_->flush());
+    auto r = c.receive(std::min(milliseconds{200}, interval));
     if (!r)
       return r.err();
     if (!*r) {
@@ -483,7 +513,6 @@ error subscriber::monitor(client& c) {
       counters_.lost += msg.sequence_number - *last_sequence - 1;
     last_sequence = msg.sequence_number;
     acks.push_back({res->subscription_id, msg.sequence_number});
-    record_batch batch;
     auto ingest = now_ns();
     for (auto& n : msg.notifications) {
       if (auto* dc = std::get_if<data_change_notification>(&n)) {
@@ -491,17 +520,23 @@ error subscriber::monitor(client& c) {
         for (auto& item : dc->monitored_items)
           if (item.value.status && overflowed(*item.value.status))
             ++counters_.overflows;
-        for (auto& rec : to_records(*dc, *vars, options_.stream, ingest, next_seq_))
-          batch.records.push_back(std::move(rec));
+        hand_over(grouper_->add(*dc, ingest, next_seq_, res->more_notifications));
+        held_since = steady_clock::now();
       } else if (auto* sc = std::get_if<status_change_notification>(&n)) {
         return make_error(ec::unavailable,
                           "the server ended the subscription: " + status_name(sc->status));
       }
     }
-    if (!batch.records.empty())
-      events_.values(std::move(batch));
   }
   return make_error(ec::unavailable, "stopped");
+}
+
+void subscriber::hand_over(std::vector<record> records) {
+  if (records.empty())
+    return;
+  record_batch batch;
+  batch.records = std::move(records);
+  events_.values(std::move(batch));
 }
 
 } // namespace fabrik::opcua

@@ -13,8 +13,10 @@
 #include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 namespace fabrik::opcua {
@@ -62,6 +64,44 @@ struct monitor_counters {
   std::atomic<uint64_t> variables{0};     ///< monitored at the last connect
 };
 
+/// The fields one OPC UA value becomes: NAME for a scalar, NAME[i] for each element of an
+/// array (flattened). Numbers and Booleans keep their kind (integers as int, UInt64 above
+/// 2^63 - 1 as double), DateTime becomes int ns since 1970, ByteString and ExtensionObject
+/// bodies bytes, String, NodeId, Guid, QualifiedName, LocalizedText and XmlElement text,
+/// StatusCode int. A null value adds nothing.
+void append_fields(const std::string& name, const variant& v, std::vector<field>& out);
+
+/// Turns data changes into records: values with the same time (source timestamp, else
+/// server timestamp, else the ingest time, marked time_replaced) and quality are one
+/// record; a second value of one variable at that time and quality starts another (writes
+/// within the timestamp's resolution). Unknown client handles and values without a value
+/// are skipped. A server may spread one write's values over two publishes, so the records
+/// of the newest time (and all of them while the server says more notifications follow)
+/// are held back until a later publish completes them, or flush().
+class record_grouper {
+public:
+  record_grouper(std::vector<monitored_variable> names, std::string stream)
+      : names_(std::move(names)), stream_(std::move(stream)) {}
+
+  /// One publish's data changes; returns the records now complete, oldest first. New
+  /// records are numbered from next_seq. `more`: the server said more notifications are
+  /// on their way (a large backlog split by item), so nothing is complete yet.
+  std::vector<record> add(const data_change_notification& n, int64_t ingest,
+                          uint64_t& next_seq, bool more = false);
+  /// Hands over the records held back.
+  std::vector<record> flush();
+  bool holding() const { return !open_.empty(); }
+
+private:
+  struct open_record {
+    record r;
+    std::unordered_set<uint32_t> has; ///< client handles with a value in r
+  };
+  std::vector<monitored_variable> names_;
+  std::string stream_;
+  std::vector<open_record> open_;
+};
+
 class subscriber {
 public:
   subscriber(monitor_options options, monitor_events events);
@@ -83,6 +123,7 @@ private:
   error monitor(client& c);
   expected<std::vector<monitored_variable>> resolve(client& c);
   bool sleep_for(std::chrono::milliseconds d); ///< false when stopping
+  void hand_over(std::vector<record> records);
 
   monitor_options options_;
   monitor_events events_;
@@ -92,23 +133,8 @@ private:
   std::condition_variable cv_;
   client* current_ = nullptr; ///< guarded by mtx_, for stop() to interrupt
   uint64_t next_seq_ = 1;
+  std::optional<record_grouper> grouper_; ///< of the current session
   std::thread thread_;
 };
-
-/// The fields one OPC UA value becomes: NAME for a scalar, NAME[i] for each element of an
-/// array (flattened). Numbers and Booleans keep their kind (integers as int, UInt64 above
-/// 2^63 - 1 as double), DateTime becomes int ns since 1970, ByteString and ExtensionObject
-/// bodies bytes, String, NodeId, Guid, QualifiedName, LocalizedText and XmlElement text,
-/// StatusCode int. A null value adds nothing.
-void append_fields(const std::string& name, const variant& v, std::vector<field>& out);
-
-/// Records from one DataChangeNotification: values with the same time (source timestamp,
-/// else server timestamp, else `ingest`, marked time_replaced) and quality are one record,
-/// in the order they first appear; a second value of one variable at the same time and
-/// quality starts another record. `names` maps client handles (indices) to names;
-/// unknown handles and values without a value are skipped.
-std::vector<record> to_records(const data_change_notification& n,
-                               const std::vector<monitored_variable>& names,
-                               const std::string& stream, int64_t ingest, uint64_t& next_seq);
 
 } // namespace fabrik::opcua

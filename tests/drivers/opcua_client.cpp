@@ -189,11 +189,11 @@ TEST_CASE("a data change becomes one record per source time and quality", "[opcu
   empty.status = status_code{0x80310000};
   n.monitored_items.push_back({0, empty});
   uint64_t seq = 10;
-  auto rs = to_records(n, names, "plc/values", 9000, seq);
-  REQUIRE(rs.size() == 7);
-  CHECK(rs[5].time == 1000);
-  CHECK(rs[5].fields == std::vector<field>{{"x", 8.0}, {"y", 9.0}});
-  CHECK(rs[6].fields == std::vector<field>{{"x", 10.0}});
+  record_grouper g{names, "plc/values"};
+  auto rs = g.add(n, 9000, seq);
+  // The newest time's record (the ingest time, 9000) is held: a later publish may add to it.
+  REQUIRE(rs.size() == 6);
+  CHECK(g.holding());
   CHECK(rs[0].time == 1000);
   CHECK(rs[0].fields == std::vector<field>{{"x", 1.0}, {"y", 2.0}});
   CHECK(rs[0].quality == quality::good);
@@ -204,11 +204,56 @@ TEST_CASE("a data change becomes one record per source time and quality", "[opcu
   CHECK(rs[2].time == 2000);
   CHECK(rs[3].time == 3000);
   CHECK_FALSE(rs[3].quality & quality::time_replaced);
-  CHECK(rs[4].time == 9000);
-  CHECK(rs[4].quality == (quality::good | quality::time_replaced));
+  CHECK(rs[4].time == 1000);
+  CHECK(rs[4].fields == std::vector<field>{{"x", 8.0}, {"y", 9.0}});
+  CHECK(rs[5].fields == std::vector<field>{{"x", 10.0}});
   CHECK(rs[0].seq == 10);
-  CHECK(rs[4].seq == 14);
+  auto held = g.flush();
+  REQUIRE(held.size() == 1);
+  CHECK(held[0].time == 9000);
+  CHECK(held[0].quality == (quality::good | quality::time_replaced));
+  CHECK(held[0].fields == std::vector<field>{{"z", 6.0}});
+  CHECK(held[0].seq == 14);
   CHECK(seq == 17);
+  CHECK_FALSE(g.holding());
+}
+
+TEST_CASE("a write a server spreads over two publishes becomes one record", "[opcua]") {
+  std::vector<monitored_variable> names{{"x", {}}, {"y", {}}, {"z", {}}, {"w", {}}};
+  auto at = [](double v, int64_t t) {
+    data_value d;
+    d.value = variant{v, {}, {}};
+    d.source_timestamp = from_unix_ns(t);
+    return d;
+  };
+  record_grouper g{names, "s"};
+  uint64_t seq = 1;
+  data_change_notification first;
+  first.monitored_items = {{3, at(0, 4000)}, {0, at(1, 5000)}, {1, at(2, 5000)}};
+  auto a = g.add(first, 9000, seq);
+  REQUIRE(a.size() == 1); // w at 4000; x and y at 5000 wait
+  CHECK(a[0].fields == std::vector<field>{{"w", 0.0}});
+  data_change_notification second;
+  second.monitored_items = {{2, at(3, 5000)}, {0, at(4, 6000)}};
+  auto b = g.add(second, 9100, seq);
+  REQUIRE(b.size() == 1);
+  CHECK(b[0].time == 5000);
+  CHECK(b[0].fields == std::vector<field>{{"x", 1.0}, {"y", 2.0}, {"z", 3.0}});
+  auto c = g.flush();
+  REQUIRE(c.size() == 1);
+  CHECK(c[0].fields == std::vector<field>{{"x", 4.0}});
+
+  // A backlog split item by item: x's values, then (more to come) y's.
+  data_change_notification xs, ys;
+  xs.monitored_items = {{0, at(10, 7000)}, {0, at(11, 8000)}};
+  ys.monitored_items = {{1, at(20, 7000)}, {1, at(21, 8000)}};
+  CHECK(g.add(xs, 9200, seq, true).empty()); // the server said more follow
+  auto d = g.add(ys, 9300, seq);
+  REQUIRE(d.size() == 1);
+  CHECK(d[0].fields == std::vector<field>{{"x", 10.0}, {"y", 20.0}});
+  auto e = g.flush();
+  REQUIRE(e.size() == 1);
+  CHECK(e[0].fields == std::vector<field>{{"x", 11.0}, {"y", 21.0}});
 }
 
 namespace {

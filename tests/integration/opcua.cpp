@@ -392,7 +392,9 @@ TEST_CASE("the example flow: OPC UA boards are stored, train the PCB workflow an
   stop_cleanly(fabrik);
   // Each prediction answers a stored board (by seq); most agree with its label.
   std::map<uint64_t, std::string> label;
-  for (auto& r : stored_records(dir / "data" / "storage" / "store", "spi/values")) {
+  auto boards = stored_records(dir / "data" / "storage" / "store", "spi/values");
+  for (auto& r : boards) {
+    INFO("record seq " << r.seq << " of " << boards.size() << " at " << r.time);
     REQUIRE(r.fields.size() == 17); // 16 measurements and the label: whole boards
     label[r.seq] = std::get<std::string>(*r.find("label"));
   }
