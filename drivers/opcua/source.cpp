@@ -289,8 +289,9 @@ const kind source_kind{
   .spawn = &spawn_source,
   .details =
     "One subscription with a monitored item per variable; the stream is ACTOR/STREAM. "
-    "Changes with the same source timestamp and quality that arrive in one publish become "
-    "one record whose fields are the variables' names (their browse names, or their path "
+    "Changes with the same source timestamp and quality become one record (completed "
+    "across publishes: the newest timestamp's values wait at most one publishing "
+    "interval) whose fields are the variables' names (their browse names, or their path "
     "below a folder); arrays become NAME[0], NAME[1], ... The record's time is the source "
     "timestamp (else the server's, else the ingest time, flagged), its quality the status "
     "code's severity (good, uncertain, bad). DateTime values are int ns since 1970, "
