@@ -176,6 +176,10 @@ struct workflow_state {
   bool waiting_tick = false;           ///< a retry tick is scheduled
   int64_t next_scheduled = 0;          ///< ns; 0: no schedule
   emitter em;
+  /// Batches that came while the model this actor served before a restart is being
+  /// deployed again: answered once it serves (a short wait, unlike a first training).
+  std::deque<std::pair<record_batch, caf::response_promise>> held;
+  bool restoring = false;
   uint64_t unserved = 0;
   uint64_t swaps = 0;
   std::map<std::string, window_buffer> windows;
@@ -294,6 +298,9 @@ void check_version(workflow_pointer self) {
   s.pending.reset();
   spdlog::info("{}: deploying {} {} (#{}, sha256 {})", s.st.name, v->name, v->version, v->seq,
                v->sha256.substr(0, 12));
+  if (!s.serving)
+    if (auto m = s.reg->serving(s.st.name, v->sha256); m && *m)
+      s.restoring = true;
   start_job(self, *v, nullptr, s.serving ? "new_version" : "on_deploy", 0);
 }
 
@@ -350,6 +357,8 @@ expected<uint64_t> start_training(workflow_pointer self, const std::string& trig
   return *id;
 }
 
+void serve(workflow_pointer self, const record_batch& batch, caf::response_promise rp);
+
 void on_job_done(workflow_pointer self, job_result& r) {
   auto& s = self->state;
   if (s.job) {
@@ -403,6 +412,9 @@ void on_job_done(workflow_pointer self, job_result& r) {
         s.pending = std::move(r.deployed);
       break;
   }
+  s.restoring = false;
+  for (auto held = std::exchange(s.held, {}); auto& [batch, rp] : held)
+    serve(self, batch, rp);
   if (s.recheck) {
     s.recheck = false;
     check_version(self);
@@ -551,6 +563,10 @@ void make_samples(workflow_state& s, const record_batch& batch,
 
 void serve(workflow_pointer self, const record_batch& batch, caf::response_promise rp) {
   auto& s = self->state;
+  if (!s.serving && s.restoring) {
+    s.held.emplace_back(batch, std::move(rp));
+    return;
+  }
   if (!s.serving || (s.serving->model_id.empty() && s.p.train)) {
     // No model yet: nothing to predict with. Holding the batch would also stall the
     // storage the training data comes from (one source feeds both), so it is counted.

@@ -1,0 +1,266 @@
+#include "actors/node.hpp"
+
+#include "actors/actors.hpp"
+#include "actors/emitter.hpp"
+#include "actors/link.hpp"
+#include "actors/log.hpp"
+#include "actors/spool.hpp"
+#include "flows/nodes.hpp"
+
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+
+#include <deque>
+#include <set>
+
+namespace fabrik {
+namespace {
+
+/// What arrived over one link (one remote producer to one actor here). `done` is the
+/// highest seq such that it and everything forwarded before it was taken by the actor; it
+/// is kept on disk, so a resend after a reconnect or a restart of this node is answered
+/// without a second delivery.
+struct inbox {
+  uint64_t done = 0;
+  std::deque<uint64_t> order;     ///< forwarded and not yet covered by `done`, in order
+  std::set<uint64_t> finished;    ///< taken, but behind one that is not
+  std::map<uint64_t, std::vector<caf::response_promise>> waiting; ///< by seq
+};
+
+struct node_state {
+  static inline const char* name = "node";
+  std::string flow, node;
+  node_runtime::local_fn local;
+  std::optional<spool> marks; ///< `done` per link id, in the spool's side table
+  std::map<std::string, inbox> inboxes;
+  uint64_t delivered = 0, duplicates = 0, undecodable = 0;
+  log_limiter limiter;
+};
+
+using node_pointer = caf::stateful_actor<node_state>*;
+
+inbox& inbox_of(node_state& s, const std::string& link) {
+  auto [it, fresh] = s.inboxes.try_emplace(link);
+  if (fresh)
+    if (auto v = s.marks->get_meta(link))
+      it->second.done = std::stoull(*v);
+  return it->second;
+}
+
+void finish(node_pointer self, const std::string& link, uint64_t seq) {
+  auto& s = self->state;
+  auto& in = inbox_of(s, link);
+  in.finished.insert(seq);
+  auto before = in.done;
+  while (!in.order.empty() && in.finished.count(in.order.front())) {
+    in.done = std::max(in.done, in.order.front());
+    in.finished.erase(in.order.front());
+    in.order.pop_front();
+  }
+  if (in.done != before)
+    if (auto ok = s.marks->put_meta(link, std::to_string(in.done)); !ok && s.limiter.allow())
+      spdlog::error("node {}: cannot record deliveries: {}", s.node, ok.err().message);
+  auto w = in.waiting.find(seq);
+  if (w == in.waiting.end())
+    return;
+  for (auto& rp : w->second)
+    rp.deliver(seq);
+  in.waiting.erase(w);
+}
+
+/// Hands a batch to the local actor; a refusal (say, a full disk) is retried after a
+/// pause, so `done` never passes a batch the actor did not take.
+void forward(node_pointer self, std::string link, std::string actor, uint64_t seq,
+             caf::message batch) {
+  auto& s = self->state;
+  auto target = s.local(actor);
+  auto retry = [=](const std::string& why) {
+    auto& s = self->state;
+    if (s.limiter.allow())
+      spdlog::warn("node {}: {} did not take a batch ({}), retrying in 1 s", s.node, actor, why);
+    self->delayed_send(self, std::chrono::seconds{1}, emitter::retry_fn{[=] {
+                         forward(self, link, actor, seq, batch);
+                       }});
+  };
+  if (!target)
+    return retry("not running");
+  self->request(target, caf::infinite, batch)
+    .then([=](uint64_t) { finish(self, link, seq); },
+          [=](caf::error& err) { retry(caf::to_string(err)); });
+}
+
+caf::behavior node_actor_impl(node_pointer self, std::string flow, std::string node,
+                              node_runtime::local_fn local, spool marks) {
+  auto& s = self->state;
+  s.flow = std::move(flow);
+  s.node = std::move(node);
+  s.local = std::move(local);
+  s.marks.emplace(std::move(marks));
+  auto unknown = [self](const std::string& actor) {
+    return caf::make_error(caf::sec::runtime_error,
+                           "no actor '" + actor + "' runs on node " + self->state.node);
+  };
+  return {
+    [=](hello_atom, uint32_t version, const std::string& flow,
+        const std::string& from) -> caf::result<uint32_t, std::string> {
+      auto& s = self->state;
+      if (version != node_protocol_version) {
+        spdlog::warn("node {}: refused node {}: it speaks node protocol version {}, this "
+                     "node version {}", s.node, from, version, node_protocol_version);
+        return caf::make_error(caf::sec::runtime_error,
+                               "node protocol version " + std::to_string(version) + " at "
+                                 + from + ", version "
+                                 + std::to_string(node_protocol_version) + " at " + s.node);
+      }
+      if (flow != s.flow) {
+        spdlog::warn("node {}: refused node {}: it runs flow '{}', this node '{}'", s.node,
+                     from, flow, s.flow);
+        return caf::make_error(caf::sec::runtime_error,
+                               "node " + s.node + " runs flow '" + s.flow + "', not '" + flow
+                                 + "'");
+      }
+      spdlog::info("node {}: node {} attached", s.node, from);
+      return {node_protocol_version, s.node};
+    },
+    [=](deliver_atom, const std::string& link, const std::string& actor, uint64_t seq,
+        const std::string& blob) -> caf::result<uint64_t> {
+      auto& s = self->state;
+      auto& in = inbox_of(s, link);
+      if (seq <= in.done || in.finished.count(seq)) {
+        ++s.duplicates;
+        return seq;
+      }
+      auto rp = self->make_response_promise();
+      if (auto w = in.waiting.find(seq); w != in.waiting.end()) { // a resend while in flight
+        ++s.duplicates;
+        w->second.push_back(rp);
+        return caf::delegated<uint64_t>{};
+      }
+      auto batch = decode_batch(blob);
+      if (!batch) {
+        // Resending cannot mend it: say so, count it, and let the link move on.
+        ++s.undecodable;
+        spdlog::error("node {}: a batch for {} cannot be decoded ({}); dropped", s.node, actor,
+                      batch.err().message);
+        return seq;
+      }
+      ++s.delivered;
+      in.order.push_back(seq);
+      in.waiting[seq].push_back(rp);
+      forward(self, link, actor, seq, caf::make_message(std::move(*batch)));
+      return caf::delegated<uint64_t>{};
+    },
+    [=](query_atom, const std::string& actor, const scan_request& q) -> caf::result<record_batch> {
+      auto target = self->state.local(actor);
+      if (!target)
+        return unknown(actor);
+      return self->delegate(caf::actor_cast<storage_actor>(target), query_atom::value, q);
+    },
+    [=](streams_atom, const std::string& actor) -> caf::result<std::vector<stream_info>> {
+      auto target = self->state.local(actor);
+      if (!target)
+        return unknown(actor);
+      return self->delegate(caf::actor_cast<storage_actor>(target), streams_atom::value);
+    },
+    [=](status_atom, const std::string& actor) -> caf::result<actor_status> {
+      auto target = self->state.local(actor);
+      if (!target)
+        return unknown(actor);
+      return self->delegate(caf::actor_cast<status_client>(target), status_atom::value);
+    },
+    [](emitter::retry_fn& r) { r.fn(); },
+  };
+}
+
+} // namespace
+
+node_runtime::node_runtime(caf::actor_system& sys, const flow& f, std::string name,
+                           std::filesystem::path data_dir)
+  : sys_(sys), f_(f), name_(std::move(name)), data_dir_(std::move(data_dir)) {}
+
+node_runtime::~node_runtime() { stop(); }
+
+expected<std::unique_ptr<node_runtime>> node_runtime::start(caf::actor_system& sys,
+                                                            const flow& f, std::string name,
+                                                            std::filesystem::path data_dir,
+                                                            local_fn local) {
+  auto* n = find_node(f, name);
+  if (!n) {
+    std::string names;
+    for (auto& x : node_names(f))
+      names += (names.empty() ? "" : ", ") + x;
+    return make_error(ec::invalid_argument,
+                      names.empty() ? "flow " + f.name + " has no 'nodes' section; --node "
+                                        + name + " needs one"
+                                    : "flow " + f.name + " has no node '" + name
+                                        + "'; nodes: " + names);
+  }
+  auto addr = parse_listen(n->str("listen"));
+  if (!addr)
+    return addr.err();
+  auto marks = spool::open(data_dir / "links" / "in", durability::process, 16 << 20);
+  if (!marks)
+    return marks.err();
+  std::unique_ptr<node_runtime> rt{new node_runtime(sys, f, name, data_dir)};
+  // Detached: it writes each delivery mark to LMDB.
+  rt->node_ = sys.spawn<caf::detached>(node_actor_impl, f.name, name, std::move(local),
+                                        std::move(*marks));
+  auto port = caf::io::publish(rt->node_, static_cast<uint16_t>(addr->second),
+                               addr->first.c_str(), true);
+  if (!port) {
+    caf::anon_send_exit(rt->node_, caf::exit_reason::user_shutdown);
+    return make_error(ec::unavailable, "node " + name + ": cannot listen on "
+                                         + n->str("listen") + ": " + sys.render(port.error()));
+  }
+  spdlog::info("node {}: listening on {} for the other nodes", name, n->str("listen"));
+  return rt;
+}
+
+expected<caf::actor> node_runtime::remote(const actor_decl& actor) {
+  std::lock_guard lock{mutex_};
+  if (auto it = links_.find(actor.name); it != links_.end())
+    return it->second;
+  auto* peer = find_node(f_, actor.node);
+  auto* self = find_node(f_, name_);
+  if (!peer || !self)
+    return make_error(ec::internal, "actor " + actor.name + " is on unknown node " + actor.node);
+  auto addr = parse_listen(peer->str("listen"));
+  if (!addr)
+    return addr.err();
+  link_params p;
+  p.flow = f_.name;
+  p.from_node = name_;
+  p.to_node = actor.node;
+  p.actor = actor.name;
+  p.host = addr->first;
+  p.port = static_cast<uint16_t>(addr->second);
+  p.dir = data_dir_ / "links" / "out" / actor.node / actor.name;
+  p.max_batches = static_cast<uint64_t>(self->integer("link_buffer"));
+  p.drop_oldest = self->str("when_full") == "drop_oldest";
+  p.reconnect_max = std::chrono::nanoseconds{self->integer("reconnect_max")};
+  auto link = spawn_link(sys_, std::move(p));
+  if (!link)
+    return link.err();
+  links_.emplace(actor.name, *link);
+  return *link;
+}
+
+std::vector<caf::actor> node_runtime::links() const {
+  std::lock_guard lock{mutex_};
+  std::vector<caf::actor> out;
+  for (auto& [name, l] : links_)
+    out.push_back(l);
+  return out;
+}
+
+void node_runtime::stop() {
+  std::lock_guard lock{mutex_};
+  for (auto& [name, l] : links_)
+    caf::anon_send_exit(l, caf::exit_reason::user_shutdown);
+  links_.clear();
+  if (node_)
+    caf::anon_send_exit(node_, caf::exit_reason::user_shutdown);
+  node_ = nullptr;
+}
+
+} // namespace fabrik

@@ -1,0 +1,148 @@
+// One flow across three node processes on loopback (edge, fog, cloud): real `fabrik run
+// --node` processes, a real mosquitto, a real Python worker. Data is ingested at the edge,
+// stored at the fog, trained at the cloud from the fog's storage and predicted there, and
+// the predictions go back out through the edge's sink.
+
+#include "tests/integration/fixture.hpp"
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <csignal>
+#include <map>
+#include <thread>
+
+using namespace fabrik;
+using namespace fabrik::test;
+
+namespace {
+
+/// The three nodes, each with its own listen and web UI address on loopback.
+struct three_nodes {
+  std::map<std::string, int> listen, http;
+  three_nodes() {
+    for (auto n : {"edge", "fog", "cloud"}) {
+      listen[n] = free_port();
+      http[n] = free_port();
+    }
+  }
+  std::string section() const {
+    std::string out = "nodes:\n";
+    for (auto n : {"edge", "fog", "cloud"})
+      out += std::string{"  "} + n + ": {listen: \"127.0.0.1:" + std::to_string(listen.at(n))
+             + "\", http: \"127.0.0.1:" + std::to_string(http.at(n)) + "\"}\n";
+    return out;
+  }
+};
+
+process run_node(temp_dir& dir, const std::string& node, const std::string& log) {
+  return process{{fabrik_binary(), "run", (dir / "flow.yaml").string(), "--node", node,
+                  "--data-dir", (dir / node).string(), "--status-interval", "1s"},
+                 dir / log};
+}
+
+/// How many predictions answer each seq >= first.
+std::map<int64_t, int> answers_per_seq(subscriber& sub, int64_t first) {
+  std::map<int64_t, int> out;
+  for (auto& [topic, payload] : sub.messages())
+    if (auto seq = nlohmann::json::parse(payload).at("seq").get<int64_t>(); seq >= first)
+      ++out[seq];
+  return out;
+}
+
+bool logged(process& p, const std::string& text) {
+  return p.log().find(text) != std::string::npos;
+}
+
+} // namespace
+
+TEST_CASE("three nodes on loopback run one flow: ingest at the edge, storage at the fog, "
+          "training at the cloud from the fog's storage, and a cloud killed mid-stream loses "
+          "and doubles nothing", "[e2e][nodes]") {
+  temp_dir dir;
+  broker b{dir / "broker"};
+  package("pcb-classifier", dir / "pcb.zip");
+  three_nodes nodes;
+  write_file(dir / "flow.yaml",
+             pcb_flow_text(b, "    package: pcb.zip\n"
+                              "    params: {n_estimators: 20}\n"
+                              "    train: {storage: store, stream: src/Line1/default}\n",
+                           nodes.section(),
+                           {{"src", "edge"}, {"store", "fog"}, {"model", "cloud"},
+                            {"out", "edge"}}));
+  std::string out;
+  REQUIRE(run_command({fabrik_binary(), "check", (dir / "flow.yaml").string()}, &out) == 0);
+  // The cloud first: its training waits for the fog, which it reaches once the fog is up.
+  auto cloud = run_node(dir, "cloud", "cloud.log");
+  auto fog = run_node(dir, "fog", "fog.log");
+  auto edge = run_node(dir, "edge", "edge.log");
+  REQUIRE(wait_until([&] { return logged(edge, "src: connected"); }));
+  const auto stream = "src/Line1/default";
+  auto stored = [&] { return stored_count(dir / "fog" / "storage" / "store", stream); };
+  publish_boards(b.port(), 1500, 1, 1);
+  REQUIRE(wait_until([&] { return stored() == 1500; }));
+  INFO(cloud.log());
+  REQUIRE(wait_until([&] { return logged(cloud, "model: serving pcb-classifier 1.0.0"); },
+                     std::chrono::seconds{90}));
+  CHECK(logged(edge, "link cloud/model: connected"));
+  CHECK(logged(edge, "link fog/store: connected"));
+  CHECK(logged(cloud, "link fog/store: connected"));
+  CHECK(logged(cloud, "link edge/out: connected"));
+
+  subscriber predictions{b, {"predictions/#"}};
+  const int first = 500001, n = 1500;
+  process load{{"/usr/bin/python3", (source_dir() / "bench" / "assets" / "pcb_publisher.py").string(),
+                "--port", std::to_string(b.port()), "--count", std::to_string(n), "--rate", "150",
+                "-q", "--seed", "9", "--start-seq", std::to_string(first)},
+               dir / "publisher.log"};
+  REQUIRE(wait_until([&] { return answers_per_seq(predictions, first).size() > 200; }));
+  cloud.signal(SIGKILL);
+  cloud.wait();
+  // The edge and the fog go on while the cloud is away: ingest, and storage at the fog.
+  REQUIRE(wait_until([&] { return logged(edge, "link cloud/model: lost"); }));
+  auto while_away = stored();
+  REQUIRE(wait_until([&] { return stored() > while_away + 100; }));
+  auto answered_while_away = answers_per_seq(predictions, first).size();
+  auto again = run_node(dir, "cloud", "cloud-again.log");
+  REQUIRE(wait_until([&] { return logged(again, "serving stored model"); },
+                     std::chrono::seconds{60}));
+  REQUIRE(load.wait(std::chrono::seconds{60}) == 0);
+  REQUIRE(wait_until([&] { return answers_per_seq(predictions, first).size()
+                                  >= static_cast<size_t>(n); }));
+  std::this_thread::sleep_for(std::chrono::milliseconds{500}); // a late double would show now
+  auto answers = answers_per_seq(predictions, first);
+  CHECK(answers.size() == static_cast<size_t>(n));
+  CHECK(std::all_of(answers.begin(), answers.end(), [](auto& a) { return a.second == 1; }));
+  CHECK(answered_while_away < static_cast<size_t>(n)); // the kill was mid-stream
+  CHECK(stored() == 1500 + static_cast<uint64_t>(n));
+  CHECK(logged(edge, "link cloud/model: connected to"));
+  for (auto* p : {&edge, &fog, &again}) {
+    p->signal(SIGTERM);
+    CHECK(p->wait() == 0);
+  }
+}
+
+TEST_CASE("fabrik run --node names a node of the flow, and a node whose listen address is "
+          "taken says so and exits", "[cli][nodes]") {
+  temp_dir dir;
+  broker b{dir / "broker"};
+  three_nodes nodes;
+  write_file(dir / "flow.yaml",
+             pcb_flow_text(b, "    package: pcb-classifier\n", nodes.section(),
+                           {{"src", "edge"}, {"store", "fog"}, {"model", "cloud"},
+                            {"out", "edge"}}));
+  std::string out;
+  CHECK(run_command({fabrik_binary(), "run", (dir / "flow.yaml").string(), "--node", "moon"},
+                    &out) == 1);
+  CHECK(out.find("--node moon: flow " + (dir / "flow.yaml").string()
+                 + " has no such node; nodes: cloud, edge, fog") != std::string::npos);
+  // Another process holds the fog's listen port.
+  auto fog = run_node(dir, "fog", "fog.log");
+  REQUIRE(wait_until([&] { return logged(fog, "listening on"); }));
+  CHECK(run_command({fabrik_binary(), "run", (dir / "flow.yaml").string(), "--node", "fog",
+                     "--data-dir", (dir / "other").string()}, &out) == 2);
+  CHECK(out.find("node fog: cannot listen on 127.0.0.1:" + std::to_string(nodes.listen["fog"]))
+        != std::string::npos);
+  fog.signal(SIGTERM);
+  CHECK(fog.wait() == 0);
+}
