@@ -75,6 +75,8 @@ using streams_atom = caf::atom_constant<caf::atom("streams")>;
 using hello_atom = caf::atom_constant<caf::atom("hello")>;
 /// Node to node: a batch over a cross-node wire.
 using deliver_atom = caf::atom_constant<caf::atom("deliver")>;
+/// To the local node actor at shutdown: take no more deliveries.
+using drain_atom = caf::atom_constant<caf::atom("drain")>;
 
 // -- interfaces ---------------------------------------------------------------
 
@@ -111,7 +113,10 @@ using node_actor = caf::typed_actor<
   caf::replies_to<query_atom, std::string, scan_request>::with<record_batch>,
   caf::replies_to<streams_atom, std::string>::with<std::vector<stream_info>>,
   /// The status of an actor on this node.
-  caf::replies_to<status_atom, std::string>::with<actor_status>>;
+  caf::replies_to<status_atom, std::string>::with<actor_status>,
+  /// From this node's engine when it stops: refuse further deliveries and reply once every
+  /// batch already handed to an actor was taken, so a stop leaves nothing half-delivered.
+  caf::replies_to<drain_atom>::with<bool>>;
 
 } // namespace fabrik
 

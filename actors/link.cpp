@@ -17,7 +17,7 @@ namespace {
 using namespace std::chrono_literals;
 
 /// Batches on their way to the peer at once: enough to hide the round trip.
-constexpr size_t window = 8;
+constexpr size_t window = 32;
 /// A delivery unanswered this long counts as a lost link (the peer reconnects and resends).
 constexpr auto deliver_timeout = 60s;
 
@@ -120,7 +120,13 @@ void connect(link_actor* self) {
             });
       },
       [=](caf::error& err) {
-        if (epoch == self->state.epoch)
+        auto& s = self->state;
+        if (epoch != s.epoch)
+          return;
+        // The peer's TLS layer hangs up on a certificate its CA did not sign.
+        if (s.p.tls && err == caf::sec::disconnect_during_handshake)
+          lost(self, "TLS handshake refused (are both certificates signed by the same CA?)");
+        else
           lost(self, caf::to_string(err));
       });
 }

@@ -9,6 +9,7 @@
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
+#include <caf/openssl/publish.hpp>
 
 #include <deque>
 #include <set>
@@ -34,6 +35,8 @@ struct node_state {
   std::optional<spool> marks; ///< `done` per link id, in the spool's side table
   std::map<std::string, inbox> inboxes;
   uint64_t delivered = 0, duplicates = 0, undecodable = 0;
+  bool draining = false;
+  std::vector<caf::response_promise> drained; ///< answered once nothing is in flight
   log_limiter limiter;
 };
 
@@ -45,6 +48,18 @@ inbox& inbox_of(node_state& s, const std::string& link) {
     if (auto v = s.marks->get_meta(link))
       it->second.done = std::stoull(*v);
   return it->second;
+}
+
+/// Answers a pending drain once no forwarded batch waits for its actor.
+void check_drained(node_state& s) {
+  if (!s.draining)
+    return;
+  for (auto& [link, in] : s.inboxes)
+    if (!in.waiting.empty())
+      return;
+  for (auto& rp : s.drained)
+    rp.deliver(true);
+  s.drained.clear();
 }
 
 void finish(node_pointer self, const std::string& link, uint64_t seq) {
@@ -66,6 +81,7 @@ void finish(node_pointer self, const std::string& link, uint64_t seq) {
   for (auto& rp : w->second)
     rp.deliver(seq);
   in.waiting.erase(w);
+  check_drained(s);
 }
 
 /// Hands a batch to the local actor; a refusal (say, a full disk) is retried after a
@@ -125,6 +141,8 @@ caf::behavior node_actor_impl(node_pointer self, std::string flow, std::string n
     [=](deliver_atom, const std::string& link, const std::string& actor, uint64_t seq,
         const std::string& blob) -> caf::result<uint64_t> {
       auto& s = self->state;
+      if (s.draining) // the link keeps it and resends to the next run of this node
+        return caf::make_error(caf::sec::runtime_error, "node " + s.node + " is stopping");
       auto& in = inbox_of(s, link);
       if (seq <= in.done || in.finished.count(seq)) {
         ++s.duplicates;
@@ -168,6 +186,14 @@ caf::behavior node_actor_impl(node_pointer self, std::string flow, std::string n
         return unknown(actor);
       return self->delegate(caf::actor_cast<status_client>(target), status_atom::value);
     },
+    [=](drain_atom) -> caf::result<bool> {
+      auto& s = self->state;
+      s.draining = true;
+      auto rp = self->make_response_promise();
+      s.drained.push_back(rp);
+      check_drained(s);
+      return caf::delegated<bool>{};
+    },
     [](emitter::retry_fn& r) { r.fn(); },
   };
 }
@@ -205,14 +231,18 @@ expected<std::unique_ptr<node_runtime>> node_runtime::start(caf::actor_system& s
   // Detached: it writes each delivery mark to LMDB.
   rt->node_ = sys.spawn<caf::detached>(node_actor_impl, f.name, name, std::move(local),
                                         std::move(*marks));
-  auto port = caf::io::publish(rt->node_, static_cast<uint16_t>(addr->second),
-                               addr->first.c_str(), true);
+  auto tls = tls_of(f, *n);
+  auto port = tls ? caf::openssl::publish(rt->node_, static_cast<uint16_t>(addr->second),
+                                          addr->first.c_str(), true)
+                  : caf::io::publish(rt->node_, static_cast<uint16_t>(addr->second),
+                                     addr->first.c_str(), true);
   if (!port) {
     caf::anon_send_exit(rt->node_, caf::exit_reason::user_shutdown);
     return make_error(ec::unavailable, "node " + name + ": cannot listen on "
                                          + n->str("listen") + ": " + sys.render(port.error()));
   }
-  spdlog::info("node {}: listening on {} for the other nodes", name, n->str("listen"));
+  spdlog::info("node {}: listening on {} for the other nodes{}", name, n->str("listen"),
+               tls ? " (TLS: peers need a certificate of " + tls->ca.string() + ")" : "");
   return rt;
 }
 
@@ -238,6 +268,7 @@ expected<caf::actor> node_runtime::remote(const actor_decl& actor) {
   p.max_batches = static_cast<uint64_t>(self->integer("link_buffer"));
   p.drop_oldest = self->str("when_full") == "drop_oldest";
   p.reconnect_max = std::chrono::nanoseconds{self->integer("reconnect_max")};
+  p.tls = tls_of(f_, *self).has_value();
   auto link = spawn_link(sys_, std::move(p));
   if (!link)
     return link.err();
@@ -251,6 +282,23 @@ std::vector<caf::actor> node_runtime::links() const {
   for (auto& [name, l] : links_)
     out.push_back(l);
   return out;
+}
+
+void node_runtime::drain(std::chrono::seconds timeout) {
+  caf::actor node;
+  {
+    std::lock_guard lock{mutex_};
+    node = node_;
+  }
+  if (!node)
+    return;
+  caf::scoped_actor self{sys_};
+  self->request(node, timeout, drain_atom::value)
+    .receive([](bool) {},
+             [&](caf::error& err) {
+               spdlog::warn("node {}: deliveries still in flight at the stop ({}); their "
+                            "links resend them", name_, caf::to_string(err));
+             });
 }
 
 void node_runtime::stop() {

@@ -10,6 +10,7 @@
 #include <caf/actor.hpp>
 #include <caf/fwd.hpp>
 
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -38,6 +39,9 @@ public:
   expected<caf::actor> remote(const actor_decl& actor);
   /// The links made so far, by remote actor name.
   std::vector<caf::actor> links() const;
+  /// Takes no more deliveries from other nodes and waits (at most `timeout`) until the
+  /// actors here took every batch already handed to them. Called before the actors stop.
+  void drain(std::chrono::seconds timeout);
   /// Stops the links and the node actor (what the links hold stays in their spools).
   void stop();
 

@@ -22,6 +22,12 @@ const settings_table node_settings{{
    .doc = "when that buffer is full: `block` (the producer waits, nothing is lost) or "
           "`drop_oldest` (the oldest batch is dropped and counted)",
    .choices = {"block", "drop_oldest"}},
+  {.name = "certificate", .type = setting_type::string,
+   .doc = "this node's TLS certificate (PEM), signed by the deployment's CA (`fabrik certs` "
+          "makes a test one); with key and ca, nodes talk TLS and refuse peers without one"},
+  {.name = "key", .type = setting_type::string, .doc = "the private key of that certificate (PEM)"},
+  {.name = "ca", .type = setting_type::string,
+   .doc = "the deployment's CA certificate (PEM): a peer must have a certificate it signed"},
   {.name = "reconnect_max", .type = setting_type::duration, .default_value = "10s",
    .doc = "longest pause between attempts to reach a peer that is away (the pause doubles "
           "from 100ms)", .min = 100e6},
@@ -59,6 +65,13 @@ const config* find_node(const flow& f, std::string_view name) {
     return nullptr;
   auto n = it->second.find(std::string{name});
   return n == it->second.end() ? nullptr : &n->second;
+}
+
+std::optional<node_tls> tls_of(const flow& f, const config& node) {
+  if (!node.has("certificate"))
+    return std::nullopt;
+  return node_tls{f.resolve(node.str("certificate")), f.resolve(node.str("key")),
+                  f.resolve(node.str("ca"))};
 }
 
 void check_placement(const flow& f, const std::string& file, std::vector<diagnostic>& diags) {
@@ -99,6 +112,27 @@ void check_placement(const flow& f, const std::string& file, std::vector<diagnos
                         + ")");
     }
   }
+  // TLS is all or nothing: a node with it cannot talk to one without.
+  const char* tls_keys[] = {"certificate", "key", "ca"};
+  std::string first_tls, first_plain;
+  for (auto& n : in_file_order) {
+    auto& c = *find_node(f, n);
+    std::vector<std::string> missing;
+    size_t given = 0;
+    for (auto* k : tls_keys)
+      if (c.has(k))
+        ++given;
+      else
+        missing.push_back(k);
+    if (given > 0 && !missing.empty())
+      node_error(n, "node '" + n + "': TLS needs certificate, key and ca; missing " + join(missing));
+    auto& first = given > 0 ? first_tls : first_plain;
+    if (first.empty())
+      first = n;
+  }
+  if (!first_tls.empty() && !first_plain.empty())
+    node_error(first_plain, "node '" + first_plain + "' has no TLS settings but node '"
+                              + first_tls + "' has: the nodes of a flow all use TLS or none");
   for (auto& a : f.actors) {
     auto in = a.file.empty() ? file : a.file;
     if (a.node.empty()) {

@@ -5,6 +5,7 @@
 
 #include "flows/flow.hpp"
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,12 @@ std::vector<std::string> node_names(const flow& f);
 
 /// The settings of node `name`; nullptr when the flow has no such node.
 const config* find_node(const flow& f, std::string_view name);
+
+/// TLS files of a node, resolved against the flow's folder; nullopt when it has none.
+struct node_tls {
+  std::filesystem::path certificate, key, ca;
+};
+std::optional<node_tls> tls_of(const flow& f, const config& node);
 
 /// Placement problems, appended to `diags` at the actor's or node's line: `on:` naming
 /// no node, an actor on no node while the flow has nodes, a listen or http address used by

@@ -56,9 +56,13 @@ bool logged(process& p, const std::string& text) {
 
 } // namespace
 
+// The cloud is stopped (SIGTERM) mid-stream: a stop drains what its node took before the
+// actors stop, so nothing is lost or doubled. A SIGKILL keeps "nothing lost", but a batch
+// whose predictions were kept just before the kill is predicted again after the restart
+// (docs/records.md, "Delivery across nodes").
 TEST_CASE("three nodes on loopback run one flow: ingest at the edge, storage at the fog, "
-          "training at the cloud from the fog's storage, and a cloud killed mid-stream loses "
-          "and doubles nothing", "[e2e][nodes]") {
+          "training at the cloud from the fog's storage, and a cloud stopped and restarted "
+          "mid-stream loses and doubles nothing", "[e2e][nodes]") {
   temp_dir dir;
   broker b{dir / "broker"};
   package("pcb-classifier", dir / "pcb.zip");
@@ -96,8 +100,8 @@ TEST_CASE("three nodes on loopback run one flow: ingest at the edge, storage at 
                 "-q", "--seed", "9", "--start-seq", std::to_string(first)},
                dir / "publisher.log"};
   REQUIRE(wait_until([&] { return answers_per_seq(predictions, first).size() > 200; }));
-  cloud.signal(SIGKILL);
-  cloud.wait();
+  cloud.signal(SIGTERM);
+  REQUIRE(cloud.wait() == 0);
   // The edge and the fog go on while the cloud is away: ingest, and storage at the fog.
   REQUIRE(wait_until([&] { return logged(edge, "link cloud/model: lost"); }));
   auto while_away = stored();
@@ -118,7 +122,9 @@ TEST_CASE("three nodes on loopback run one flow: ingest at the edge, storage at 
   CHECK(logged(edge, "link cloud/model: connected to"));
   for (auto* p : {&edge, &fog, &again}) {
     p->signal(SIGTERM);
-    CHECK(p->wait() == 0);
+    int rc = p->wait();
+    INFO(p->log());
+    CHECK(rc == 0);
   }
 }
 
@@ -145,4 +151,64 @@ TEST_CASE("fabrik run --node names a node of the flow, and a node whose listen a
         != std::string::npos);
   fog.signal(SIGTERM);
   CHECK(fog.wait() == 0);
+}
+
+TEST_CASE("nodes talk TLS with certificates of fabrik certs, and a node with a certificate "
+          "of another CA is refused until it has one of the deployment's", "[e2e][nodes][tls]") {
+  temp_dir dir;
+  broker b{dir / "broker"};
+  std::string out;
+  REQUIRE(run_command({fabrik_binary(), "certs", (dir / "certs").string(), "edge", "fog"}, &out) == 0);
+  REQUIRE(run_command({fabrik_binary(), "certs", (dir / "foreign").string(), "edge"}, &out) == 0);
+  three_nodes nodes;
+  std::string section = "nodes:\n";
+  for (auto n : {"edge", "fog"})
+    section += std::string{"  "} + n + ": {listen: \"127.0.0.1:"
+               + std::to_string(nodes.listen[n]) + "\", http: \"127.0.0.1:"
+               + std::to_string(nodes.http[n]) + "\", certificate: certs/" + n
+               + ".crt, key: certs/" + n + ".key, ca: certs/ca.crt}\n";
+  write_file(dir / "flow.yaml",
+             pcb_flow_text(b, "    package: pcb-classifier\n", section,
+                           {{"src", "edge"}, {"store", "fog"}, {"model", "fog"}, {"out", "edge"}}));
+  auto fog = run_node(dir, "fog", "fog.log");
+  REQUIRE(wait_until([&] { return logged(fog, "listening on"); }));
+  CHECK(logged(fog, "(TLS: peers need a certificate of"));
+  // The edge with a certificate of another CA: refused, and it keeps what it ingests.
+  for (auto ext : {".crt", ".key"}) {
+    std::filesystem::copy_file(dir / "certs" / (std::string{"edge"} + ext),
+                               dir / (std::string{"edge-good"} + ext));
+    std::filesystem::copy_file(dir / "foreign" / (std::string{"edge"} + ext),
+                               dir / "certs" / (std::string{"edge"} + ext),
+                               std::filesystem::copy_options::overwrite_existing);
+  }
+  const auto stream = "src/Line1/default";
+  auto stored = [&] { return stored_count(dir / "fog" / "storage" / "store", stream); };
+  {
+    auto stranger = run_node(dir, "edge", "edge-foreign.log");
+    REQUIRE(wait_until([&] { return logged(stranger, "src: connected"); }));
+    publish_boards(b.port(), 100, 1, 1);
+    REQUIRE(wait_until([&] { return logged(stranger, "link fog/store: node fog at 127.0.0.1:"
+                                                     + std::to_string(nodes.listen["fog"])
+                                                     + " unreachable (TLS handshake refused"); }));
+    // Its status line names a backlog only when there is one.
+    REQUIRE(wait_until([&] { return logged(stranger, "backlog="); }));
+    CHECK_FALSE(logged(stranger, "link fog/store: connected"));
+    CHECK_FALSE(logged(fog, "node edge attached"));
+    CHECK(stored() == 0);
+    stranger.signal(SIGTERM);
+    CHECK(stranger.wait() == 0);
+  }
+  CHECK(fog.running());
+  // The deployment's certificate back: the edge attaches and forwards what it kept.
+  for (auto ext : {".crt", ".key"})
+    std::filesystem::copy_file(dir / (std::string{"edge-good"} + ext),
+                               dir / "certs" / (std::string{"edge"} + ext),
+                               std::filesystem::copy_options::overwrite_existing);
+  auto edge = run_node(dir, "edge", "edge.log");
+  REQUIRE(wait_until([&] { return stored() == 100; }));
+  CHECK(logged(fog, "node edge attached"));
+  for (auto* p : {&edge, &fog}) {
+    p->signal(SIGTERM);
+    CHECK(p->wait() == 0);
+  }
 }
