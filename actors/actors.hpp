@@ -75,6 +75,10 @@ using streams_atom = caf::atom_constant<caf::atom("streams")>;
 using hello_atom = caf::atom_constant<caf::atom("hello")>;
 /// Node to node: a batch over a cross-node wire.
 using deliver_atom = caf::atom_constant<caf::atom("deliver")>;
+/// To a workflow actor: its serving model, for a workflow that serves what it trains
+/// (`model_from`): (model_atom, model id the asker has) -> (model id, package zip, model in
+/// the registry's encoding); the last two are empty when the asker has that model already.
+using model_atom = caf::atom_constant<caf::atom("model")>;
 /// To the local node actor at shutdown: take no more deliveries.
 using drain_atom = caf::atom_constant<caf::atom("drain")>;
 
@@ -114,6 +118,9 @@ using node_actor = caf::typed_actor<
   caf::replies_to<streams_atom, std::string>::with<std::vector<stream_info>>,
   /// The status of an actor on this node.
   caf::replies_to<status_atom, std::string>::with<actor_status>,
+  /// The serving model of a workflow actor on this node (see model_atom).
+  caf::replies_to<model_atom, std::string, std::string>::with<std::string, std::string,
+                                                              std::string>,
   /// From this node's engine when it stops: refuse further deliveries and reply once every
   /// batch already handed to an actor was taken, so a stop leaves nothing half-delivered.
   caf::replies_to<drain_atom>::with<bool>>;

@@ -243,6 +243,15 @@ caf::behavior link(link_actor* self, link_params p, spool buf, std::string id) {
                                "node " + s.p.to_node + " is unreachable");
       return self->delegate(caf::actor_cast<node_actor>(s.peer), streams_atom::value, s.p.actor);
     },
+    [=](model_atom, const std::string& have)
+      -> caf::result<std::string, std::string, std::string> {
+      auto& s = self->state;
+      if (!s.peer)
+        return caf::make_error(caf::sec::runtime_error,
+                               "node " + s.p.to_node + " is unreachable");
+      return self->delegate(caf::actor_cast<node_actor>(s.peer), model_atom::value, s.p.actor,
+                            have);
+    },
     [=](status_atom) -> actor_status {
       auto& s = self->state;
       auto st = s.st;

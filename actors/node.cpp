@@ -186,6 +186,19 @@ caf::behavior node_actor_impl(node_pointer self, std::string flow, std::string n
         return unknown(actor);
       return self->delegate(caf::actor_cast<status_client>(target), status_atom::value);
     },
+    [=](model_atom, const std::string& actor,
+        const std::string& have) -> caf::result<std::string, std::string, std::string> {
+      auto target = self->state.local(actor);
+      if (!target)
+        return unknown(actor);
+      auto rp = self->make_response_promise();
+      self->request(target, std::chrono::minutes{1}, model_atom::value, have)
+        .then([rp](std::string& id, std::string& zip, std::string& model) mutable {
+                rp.deliver(std::move(id), std::move(zip), std::move(model));
+              },
+              [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+      return caf::delegated<std::string, std::string, std::string>{};
+    },
     [=](drain_atom) -> caf::result<bool> {
       auto& s = self->state;
       s.draining = true;

@@ -10,6 +10,7 @@
 
 #include <csignal>
 #include <map>
+#include <set>
 #include <thread>
 
 using namespace fabrik;
@@ -210,5 +211,84 @@ TEST_CASE("nodes talk TLS with certificates of fabrik certs, and a node with a c
   for (auto* p : {&edge, &fog}) {
     p->signal(SIGTERM);
     CHECK(p->wait() == 0);
+  }
+}
+
+TEST_CASE("hybrid deployment (flows/examples/hybrid-pcb.yaml): trained at the cloud, served "
+          "at the edge, which predicts every board while the cloud and fog are stopped and "
+          "swaps in a retrained model without losing or doubling a prediction",
+          "[e2e][nodes][hybrid]") {
+  temp_dir dir;
+  broker b{dir / "broker"};
+  std::string out;
+  REQUIRE(run_command({fabrik_binary(), "certs", (dir / "certs").string(), "edge", "fog",
+                       "cloud"}, &out) == 0);
+  std::filesystem::create_directories(dir / "workflows");
+  package("pcb-classifier", dir / "workflows" / "pcb-classifier.zip");
+  // The example as shipped, on this test's broker and free ports.
+  auto text = read_file(source_dir() / "flows" / "examples" / "hybrid-pcb.yaml");
+  auto replace = [&](const std::string& from, const std::string& to) {
+    auto at = text.find(from);
+    REQUIRE(at != std::string::npos);
+    text.replace(at, from.size(), to);
+  };
+  replace("tcp://127.0.0.1:1883", b.url());
+  three_nodes nodes;
+  for (auto [node, n] : {std::pair{"edge", 1}, std::pair{"fog", 2}, std::pair{"cloud", 3}}) {
+    replace("127.0.0.1:710" + std::to_string(n), "127.0.0.1:" + std::to_string(nodes.listen[node]));
+    replace("127.0.0.1:810" + std::to_string(n), "127.0.0.1:" + std::to_string(nodes.http[node]));
+  }
+  write_file(dir / "flow.yaml", text);
+  REQUIRE(run_command({fabrik_binary(), "check", (dir / "flow.yaml").string()}, &out) == 0);
+  auto fog = run_node(dir, "fog", "fog.log");
+  auto cloud = run_node(dir, "cloud", "cloud.log");
+  auto edge = run_node(dir, "edge", "edge.log");
+  REQUIRE(wait_until([&] { return logged(edge, "pcb_in: connected"); }));
+  publish_boards(b.port(), 1500, 1, 1);
+  REQUIRE(wait_until([&] { return logged(cloud, "trainer: serving pcb-classifier 1.0.0"); },
+                     std::chrono::seconds{90}));
+  INFO(edge.log());
+  REQUIRE(wait_until([&] { return logged(edge, "classifier: serving pcb-classifier 1.0.0"); }));
+  CHECK(logged(edge, "of trainer (pcb-classifier 1.0.0) arrived"));
+
+  // The cloud and the fog stop; the edge predicts on, with the model it has.
+  subscriber predictions{b, {"fabrik/hybrid-pcb/#"}};
+  for (auto* p : {&cloud, &fog}) {
+    p->signal(SIGTERM);
+    REQUIRE(p->wait() == 0);
+  }
+  const int first = 700001, n = 3000;
+  process load{{"/usr/bin/python3", (source_dir() / "bench" / "assets" / "pcb_publisher.py").string(),
+                "--port", std::to_string(b.port()), "--count", std::to_string(n), "--rate", "150",
+                "-q", "--seed", "5", "--start-seq", std::to_string(first)},
+               dir / "publisher.log"};
+  REQUIRE(wait_until([&] { return answers_per_seq(predictions, first).size() >= 300; }));
+  CHECK(logged(edge, "link fog/store: lost"));
+  // Back: the fog gets what the edge kept, the cloud trains again, the edge swaps.
+  auto fog2 = run_node(dir, "fog", "fog2.log");
+  auto cloud2 = run_node(dir, "cloud", "cloud2.log");
+  REQUIRE(wait_until([&] { return logged(cloud2, "trainer: serving pcb-classifier 1.0.0"); }));
+  REQUIRE(run_command({fabrik_binary(), "train", (dir / "flow.yaml").string(), "trainer",
+                       "--data-dir", (dir / "cloud").string()}, &out) == 0);
+  REQUIRE(wait_until([&] { return logged(edge, "classifier: now serving pcb-classifier"); }));
+  CHECK(load.running()); // the swap came mid-stream
+  REQUIRE(load.wait(std::chrono::seconds{60}) == 0);
+  REQUIRE(wait_until([&] { return answers_per_seq(predictions, first).size()
+                                  >= static_cast<size_t>(n); }));
+  std::this_thread::sleep_for(std::chrono::milliseconds{500}); // a late double would show now
+  auto answers = answers_per_seq(predictions, first);
+  CHECK(answers.size() == static_cast<size_t>(n));
+  CHECK(std::all_of(answers.begin(), answers.end(), [](auto& a) { return a.second == 1; }));
+  std::set<std::string> models;
+  for (auto& [topic, payload] : predictions.messages())
+    models.insert(nlohmann::json::parse(payload).at("model").get<std::string>());
+  CHECK(models.size() >= 2); // the retrained model answered some boards
+  REQUIRE(wait_until([&] { return stored_count(dir / "fog" / "storage" / "store",
+                                               "pcb_in/Line1/default") == 1500u + n; }));
+  for (auto* p : {&edge, &fog2, &cloud2}) {
+    p->signal(SIGTERM);
+    int rc = p->wait();
+    INFO(p->log());
+    CHECK(rc == 0);
   }
 }
