@@ -118,6 +118,8 @@ using node_actor = caf::typed_actor<
   caf::replies_to<streams_atom, std::string>::with<std::vector<stream_info>>,
   /// The status of an actor on this node.
   caf::replies_to<status_atom, std::string>::with<actor_status>,
+  /// The status of every actor on this node and of its links (the web UI's one view).
+  caf::replies_to<status_atom>::with<std::vector<actor_status>, std::vector<actor_status>>,
   /// The serving model of a workflow actor on this node (see model_atom).
   caf::replies_to<model_atom, std::string, std::string>::with<std::string, std::string,
                                                               std::string>,
@@ -133,4 +135,5 @@ CAF_ADD_TYPE_ID(fabrik, (fabrik::actor_status))
 CAF_ADD_TYPE_ID(fabrik, (fabrik::scan_request))
 CAF_ADD_TYPE_ID(fabrik, (fabrik::stream_info))
 CAF_ADD_TYPE_ID(fabrik, (std::vector<fabrik::stream_info>))
+CAF_ADD_TYPE_ID(fabrik, (std::vector<fabrik::actor_status>))
 CAF_END_TYPE_ID_BLOCK(fabrik)

@@ -312,6 +312,14 @@ int run_flow(const flow& f, const run_options& opts) {
                                              if (a.name == name)
                                                return a.handle;
                                          return caf::actor{};
+                                       },
+                                       [&api] {
+                                         std::vector<caf::actor> out;
+                                         auto v = api.view();
+                                         if (v.actors)
+                                           for (auto& a : *v.actors)
+                                             out.push_back(a.handle);
+                                         return out;
                                        });
     if (!started) {
       spdlog::error("{}", started.err().message);
@@ -319,6 +327,7 @@ int run_flow(const flow& f, const run_options& opts) {
     }
     node = std::move(*started);
   }
+  api.set_node(node.get());
   reloader graph{sys, opts, api, reg, tel, node.get()};
   if (auto ok = graph.start(std::make_shared<const flow>(f)); !ok) {
     spdlog::error("cannot start flow {}: {}", f.name, ok.err().message);
@@ -363,6 +372,7 @@ int run_flow(const flow& f, const run_options& opts) {
     std::_Exit(130);
   }}.detach();
   web.reset();
+  api.set_node(nullptr);
   if (control)
     control->reset();
   auto last = api.view();

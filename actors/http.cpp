@@ -227,6 +227,7 @@ struct http_server::impl {
     });
     svr.Get("/api/flow", guarded(false, [this](R, W res) { reply(res, api.flow_graph()); }));
     svr.Get("/api/actors", guarded(false, [this](R, W res) { reply(res, api.actors()); }));
+    svr.Get("/api/nodes", guarded(false, [this](R, W res) { reply(res, api.nodes()); }));
     svr.Get(R"(/api/actors/([^/]+))", guarded(false, [this](R req, W res) {
               reply(res, api.actor(req.matches[1]));
             }));

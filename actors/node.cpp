@@ -10,6 +10,7 @@
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 #include <caf/openssl/publish.hpp>
+#include <caf/openssl/remote_actor.hpp>
 
 #include <deque>
 #include <set>
@@ -32,6 +33,8 @@ struct node_state {
   static inline const char* name = "node";
   std::string flow, node;
   node_runtime::local_fn local;
+  node_runtime::all_fn all;
+  std::function<std::vector<caf::actor>()> links;
   std::optional<spool> marks; ///< `done` per link id, in the spool's side table
   std::map<std::string, inbox> inboxes;
   uint64_t delivered = 0, duplicates = 0, undecodable = 0;
@@ -105,12 +108,48 @@ void forward(node_pointer self, std::string link, std::string actor, uint64_t se
           [=](caf::error& err) { retry(caf::to_string(err)); });
 }
 
+/// Asks every actor and link of this node for its status; answers once all did (or 2 s).
+void report(node_pointer self, caf::response_promise rp) {
+  auto& s = self->state;
+  auto actors = s.all();
+  auto links = s.links();
+  struct gather {
+    std::vector<actor_status> actors, links;
+    size_t pending = 0;
+    caf::response_promise rp;
+  };
+  auto g = std::make_shared<gather>();
+  g->pending = actors.size() + links.size();
+  g->rp = std::move(rp);
+  auto done = [g] {
+    if (--g->pending == 0)
+      g->rp.deliver(std::move(g->actors), std::move(g->links));
+  };
+  if (g->pending == 0)
+    return g->rp.deliver(std::vector<actor_status>{}, std::vector<actor_status>{});
+  auto ask = [&](const caf::actor& a, bool link) {
+    self->request(caf::actor_cast<status_client>(a), std::chrono::seconds{2}, status_atom::value)
+      .then([g, done, link](actor_status& st) {
+              (link ? g->links : g->actors).push_back(std::move(st));
+              done();
+            },
+            [done](caf::error&) { done(); });
+  };
+  for (auto& a : actors)
+    ask(a, false);
+  for (auto& l : links)
+    ask(l, true);
+}
+
 caf::behavior node_actor_impl(node_pointer self, std::string flow, std::string node,
-                              node_runtime::local_fn local, spool marks) {
+                              node_runtime::local_fn local, node_runtime::all_fn all,
+                              std::function<std::vector<caf::actor>()> links, spool marks) {
   auto& s = self->state;
   s.flow = std::move(flow);
   s.node = std::move(node);
   s.local = std::move(local);
+  s.all = std::move(all);
+  s.links = std::move(links);
   s.marks.emplace(std::move(marks));
   auto unknown = [self](const std::string& actor) {
     return caf::make_error(caf::sec::runtime_error,
@@ -199,6 +238,11 @@ caf::behavior node_actor_impl(node_pointer self, std::string flow, std::string n
               [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
       return caf::delegated<std::string, std::string, std::string>{};
     },
+    [=](status_atom) -> caf::result<std::vector<actor_status>, std::vector<actor_status>> {
+      auto rp = self->make_response_promise();
+      report(self, rp);
+      return caf::delegated<std::vector<actor_status>, std::vector<actor_status>>{};
+    },
     [=](drain_atom) -> caf::result<bool> {
       auto& s = self->state;
       s.draining = true;
@@ -222,7 +266,7 @@ node_runtime::~node_runtime() { stop(); }
 expected<std::unique_ptr<node_runtime>> node_runtime::start(caf::actor_system& sys,
                                                             const flow& f, std::string name,
                                                             std::filesystem::path data_dir,
-                                                            local_fn local) {
+                                                            local_fn local, all_fn all) {
   auto* n = find_node(f, name);
   if (!n) {
     std::string names;
@@ -242,7 +286,9 @@ expected<std::unique_ptr<node_runtime>> node_runtime::start(caf::actor_system& s
     return marks.err();
   std::unique_ptr<node_runtime> rt{new node_runtime(sys, f, name, data_dir)};
   // Detached: it writes each delivery mark to LMDB.
+  auto* raw = rt.get();
   rt->node_ = sys.spawn<caf::detached>(node_actor_impl, f.name, name, std::move(local),
+                                        std::move(all), [raw] { return raw->links(); },
                                         std::move(*marks));
   auto tls = tls_of(f, *n);
   auto port = tls ? caf::openssl::publish(rt->node_, static_cast<uint16_t>(addr->second),
@@ -289,6 +335,52 @@ expected<caf::actor> node_runtime::remote(const actor_decl& actor) {
   return *link;
 }
 
+std::vector<node_runtime::node_report> node_runtime::report(std::chrono::milliseconds timeout) {
+  std::vector<node_report> out;
+  caf::scoped_actor self{sys_};
+  for (auto& name : node_names(f_)) {
+    auto& c = *find_node(f_, name);
+    node_report r;
+    r.name = name;
+    r.listen = c.str("listen");
+    r.http = c.has("http") ? c.str("http") : "";
+    r.here = name == name_;
+    caf::actor peer;
+    {
+      std::lock_guard lock{mutex_};
+      peer = r.here ? node_ : peers_[name];
+    }
+    if (!peer) {
+      auto addr = parse_listen(r.listen);
+      auto port = static_cast<uint16_t>(addr ? addr->second : 0);
+      auto got = tls_of(f_, c) ? caf::openssl::remote_actor(sys_, addr ? addr->first : "", port)
+                               : sys_.middleman().remote_actor(addr ? addr->first : "", port);
+      if (!got) {
+        r.error = sys_.render(got.error());
+        out.push_back(std::move(r));
+        continue;
+      }
+      peer = *got;
+      std::lock_guard lock{mutex_};
+      peers_[name] = peer;
+    }
+    self->request(peer, timeout, status_atom::value)
+      .receive(
+        [&](std::vector<actor_status>& actors, std::vector<actor_status>& links) {
+          r.reachable = true;
+          r.actors = std::move(actors);
+          r.links = std::move(links);
+        },
+        [&](caf::error& err) {
+          r.error = sys_.render(err);
+          std::lock_guard lock{mutex_};
+          peers_.erase(name); // connect again next time
+        });
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
 std::vector<caf::actor> node_runtime::links() const {
   std::lock_guard lock{mutex_};
   std::vector<caf::actor> out;
@@ -319,6 +411,7 @@ void node_runtime::stop() {
   for (auto& [name, l] : links_)
     caf::anon_send_exit(l, caf::exit_reason::user_shutdown);
   links_.clear();
+  peers_.clear();
   if (node_)
     caf::anon_send_exit(node_, caf::exit_reason::user_shutdown);
   node_ = nullptr;

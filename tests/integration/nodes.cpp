@@ -6,6 +6,7 @@
 #include "tests/integration/fixture.hpp"
 
 #include <catch2/catch.hpp>
+#include <httplib.h>
 #include <nlohmann/json.hpp>
 
 #include <csignal>
@@ -290,5 +291,75 @@ TEST_CASE("hybrid deployment (flows/examples/hybrid-pcb.yaml): trained at the cl
     int rc = p->wait();
     INFO(p->log());
     CHECK(rc == 0);
+  }
+}
+
+TEST_CASE("one view: the web API of any node shows every node, the links between them and "
+          "every actor's status, and a node that went away", "[e2e][nodes][view]") {
+  temp_dir dir;
+  broker b{dir / "broker"};
+  three_nodes nodes;
+  write_file(dir / "flow.yaml",
+             pcb_flow_text(b, "    package: pcb-classifier\n", nodes.section(),
+                           {{"src", "edge"}, {"store", "fog"}, {"model", "cloud"},
+                            {"out", "edge"}}));
+  auto fog = run_node(dir, "fog", "fog.log");
+  auto cloud = run_node(dir, "cloud", "cloud.log");
+  auto edge = run_node(dir, "edge", "edge.log");
+  REQUIRE(wait_until([&] { return logged(edge, "link cloud/model: connected")
+                                  && logged(edge, "link fog/store: connected")
+                                  && logged(cloud, "link edge/out: connected"); }));
+  // Asked of the fog, which has no link of its own.
+  REQUIRE(wait_until([&] { return logged(fog, "http: web UI on"); }));
+  auto token = fabrik::test::read_file(dir / "fog" / "http-token");
+  token.erase(token.find_last_not_of('\n') + 1);
+  auto view = [&] {
+    httplib::Client c{"127.0.0.1", nodes.http["fog"]};
+    c.set_read_timeout(20, 0);
+    auto res = c.Get("/api/nodes", {{"Authorization", "Bearer " + token}});
+    REQUIRE(res);
+    REQUIRE(res->status == 200);
+    return nlohmann::json::parse(res->body);
+  };
+  auto node_of = [](const nlohmann::json& v, const std::string& name) {
+    for (auto& n : v.at("nodes"))
+      if (n.at("name") == name)
+        return n;
+    FAIL("no node " << name);
+    return nlohmann::json{};
+  };
+  auto link_state = [](const nlohmann::json& n, const std::string& actor) {
+    for (auto& l : n.at("links"))
+      if (l.at("details").at("actor") == actor)
+        return l.at("state").get<std::string>();
+    return std::string{"none"};
+  };
+  auto v = view();
+  INFO(v.dump(2));
+  CHECK(v.at("node") == "fog");
+  REQUIRE(v.at("nodes").size() == 3);
+  auto edge_view = node_of(v, "edge");
+  CHECK(edge_view.at("reachable") == true);
+  CHECK(edge_view.at("http") == "127.0.0.1:" + std::to_string(nodes.http["edge"]));
+  CHECK(link_state(edge_view, "store") == "connected");
+  CHECK(link_state(edge_view, "model") == "connected");
+  CHECK(edge_view.at("actors").size() == 2); // src, out
+  CHECK(node_of(v, "fog").at("here") == true);
+  CHECK(node_of(v, "fog").at("actors").at(0).at("name") == "store");
+  CHECK(node_of(v, "cloud").at("actors").at(0).at("name") == "model");
+  CHECK(link_state(node_of(v, "cloud"), "out") == "connected");
+
+  cloud.signal(SIGTERM);
+  REQUIRE(cloud.wait() == 0);
+  nlohmann::json after;
+  REQUIRE(wait_until([&] {
+    after = view();
+    return node_of(after, "cloud").at("reachable") == false
+           && link_state(node_of(after, "edge"), "model") == "unreachable";
+  }));
+  CHECK_FALSE(node_of(after, "cloud").at("error").get<std::string>().empty());
+  for (auto* p : {&edge, &fog}) {
+    p->signal(SIGTERM);
+    CHECK(p->wait() == 0);
   }
 }
