@@ -42,7 +42,7 @@ struct link_state {
   actor_status st;
   uint64_t dropped = 0, reconnects = 0;
   double rtt_us = 0; ///< smoothed round trip of a delivery
-  log_limiter limiter;
+  log_limiter limiter, drop_limiter; // one for the link, one for drops: neither hides the other
 };
 
 using link_actor = caf::stateful_actor<link_state>;
@@ -216,9 +216,9 @@ caf::behavior link(link_actor* self, link_params p, spool buf, std::string id) {
         if (auto head = s.buf->read(0, 1); head && !head->empty()) {
           (void)s.buf->erase({head->front().seq});
           ++s.dropped;
-          if (s.limiter.allow())
-            spdlog::warn("link {}: buffer full ({} batches), dropped the oldest",
-                         peer_name(s), s.p.max_batches);
+          if (s.drop_limiter.allow())
+            spdlog::warn("link {}: buffer full ({} batches), dropped the oldest ({} so far)",
+                         peer_name(s), s.p.max_batches, s.dropped);
         }
       }
       if (auto ok = s.buf->append(blob); !ok) {

@@ -363,3 +363,58 @@ TEST_CASE("one view: the web API of any node shows every node, the links between
     CHECK(p->wait() == 0);
   }
 }
+
+namespace {
+/// edge: an MQTT source; fog: its storage. The edge's wire to the fog holds 3 batches.
+std::string buffer_flow(const broker& b, const three_nodes& n, const std::string& when_full) {
+  auto addr = [](int port) { return "\"127.0.0.1:" + std::to_string(port) + "\""; };
+  return "name: buffer-test\n"
+         "brokers: {local: {url: \"" + b.url() + "\"}}\n"
+         "nodes:\n"
+         "  edge: {listen: " + addr(n.listen.at("edge")) + ", http: " + addr(n.http.at("edge"))
+         + ", link_buffer: 3, when_full: " + when_full + ", reconnect_max: 500ms}\n"
+         "  fog: {listen: " + addr(n.listen.at("fog")) + ", http: " + addr(n.http.at("fog")) + "}\n"
+         "actors:\n"
+         "  src: {kind: mqtt.source, broker: local, topics: [\"t/#\"], batch_size: 10, on: edge}\n"
+         "  store: {kind: storage, on: fog}\n"
+         "wires: [src -> store]\n";
+}
+} // namespace
+
+TEST_CASE("a full link buffer: block holds the producer back and loses nothing, drop_oldest "
+          "drops and counts", "[e2e][nodes][buffer]") {
+  for (std::string when : {"block", "drop_oldest"}) {
+    DYNAMIC_SECTION(when) {
+      temp_dir dir;
+      broker b{dir / "broker"};
+      three_nodes nodes;
+      write_file(dir / "flow.yaml", buffer_flow(b, nodes, when));
+      auto edge = run_node(dir, "edge", "edge.log");
+      REQUIRE(wait_until([&] { return logged(edge, "src: connected"); }));
+      std::vector<std::string> lines;
+      for (int i = 0; i < 300; ++i)
+        lines.push_back("{\"i\": " + std::to_string(i) + "}");
+      publish_lines(b.port(), "t/a", lines);
+      // The fog is away: the link fills its 3 batches.
+      REQUIRE(wait_until([&] { return logged(edge, "backlog="); }));
+      auto fog = run_node(dir, "fog", "fog.log");
+      auto stored = [&] { return stored_count(dir / "fog" / "storage" / "store", "src/t/a"); };
+      INFO(edge.log());
+      if (when == "block") {
+        REQUIRE(wait_until([&] { return stored() == 300; }));
+        CHECK_FALSE(logged(edge, "dropped="));
+      } else {
+        REQUIRE(wait_until([&] { return logged(edge, "buffer full (3 batches), dropped the oldest"); }));
+        CHECK(logged(edge, "dropped=")); // and in its status
+        REQUIRE(wait_until([&] { return logged(edge, "link fog/store: connected"); }));
+        std::this_thread::sleep_for(std::chrono::seconds{2});
+        CHECK(stored() < 300);
+        CHECK(stored() > 0);
+      }
+      for (auto* p : {&edge, &fog}) {
+        p->signal(SIGTERM);
+        CHECK(p->wait() == 0);
+      }
+    }
+  }
+}
