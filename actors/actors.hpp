@@ -71,6 +71,16 @@ using connect_atom = caf::atom_constant<caf::atom("connect")>;
 using train_atom = caf::atom_constant<caf::atom("train")>;
 /// To a storage: which streams it holds.
 using streams_atom = caf::atom_constant<caf::atom("streams")>;
+/// Node to node: the handshake.
+using hello_atom = caf::atom_constant<caf::atom("hello")>;
+/// Node to node: a batch over a cross-node wire.
+using deliver_atom = caf::atom_constant<caf::atom("deliver")>;
+/// To a workflow actor: its serving model, for a workflow that serves what it trains
+/// (`model_from`): (model_atom, model id the asker has) -> (model id, package zip, model in
+/// the registry's encoding); the last two are empty when the asker has that model already.
+using model_atom = caf::atom_constant<caf::atom("model")>;
+/// To the local node actor at shutdown: take no more deliveries.
+using drain_atom = caf::atom_constant<caf::atom("drain")>;
 
 // -- interfaces ---------------------------------------------------------------
 
@@ -92,6 +102,31 @@ using storage_actor =
 /// and reply once everything it took is acknowledged downstream (a clean shutdown).
 using source_actor = status_client::extend<caf::replies_to<stop_atom>::with<bool>>;
 
+/// What one node asks of another: the actor `fabrik run --node NAME` publishes at the
+/// node's listen address (actors/node.cpp). The sending end of a cross-node wire is a link
+/// (actors/link.cpp), a local storage_actor that stands in for the remote actor.
+using node_actor = caf::typed_actor<
+  /// Handshake: (protocol version, flow, calling node) -> (version, this node's name).
+  /// Refused when the versions or flows differ, naming both.
+  caf::replies_to<hello_atom, uint32_t, std::string, std::string>::with<uint32_t, std::string>,
+  /// (link id, actor, seq, batch in the record encoding): hands the batch to the actor and
+  /// replies seq once it took it. A seq the link delivered before is answered at once and
+  /// not delivered again (links resend after a reconnect).
+  caf::replies_to<deliver_atom, std::string, std::string, uint64_t, std::string>::with<uint64_t>,
+  /// A range query or the stream list of a storage on this node (remote training data).
+  caf::replies_to<query_atom, std::string, scan_request>::with<record_batch>,
+  caf::replies_to<streams_atom, std::string>::with<std::vector<stream_info>>,
+  /// The status of an actor on this node.
+  caf::replies_to<status_atom, std::string>::with<actor_status>,
+  /// The status of every actor on this node and of its links (the web UI's one view).
+  caf::replies_to<status_atom>::with<std::vector<actor_status>, std::vector<actor_status>>,
+  /// The serving model of a workflow actor on this node (see model_atom).
+  caf::replies_to<model_atom, std::string, std::string>::with<std::string, std::string,
+                                                              std::string>,
+  /// From this node's engine when it stops: refuse further deliveries and reply once every
+  /// batch already handed to an actor was taken, so a stop leaves nothing half-delivered.
+  caf::replies_to<drain_atom>::with<bool>>;
+
 } // namespace fabrik
 
 CAF_BEGIN_TYPE_ID_BLOCK(fabrik, caf::first_custom_type_id)
@@ -100,4 +135,5 @@ CAF_ADD_TYPE_ID(fabrik, (fabrik::actor_status))
 CAF_ADD_TYPE_ID(fabrik, (fabrik::scan_request))
 CAF_ADD_TYPE_ID(fabrik, (fabrik::stream_info))
 CAF_ADD_TYPE_ID(fabrik, (std::vector<fabrik::stream_info>))
+CAF_ADD_TYPE_ID(fabrik, (std::vector<fabrik::actor_status>))
 CAF_END_TYPE_ID_BLOCK(fabrik)

@@ -5,11 +5,15 @@
 #include "actors/engine_api.hpp"
 #include "actors/graph.hpp"
 #include "actors/http.hpp"
+#include "actors/node.hpp"
 #include "actors/telemetry.hpp"
 #include "actors/workflow_hub.hpp"
+#include "flows/nodes.hpp"
 #include "runtime/registry.hpp"
 
 #include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/openssl/manager.hpp>
 #include <spdlog/spdlog.h>
 
 #include <csignal>
@@ -51,18 +55,22 @@ private:
 };
 
 void log_status(caf::actor_system& sys, const std::vector<running_actor>& actors,
-                const workflow_hub* hub) {
+                const workflow_hub* hub, const node_runtime* node) {
   if (hub)
     spdlog::info("status {}", hub->status().to_line());
   caf::scoped_actor self{sys};
-  for (auto& a : actors) {
-    self->request(caf::actor_cast<status_client>(a.handle), std::chrono::seconds{2},
-                  status_atom::value)
+  auto ask = [&](const caf::actor& a, const std::string& name) {
+    self->request(caf::actor_cast<status_client>(a), std::chrono::seconds{2}, status_atom::value)
       .receive([](const actor_status& st) { spdlog::info("status {}", st.to_line()); },
                [&](const caf::error& err) {
-                 spdlog::warn("status {}: no answer ({})", a.name, caf::to_string(err));
+                 spdlog::warn("status {}: no answer ({})", name, caf::to_string(err));
                });
-  }
+  };
+  for (auto& a : actors)
+    ask(a.handle, a.name);
+  if (node)
+    for (auto& l : node->links())
+      ask(l, "a link");
 }
 
 /// Stops `actors` and waits until each is gone: sources first, which stop taking input
@@ -96,6 +104,8 @@ std::unique_ptr<http_server> start_http(const flow& f, const run_options& opts, 
                                         std::shared_ptr<telemetry> tel) {
   auto& c = f.sections.at("http").at("");
   auto listen = opts.http.value_or(c.str("listen"));
+  if (auto* n = opts.node.empty() ? nullptr : find_node(f, opts.node); n && !opts.http && n->has("http"))
+    listen = n->str("http");
   if (listen == "off")
     return nullptr;
   auto addr = parse_listen(listen);
@@ -141,12 +151,13 @@ std::unique_ptr<http_server> start_http(const flow& f, const run_options& opts, 
 class reloader {
 public:
   reloader(caf::actor_system& sys, const run_options& opts, engine_api& api,
-           std::shared_ptr<registry> reg, std::shared_ptr<telemetry> tel)
-    : sys_(sys), opts_(opts), api_(api), reg_(std::move(reg)), tel_(std::move(tel)) {}
+           std::shared_ptr<registry> reg, std::shared_ptr<telemetry> tel, node_runtime* node)
+    : sys_(sys), opts_(opts), api_(api), reg_(std::move(reg)), tel_(std::move(tel)),
+      node_(node) {}
 
   /// The first version: spawns every actor.
   expected<void> start(std::shared_ptr<const flow> f) {
-    auto actors = spawn_graph(sys_, *f, opts_.data_dir, reg_, tel_);
+    auto actors = spawn_graph(sys_, *f, opts_.data_dir, reg_, tel_, {}, node_);
     if (!actors)
       return actors.err();
     publish(std::move(f), std::move(*actors));
@@ -180,7 +191,7 @@ public:
     }
     if (changes.any()) {
       stop(sys_, going);
-      auto actors = spawn_graph(sys_, *next, opts_.data_dir, reg_, tel_, keep);
+      auto actors = spawn_graph(sys_, *next, opts_.data_dir, reg_, tel_, keep, node_);
       if (!actors) // cannot happen for a flow that loaded; say so if it does
         return api_reply::error(500, "reload: " + actors.err().message);
       publish(next, std::move(*actors));
@@ -243,6 +254,7 @@ private:
   engine_api& api_;
   std::shared_ptr<registry> reg_;
   std::shared_ptr<telemetry> tel_;
+  node_runtime* node_;
   std::unique_ptr<workflow_hub> hub_;
   std::vector<std::shared_ptr<const flow>> flows_;
   std::mutex mutex_;
@@ -271,6 +283,21 @@ int run_flow(const flow& f, const run_options& opts) {
   // of a core for nothing (bench/opcua). Poll briefly, then wait.
   cfg.set("work-stealing.aggressive-poll-attempts", size_t{20});
   cfg.set("work-stealing.moderate-poll-attempts", size_t{20});
+  if (!opts.node.empty()) {
+    cfg.load<caf::io::middleman>();
+    if (auto tls = tls_of(f, *find_node(f, opts.node))) {
+      for (auto& [what, path] : {std::pair{"certificate", tls->certificate},
+                                 std::pair{"key", tls->key}, std::pair{"ca", tls->ca}})
+        if (std::error_code err; !std::filesystem::is_regular_file(path, err)) {
+          spdlog::error("node {}: TLS {} {}: no such file", opts.node, what, path.string());
+          return 2;
+        }
+      cfg.load<caf::openssl::manager>();
+      cfg.openssl_certificate = tls->certificate.string();
+      cfg.openssl_key = tls->key.string();
+      cfg.openssl_cafile = tls->ca.string();
+    }
+  }
   caf::actor_system sys{cfg};
   auto opened = registry::open(opts.data_dir / "registry");
   if (!opened) {
@@ -280,7 +307,33 @@ int run_flow(const flow& f, const run_options& opts) {
   auto reg = std::make_shared<registry>(std::move(*opened));
   auto tel = std::make_shared<telemetry>();
   engine_api api{sys, reg, tel};
-  reloader graph{sys, opts, api, reg, tel};
+  std::unique_ptr<node_runtime> node;
+  if (!opts.node.empty()) {
+    auto started = node_runtime::start(sys, f, opts.node, opts.data_dir,
+                                       [&api](const std::string& name) {
+                                         auto v = api.view();
+                                         if (v.actors) // null until started
+                                           for (auto& a : *v.actors)
+                                             if (a.name == name)
+                                               return a.handle;
+                                         return caf::actor{};
+                                       },
+                                       [&api] {
+                                         std::vector<caf::actor> out;
+                                         auto v = api.view();
+                                         if (v.actors)
+                                           for (auto& a : *v.actors)
+                                             out.push_back(a.handle);
+                                         return out;
+                                       });
+    if (!started) {
+      spdlog::error("{}", started.err().message);
+      return 2;
+    }
+    node = std::move(*started);
+  }
+  api.set_node(node.get());
+  reloader graph{sys, opts, api, reg, tel, node.get()};
   if (auto ok = graph.start(std::make_shared<const flow>(f)); !ok) {
     spdlog::error("cannot start flow {}: {}", f.name, ok.err().message);
     return 2;
@@ -294,7 +347,8 @@ int run_flow(const flow& f, const run_options& opts) {
     spdlog::warn("no control socket ({}): fabrik train cannot reach this engine",
                  control.err().message);
   auto web = start_http(f, opts, api, tel);
-  spdlog::info("flow {} running: {} actors, data in {}", f.name, api.view().actors->size(),
+  spdlog::info("flow {} running{}: {} actors, data in {}", f.name,
+               node ? " as node " + opts.node : std::string{}, api.view().actors->size(),
                opts.data_dir.string());
   auto interval = opts.status_interval > 0 ? opts.status_interval : 3'600'000'000'000;
   for (;;) {
@@ -311,7 +365,7 @@ int run_flow(const flow& f, const run_options& opts) {
       continue;
     }
     if (opts.status_interval > 0)
-      log_status(sys, *api.view().actors, graph.hub());
+      log_status(sys, *api.view().actors, graph.hub(), node.get());
   }
   // A second signal forces the exit (a training run can keep an actor busy for minutes).
   // Nothing is lost by it: commits are atomic and the spools are replayed at the next start.
@@ -323,14 +377,30 @@ int run_flow(const flow& f, const run_options& opts) {
     std::_Exit(130);
   }}.detach();
   web.reset();
+  api.set_node(nullptr);
   if (control)
     control->reset();
   auto last = api.view();
-  log_status(sys, *last.actors, graph.hub());
+  log_status(sys, *last.actors, graph.hub(), node.get());
+  if (node)
+    node->drain(std::chrono::seconds{15});
   stop(sys, *last.actors);
+  if (node)
+    node->stop();
   graph.stop_hub();
   sys.await_all_actors_done();
   spdlog::info("flow {} stopped", f.name);
+  if (node) {
+    // CAF 0.17's middleman can wait forever for its I/O thread while a peer keeps its
+    // connection open (seen in the three-node test). Everything durable is committed by
+    // now: give the actor system's shutdown a few seconds, then leave.
+    std::thread{[] {
+      std::this_thread::sleep_for(std::chrono::seconds{5});
+      spdlog::warn("the middleman did not shut down within 5 s; exiting");
+      spdlog::default_logger()->flush();
+      std::_Exit(0);
+    }}.detach();
+  }
   return 0;
 }
 

@@ -15,6 +15,8 @@ struct run_options {
   std::filesystem::path data_dir;     ///< the one state directory
   int64_t status_interval = 10'000'000'000; ///< ns between status lines in the log; 0 = off
   std::optional<std::string> http; ///< --http HOST:PORT or off; else the flow's http.listen
+  /// --node NAME: run only this node's actors of a split flow; empty: the whole flow here.
+  std::string node;
 };
 
 /// Runs `f` until SIGINT or SIGTERM, then stops sources, lets in-flight batches finish

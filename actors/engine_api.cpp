@@ -1,5 +1,7 @@
 #include "actors/engine_api.hpp"
 
+#include "actors/node.hpp"
+
 #include "actors/kind.hpp"
 #include "actors/telemetry.hpp"
 #include "actors/time.hpp"
@@ -179,6 +181,24 @@ api_reply engine_api::actors() const {
   for (auto& st : statuses())
     list.push_back(to_json(st));
   return {200, {{"actors", list}}};
+}
+
+api_reply engine_api::nodes() const {
+  auto* node = node_.load();
+  if (!node)
+    return {200, {{"node", nullptr}, {"nodes", json::array()}}};
+  json nodes = json::array();
+  for (auto& r : node->report(std::chrono::seconds{3})) {
+    json actors = json::array(), links = json::array();
+    for (auto& st : r.actors)
+      actors.push_back(to_json(st));
+    for (auto& st : r.links)
+      links.push_back(to_json(st));
+    nodes.push_back({{"name", r.name}, {"listen", r.listen}, {"http", r.http}, {"here", r.here},
+                     {"reachable", r.reachable}, {"error", r.error}, {"actors", actors},
+                     {"links", links}});
+  }
+  return {200, {{"node", node->name()}, {"nodes", nodes}}};
 }
 
 api_reply engine_api::actor(const std::string& name) const {

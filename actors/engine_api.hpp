@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -20,6 +21,7 @@ namespace fabrik {
 class registry;
 class telemetry;
 class workflow_hub;
+class node_runtime;
 
 /// What the engine runs right now; a reload replaces it as a whole.
 struct engine_view {
@@ -43,6 +45,8 @@ public:
   void set_view(engine_view v);
   engine_view view() const;
   void set_hub(workflow_hub* hub) { hub_ = hub; }
+  /// This process's node of a split flow (null: the whole flow runs here).
+  void set_node(node_runtime* node) { node_ = node; }
   /// How POST /api/reload and the ingest changes apply a changed flow.
   void set_reloader(std::function<api_reply()> reload) { reload_ = std::move(reload); }
 
@@ -51,6 +55,8 @@ public:
   /// Every actor's status (plus the watched directory's), or one actor's.
   api_reply actors() const;
   api_reply actor(const std::string& name) const;
+  /// Every node of a split flow with its actors and links, asked of each node.
+  api_reply nodes() const;
   /// Streams every storage holds, and the ones seen live (stored or predicted).
   api_reply streams() const;
   /// Records of a stream: from a storage in a time range (newest `limit`, oldest first),
@@ -94,6 +100,7 @@ private:
   caf::actor_system& sys_;
   std::shared_ptr<registry> reg_;
   workflow_hub* hub_ = nullptr;
+  std::atomic<node_runtime*> node_ = nullptr;
   std::shared_ptr<telemetry> tel_;
   std::function<api_reply()> reload_;
   mutable std::mutex mutex_;

@@ -15,8 +15,9 @@
 
 namespace fabrik {
 
-class registry;  // runtime/registry.hpp
-class telemetry; // actors/telemetry.hpp
+class registry;     // runtime/registry.hpp
+class telemetry;    // actors/telemetry.hpp
+class node_runtime; // actors/node.hpp
 
 /// What a kind's spawn function gets.
 struct spawn_context {
@@ -50,10 +51,13 @@ struct running_actor {
 /// gets live downstream handles. Flows are acyclic (the loader checks).
 /// `keep`: actors already running (a reload's unchanged ones) that are wired in as they
 /// are instead of being spawned.
+/// `node`: when the flow runs split, this node: only its actors are spawned, and wires to
+/// actors on other nodes (and workflows' remote training storage) get links instead.
 expected<std::vector<running_actor>> spawn_graph(caf::actor_system& sys, const flow& f,
                                                  const std::filesystem::path& data_dir,
                                                  std::shared_ptr<registry> workflows,
                                                  std::shared_ptr<telemetry> telemetry = {},
-                                                 const std::vector<running_actor>& keep = {});
+                                                 const std::vector<running_actor>& keep = {},
+                                                 node_runtime* node = nullptr);
 
 } // namespace fabrik

@@ -84,20 +84,6 @@ std::string cookie_value(const httplib::Request& req, const std::string& name) {
 
 } // namespace
 
-expected<std::pair<std::string, int>> parse_listen(const std::string& text) {
-  auto colon = text.rfind(':');
-  if (colon == std::string::npos || colon == 0)
-    return make_error(ec::invalid_argument, "'" + text + "' is not HOST:PORT (or off)");
-  auto host = text.substr(0, colon);
-  char* end = nullptr;
-  long port = std::strtol(text.c_str() + colon + 1, &end, 10);
-  if (*end != '\0' || colon + 1 == text.size() || port < 0 || port > 65535)
-    return make_error(ec::invalid_argument, "'" + text + "': the port must be 0 to 65535");
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
-    host = host.substr(1, host.size() - 2);
-  return std::pair{host, static_cast<int>(port)};
-}
-
 std::filesystem::path default_static_dir() {
   std::error_code ec_;
   auto exe = std::filesystem::read_symlink("/proc/self/exe", ec_);
@@ -241,6 +227,7 @@ struct http_server::impl {
     });
     svr.Get("/api/flow", guarded(false, [this](R, W res) { reply(res, api.flow_graph()); }));
     svr.Get("/api/actors", guarded(false, [this](R, W res) { reply(res, api.actors()); }));
+    svr.Get("/api/nodes", guarded(false, [this](R, W res) { reply(res, api.nodes()); }));
     svr.Get(R"(/api/actors/([^/]+))", guarded(false, [this](R req, W res) {
               reply(res, api.actor(req.matches[1]));
             }));

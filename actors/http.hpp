@@ -24,9 +24,6 @@ struct http_options {
   std::filesystem::path static_dir; ///< the pages; empty or missing: API only
 };
 
-/// "HOST:PORT" -> host and port; "off" is for the caller. ec::invalid_argument otherwise.
-expected<std::pair<std::string, int>> parse_listen(const std::string& text);
-
 /// The web pages beside the running executable (build/web-static, or ../web-static of
 /// the source tree when run from build/), else /usr/share/fabrik/web-static; empty when
 /// none is there.

@@ -777,4 +777,18 @@ std::string settings_markdown(const settings_table& table, int indent) {
   return out;
 }
 
+expected<std::pair<std::string, int>> parse_listen(const std::string& text) {
+  auto colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0)
+    return make_error(ec::invalid_argument, "'" + text + "' is not HOST:PORT (or off)");
+  auto host = text.substr(0, colon);
+  char* end = nullptr;
+  long port = std::strtol(text.c_str() + colon + 1, &end, 10);
+  if (*end != '\0' || colon + 1 == text.size() || port < 0 || port > 65535)
+    return make_error(ec::invalid_argument, "'" + text + "': the port must be 0 to 65535");
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  return std::pair{host, static_cast<int>(port)};
+}
+
 } // namespace fabrik

@@ -126,6 +126,10 @@ config validate_settings(const YAML::Node& node, const settings_table& table,
                          const std::vector<std::string_view>& ignore = {},
                          std::string_view context = {});
 
+/// "HOST:PORT" (an address setting) -> host and port; "off" is for the caller.
+/// ec::invalid_argument otherwise.
+expected<std::pair<std::string, int>> parse_listen(const std::string& text);
+
 /// Markdown reference of one table (a list of settings with type, default and doc).
 std::string settings_markdown(const settings_table& table, int indent = 0);
 

@@ -74,6 +74,12 @@ const settings_table workflow_settings{{
   {.name = "train", .type = setting_type::object,
    .doc = "where and when to train; without it the package must be predict-only",
    .children = &train_settings},
+  {.name = "model_from", .type = setting_type::string,
+   .doc = "serve the models that workflow actor (on this node or another) trains: its "
+          "package version and each new model are copied here and swapped in (training in "
+          "the cloud, predictions at the edge); instead of train"},
+  {.name = "model_poll", .type = setting_type::duration, .default_value = "5s",
+   .doc = "how often model_from is asked for a newer model", .min = 1e8},
   {.name = "window", .type = setting_type::object,
    .doc = "make one sample of several consecutive records of a stream (size or span)",
    .children = &window_settings},
@@ -135,6 +141,9 @@ struct workflow_params {
   int64_t span_every = 0;
   double tdp_w = default_tdp_watts;
   caf::actor storage;
+  std::string model_from_name; ///< model_from: the workflow actor whose models it serves
+  caf::actor model_from;
+  std::chrono::nanoseconds model_poll{5'000'000'000};
 };
 
 /// The background job and what a shutdown needs to stop it.
@@ -176,6 +185,10 @@ struct workflow_state {
   bool waiting_tick = false;           ///< a retry tick is scheduled
   int64_t next_scheduled = 0;          ///< ns; 0: no schedule
   emitter em;
+  /// Batches that came while the model this actor served before a restart is being
+  /// deployed again: answered once it serves (a short wait, unlike a first training).
+  std::deque<std::pair<record_batch, caf::response_promise>> held;
+  bool restoring = false;
   uint64_t unserved = 0;
   uint64_t swaps = 0;
   std::map<std::string, window_buffer> windows;
@@ -243,7 +256,8 @@ void start_job(workflow_pointer self, package_version version, std::unique_ptr<d
   req.worker.memory_limit = s.p.memory_limit;
   req.load_timeout = s.p.train_timeout;
   req.train_timeout = s.p.train_timeout;
-  req.train = s.p.train;
+  // A model_from workflow needs a model as much as one that trains; it only never trains.
+  req.train = s.p.train || s.p.model_from;
   req.train_now = s.p.train && (run_id != 0 || !s.p.when.manual);
   req.data = data ? std::move(*data) : s.p.data;
   req.fetch = storage_reader(self->system(), s.p.storage);
@@ -294,6 +308,9 @@ void check_version(workflow_pointer self) {
   s.pending.reset();
   spdlog::info("{}: deploying {} {} (#{}, sha256 {})", s.st.name, v->name, v->version, v->seq,
                v->sha256.substr(0, 12));
+  if (!s.serving)
+    if (auto m = s.reg->serving(s.st.name, v->sha256); m && *m)
+      s.restoring = true;
   start_job(self, *v, nullptr, s.serving ? "new_version" : "on_deploy", 0);
 }
 
@@ -350,6 +367,8 @@ expected<uint64_t> start_training(workflow_pointer self, const std::string& trig
   return *id;
 }
 
+void serve(workflow_pointer self, const record_batch& batch, caf::response_promise rp);
+
 void on_job_done(workflow_pointer self, job_result& r) {
   auto& s = self->state;
   if (s.job) {
@@ -403,6 +422,9 @@ void on_job_done(workflow_pointer self, job_result& r) {
         s.pending = std::move(r.deployed);
       break;
   }
+  s.restoring = false;
+  for (auto held = std::exchange(s.held, {}); auto& [batch, rp] : held)
+    serve(self, batch, rp);
   if (s.recheck) {
     s.recheck = false;
     check_version(self);
@@ -551,7 +573,11 @@ void make_samples(workflow_state& s, const record_batch& batch,
 
 void serve(workflow_pointer self, const record_batch& batch, caf::response_promise rp) {
   auto& s = self->state;
-  if (!s.serving || (s.serving->model_id.empty() && s.p.train)) {
+  if (!s.serving && s.restoring) {
+    s.held.emplace_back(batch, std::move(rp));
+    return;
+  }
+  if (!s.serving || (s.serving->model_id.empty() && (s.p.train || s.p.model_from))) {
     // No model yet: nothing to predict with. Holding the batch would also stall the
     // storage the training data comes from (one source feeds both), so it is counted.
     s.unserved += batch.records.size();
@@ -587,6 +613,53 @@ void serve(workflow_pointer self, const record_batch& batch, caf::response_promi
   emit(self, std::move(predictions), inputs, std::move(rp));
 }
 
+// -- model_from: serving what another actor trains ---------------------------------------
+
+/// Stores the offered package version and model, makes the model this actor's serving one
+/// for that version, and deploys it beside the serving worker (swapped in when ready).
+void take_model(workflow_pointer self, const std::string& id, const std::string& zip,
+                const std::string& blob) {
+  auto& s = self->state;
+  if (zip.empty() || (s.serving && s.serving->model_id == id) || s.job)
+    return; // nothing new, or busy: the next poll offers it again
+  auto added = s.reg->add_package(zip, "model_from " + s.p.model_from_name);
+  auto m = added ? decode_model(id, blob) : expected<model_record>{added.err()};
+  auto put = m ? s.reg->put_model(*m) : expected<std::string>{m.err()};
+  auto set = put ? s.reg->set_serving(s.st.name, added->version.sha256, *put)
+                 : expected<void>{put.err()};
+  if (!set)
+    return fail(s, "cannot keep model " + id.substr(0, 12) + " of " + s.p.model_from_name
+                     + ": " + set.err().message, false);
+  s.p.pin = added->version.sha256; // this version, whatever the watched directory holds
+  spdlog::info("{}: model {} of {} ({} {}) arrived; deploying it", s.st.name,
+               id.substr(0, 12), s.p.model_from_name, added->version.name,
+               added->version.version);
+  start_job(self, added->version, nullptr, "model_from", 0);
+}
+
+void poll_model(workflow_pointer self) {
+  auto& s = self->state;
+  auto have = s.serving ? s.serving->model_id : std::string{};
+  auto again = [self] {
+    self->delayed_send(self, self->state.p.model_poll, model_atom::value);
+  };
+  self->request(s.p.model_from, std::chrono::minutes{1}, model_atom::value, have)
+    .then(
+      [=](std::string& id, std::string& zip, std::string& blob) {
+        take_model(self, id, zip, blob);
+        again();
+      },
+      [=](caf::error& err) {
+        auto& s = self->state;
+        if (s.limiter.allow())
+          spdlog::info("{}: no model from {} yet ({}); asking again every {} ms", s.st.name,
+                       s.p.model_from_name, caf::to_string(err),
+                       std::chrono::duration_cast<std::chrono::milliseconds>(s.p.model_poll)
+                         .count());
+        again();
+      });
+}
+
 caf::behavior workflow(workflow_pointer self, workflow_params p, actor_status st,
                        std::shared_ptr<registry> reg, std::shared_ptr<telemetry> tel,
                        std::vector<consumer_actor> downstream) {
@@ -599,6 +672,8 @@ caf::behavior workflow(workflow_pointer self, workflow_params p, actor_status st
   if (s.st.state != "failed") {
     s.st.state = "waiting";
     check_version(self);
+    if (s.p.model_from)
+      self->send(self, model_atom::value);
   }
   return {
     [=](const record_batch& batch) -> caf::result<uint64_t> {
@@ -625,6 +700,22 @@ caf::behavior workflow(workflow_pointer self, workflow_params p, actor_status st
         return caf::make_error(caf::sec::runtime_error, id.err().message);
       return *id;
     },
+    [=](model_atom, const std::string& have)
+      -> caf::result<std::string, std::string, std::string> {
+      auto& s = self->state;
+      if (!s.serving || s.serving->model_id.empty())
+        return caf::make_error(caf::sec::runtime_error, s.st.name + " serves no model yet");
+      auto& id = s.serving->model_id;
+      if (id == have)
+        return {id, std::string{}, std::string{}};
+      auto zip = s.reg->package_bytes(s.serving->version.sha256);
+      auto m = s.reg->model(id);
+      if (!zip || !m)
+        return caf::make_error(caf::sec::runtime_error,
+                               (zip ? m.err() : zip.err()).message);
+      return {id, std::move(*zip), encode_model(*m)};
+    },
+    [=](model_atom) { poll_model(self); },
     [=](status_atom) {
       auto& s = self->state;
       auto st = s.st;
@@ -698,6 +789,14 @@ caf::actor spawn_workflow(spawn_context& ctx) {
     if (!p.storage || !decl || decl->k->name != "storage")
       refuse("train.storage '" + p.data.storage + "' is not a storage actor");
   }
+  if (c.has("model_from")) {
+    p.model_from_name = c.str("model_from");
+    p.model_poll = std::chrono::nanoseconds{c.integer("model_poll")};
+    p.model_from = ctx.lookup(p.model_from_name);
+    if (!p.model_from)
+      refuse("model_from '" + p.model_from_name + "' is not running (a workflow on this "
+             "node must be defined above " + ctx.decl.name + ")");
+  }
   if (!ctx.workflows) {
     refuse("no workflow registry (internal)");
   } else if (is_path(p.package)) {
@@ -739,6 +838,17 @@ void check_workflow(const flow& f, const actor_decl& a, const std::string& file,
              })) {
     report("package '" + c.str("package") + "' is neither a workflow name ([a-z0-9_-]+) nor "
            "a path to a .zip");
+  }
+  if (c.has("model_from")) {
+    auto& from = c.str("model_from");
+    auto* d = f.find(from);
+    if (c.has("train"))
+      report("model_from and train exclude each other: a workflow either trains its models "
+             "or serves another's");
+    else if (!d)
+      report("model_from names no actor: '" + from + "'");
+    else if (d->k->name != "workflow" || d->name == a.name)
+      report("model_from '" + from + "' must be another workflow actor");
   }
   if (c.has("train")) {
     auto& t = c.object("train");

@@ -6,6 +6,7 @@
 #include "actors/kind.hpp"
 #include "actors/time.hpp"
 #include "flows/flow.hpp"
+#include "flows/nodes.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -119,19 +120,24 @@ int check(const args& a) {
 int run(const args& a) {
   if (wants_help(a)) {
     std::puts(
-      "usage: fabrik run FLOW [--data-dir DIR] [--http HOST:PORT|off] [--status-interval D]\n"
-      "                       [--log-level L]\n\n"
+      "usage: fabrik run FLOW [--node NAME] [--data-dir DIR] [--http HOST:PORT|off]\n"
+      "                       [--status-interval D] [--log-level L]\n\n"
       "Runs the flow until SIGINT or SIGTERM, then stops the sources, lets in-flight\n"
       "batches reach storage and exits. A second signal exits at once (nothing is lost:\n"
       "commits are atomic and spooled messages are replayed at the next start).\n\n"
-      "  --data-dir DIR            state directory (default: data/ beside the flow file)\n"
+      "  --node NAME               run only the actors placed on node NAME (on: NAME), listen\n"
+      "                            for the other nodes and connect the wires that cross to\n"
+      "                            them; without it the whole flow runs in this process\n"
+      "  --data-dir DIR            state directory (default: data/ beside the flow file, or\n"
+      "                            data/NAME with --node)\n"
       "  --http HOST:PORT|off      web UI and API address (default: the flow's http.listen,\n"
       "                            127.0.0.1:8080; port 0 picks a free one)\n"
       "  --status-interval D       log every actor's status this often (default 10s; 0 = off)\n"
       "  --log-level L             trace, debug, info (default), warn, error");
     return 0;
   }
-  auto c = parse_command_line(a, "run", {"--data-dir", "--http", "--status-interval", "--log-level"});
+  auto c = parse_command_line(a, "run", {"--node", "--data-dir", "--http", "--status-interval",
+                                         "--log-level"});
   if (!c)
     return 1;
   if (c->positionals.size() != 1)
@@ -156,6 +162,19 @@ int run(const args& a) {
   if (!f)
     return fail(1, "flow " + file + " has errors; nothing started");
   opts.data_dir = data_dir_of(file, c->option("--data-dir"));
+  if (auto node = c->option("--node")) {
+    if (!find_node(*f, *node)) {
+      std::string names;
+      for (auto& n : node_names(*f))
+        names += (names.empty() ? "" : ", ") + n;
+      return fail(1, names.empty() ? "--node " + *node + ": flow " + file + " has no 'nodes' section"
+                                   : "--node " + *node + ": flow " + file + " has no such node; nodes: " + names);
+    }
+    opts.node = *node;
+    // Nodes of one flow may share a machine: each keeps its own state.
+    if (!c->option("--data-dir"))
+      opts.data_dir /= opts.node;
+  }
   return run_flow(*f, opts);
 }
 

@@ -22,6 +22,7 @@ int package(const args& a);
 int workflows(const args& a); ///< cli/workflows_cmd.cpp: stored package versions
 int runs(const args& a);      ///< cli/workflows_cmd.cpp: stored training runs
 int train(const args& a);     ///< cli/train_cmd.cpp: start a run in a running engine
+int certs(const args& a);     ///< cli/certs_cmd.cpp: a test CA and node certificates
 
 /// `fabrik check FILE.zip`: validates a workflow package (cli/package_cmd.cpp).
 int check_package(const std::string& file);

@@ -24,6 +24,7 @@ commands:
   train FLOW ACTOR   train a workflow actor of a running engine now
   workflows     the workflow package versions an engine stored
   runs          the training runs an engine stored, with their measurements
+  certs DIR NODE...   a test CA and TLS certificates for the nodes of a flow
   version       print the version
 
 `fabrik COMMAND --help` tells more about each command.
@@ -42,7 +43,7 @@ int main(int argc, char** argv) {
   args rest(argv + 2, argv + argc);
   static const std::map<std::string, int (*)(const args&)> commands{
     {"run", &run}, {"check", &check}, {"kinds", &kinds}, {"store", &store}, {"package", &package},
-    {"train", &train},  {"workflows", &workflows}, {"runs", &runs}};
+    {"train", &train},  {"workflows", &workflows}, {"runs", &runs}, {"certs", &certs}};
   if (cmd == "-h" || cmd == "--help" || cmd == "help") {
     std::fputs(usage, stdout);
     return 0;
@@ -54,7 +55,7 @@ int main(int argc, char** argv) {
   auto it = commands.find(cmd);
   if (it == commands.end())
     return fail(1, "unknown command '" + cmd
-                     + "'; commands: run, check, kinds, store, package, train, workflows, runs, version");
+                     + "'; commands: run, check, kinds, store, package, train, workflows, runs, certs, version");
   try {
     return it->second(rest);
   } catch (const std::exception& e) {

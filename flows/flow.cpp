@@ -1,5 +1,7 @@
 #include "flows/flow.hpp"
 
+#include "flows/nodes.hpp"
+
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -49,7 +51,6 @@ std::filesystem::path flow::resolve(const std::string& path) const {
 
 namespace {
 
-constexpr const char* reserved_keys[] = {"nodes"};
 constexpr const char* fixed_keys[] = {"name", "description", "actors", "wires"};
 
 using position = yaml_position;
@@ -100,9 +101,9 @@ struct loader {
   std::vector<diagnostic>& diags;
   flow& f;
   std::set<std::string> wired; // named in any well-formed wire, valid or not
-  std::optional<YAML::Node> local_root; // the fragment, parsed
-  std::map<std::string, YAML::Node> main_actors; // the flow file's actor bodies, for patches
-  std::string local_name;               // its path, for diagnostics
+  std::optional<YAML::Node> local_root = {};            // the fragment, parsed
+  std::map<std::string, YAML::Node> main_actors = {};  // the flow file's actor bodies, for patches
+  std::string local_name = {};                          // its path, for diagnostics
   bool local = false;                   // loading the fragment now
 
   void error(position p, std::string msg) {
@@ -172,20 +173,13 @@ void loader::load(const YAML::Node& root) {
     keys.emplace(key, std::pair{it->first, it->second});
     bool fixed = std::find(std::begin(fixed_keys), std::end(fixed_keys), key)
                  != std::end(fixed_keys);
-    bool reserved = std::find(std::begin(reserved_keys), std::end(reserved_keys), key)
-                    != std::end(reserved_keys);
     if (fixed)
       continue;
-    if (reserved) {
-      warn(kp, "'" + key + "' is reserved for later versions and ignored by this version");
-      continue;
-    }
     if (find_section(key)) {
       section_nodes.emplace(key, it->second);
       continue;
     }
     std::vector<std::string> valid(std::begin(fixed_keys), std::end(fixed_keys));
-    valid.insert(valid.end(), std::begin(reserved_keys), std::end(reserved_keys));
     for (const auto* s : all_sections())
       valid.emplace_back(s->name);
     std::sort(valid.begin(), valid.end());
@@ -226,8 +220,10 @@ void loader::load(const YAML::Node& root) {
   if (auto i = keys.find("wires"); i != keys.end())
     load_wires(i->second.second);
   load_local(names, true);
-  if (keys.count("actors") > 0)
+  if (keys.count("actors") > 0) {
     check_graph(actors_pos);
+    check_placement(f, file, diags);
+  }
 }
 
 /// The fragment's actors, where an entry without `kind` naming a flow file actor is a
@@ -344,9 +340,12 @@ void loader::load_sections(const std::map<std::string, YAML::Node>& present,
     static const settings_table none;
     const settings_table& table = s && s->settings ? *s->settings : none;
     auto& out = f.sections[sec];
-    for (const auto& e : es)
+    for (const auto& e : es) {
+      if (!s->single)
+        f.entry_at[sec + "/" + e.name] = where(e.key);
       out[e.name] = settings(e.value, table, names, {}, s->single ? sec : sec + "." + e.name,
                              where(e.key));
+    }
   }
   // A single section the flow leaves out still has its defaults.
   for (const auto* s : all_sections())

@@ -43,6 +43,8 @@ struct flow {
   std::vector<wire_decl> wires;
   /// Shared sections by section name, then entry name (brokers -> local -> settings).
   std::map<std::string, std::map<std::string, config>, std::less<>> sections;
+  /// Where each entry of a named section is written ("nodes/edge" -> line), for diagnostics.
+  std::map<std::string, yaml_position, std::less<>> entry_at;
 
   const actor_decl* find(std::string_view actor) const;
   /// Names of the actors wired out of / into `actor`.

@@ -424,6 +424,13 @@ job_result run_job(job_request req) {
     auto rapl0 = read_rapl_joules();
     t_train = std::chrono::steady_clock::now();
     auto data = training_data(req, d.manifest);
+    // A storage that cannot answer now (on a node that is away) is waited for, like data
+    // that is not there yet; a manual run says so at once.
+    if (!data && data.err().code == ec::unavailable && req.run_id == 0) {
+      out.result = job_result::outcome::waiting;
+      out.message = data.err().message;
+      return out;
+    }
     if (!data)
       return fail(data.err().message);
     if (data->rows() < req.data.min_records) {

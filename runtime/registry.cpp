@@ -90,7 +90,27 @@ std::optional<package_version> parse_package(std::string_view key, std::string_v
   return v;
 }
 
-std::string model_value(const model_record& m) {
+bool is_hex(std::string_view s) {
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
+}
+
+std::string lower(std::string_view s) {
+  std::string out{s};
+  for (auto& c : out)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+/// Open writer registries per directory and process: only the first one recovers runs
+/// left `running`, since a later one would interrupt runs that are live in this process.
+struct writer_token {};
+std::mutex writers_mtx;
+std::map<std::string, std::weak_ptr<writer_token>> writers;
+
+} // namespace
+
+std::string encode_model(const model_record& m) {
   auto header = dump({{"workflow", m.workflow},
                       {"package_sha256", m.package_sha256},
                       {"actor", m.actor},
@@ -108,8 +128,8 @@ std::string model_value(const model_record& m) {
   return out;
 }
 
-expected<model_record> parse_model(std::string_view id, std::string_view value,
-                                   bool with_bytes) {
+expected<model_record> decode_model(std::string_view id, std::string_view value,
+                                    bool with_bytes) {
   auto corrupt = [&] { return make_error(ec::parse_error, "corrupt model " + std::string{id}); };
   if (value.size() < 4)
     return corrupt();
@@ -141,25 +161,6 @@ expected<model_record> parse_model(std::string_view id, std::string_view value,
   return m;
 }
 
-bool is_hex(std::string_view s) {
-  return std::all_of(s.begin(), s.end(),
-                     [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
-}
-
-std::string lower(std::string_view s) {
-  std::string out{s};
-  for (auto& c : out)
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-/// Open writer registries per directory and process: only the first one recovers runs
-/// left `running`, since a later one would interrupt runs that are live in this process.
-struct writer_token {};
-std::mutex writers_mtx;
-std::map<std::string, std::weak_ptr<writer_token>> writers;
-
-} // namespace
 
 // -- runs as JSON and text ------------------------------------------------------------------
 
@@ -506,7 +507,7 @@ expected<std::string> registry::put_model(model_record m) {
   m.id = sha256_hex(m.artifact.bytes);
   if (m.created == 0)
     m.created = now_ns();
-  auto value = model_value(m);
+  auto value = encode_model(m);
   auto& d = *impl_;
   auto ok = d.env.write([&](lmdb::txn& t) -> expected<bool> {
     // Content-addressed: the same bytes again keep the first record and its provenance.
@@ -530,7 +531,7 @@ expected<model_record> registry::model(std::string_view id) const {
   if (!*v)
     return make_error(ec::not_found, "no model " + std::string{id} + " in registry "
                                        + impl_->where());
-  return parse_model(id, **v, true);
+  return decode_model(id, **v, true);
 }
 
 expected<std::vector<model_record>> registry::models(std::string_view actor) const {
@@ -543,7 +544,7 @@ expected<std::vector<model_record>> registry::models(std::string_view actor) con
   std::vector<model_record> out;
   auto at = c->first();
   for (; at && *at; at = c->next()) {
-    auto m = parse_model(c->key(), c->value(), false);
+    auto m = decode_model(c->key(), c->value(), false);
     if (!m)
       return m.err();
     if (actor.empty() || m->actor == actor)

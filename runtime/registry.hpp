@@ -49,6 +49,12 @@ struct model_record {
   worker::model_artifact artifact; ///< bytes, format, and the versions it was trained with
 };
 
+/// A model as the registry stores it (a JSON header, then the artifact's bytes): also how
+/// a model crosses from the node that trained it to one that serves it.
+std::string encode_model(const model_record& m);
+expected<model_record> decode_model(std::string_view id, std::string_view value,
+                                    bool with_bytes = true);
+
 /// What a run measured (DESIGN.md, "Measured runs"). Times in ns; 0 when not measured.
 struct run_measurements {
   int64_t deploy_wall = 0; ///< starting the worker and importing the package

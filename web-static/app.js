@@ -93,10 +93,10 @@ export function fmtValue(v) {
 /** The colour class of an actor state. */
 export function stateClass(state) {
   switch (state) {
-    case 'running': return 'ok';
-    case 'waiting': case 'deploying': case 'starting': return 'wait';
+    case 'running': case 'connected': return 'ok';
+    case 'waiting': case 'deploying': case 'starting': case 'connecting': return 'wait';
     case 'degraded': return 'degraded';
-    case 'failed': case 'unresponsive': return 'bad';
+    case 'failed': case 'unresponsive': case 'unreachable': return 'bad';
     default: return 'idle'; // stopping, stopped, unknown
   }
 }

@@ -269,6 +269,46 @@ function render(actors) {
   updateWatch(actors);
 }
 
+// A split flow (fabrik run --node): every node, its actors and the links between nodes,
+// as this node asks them (GET /api/nodes); hidden when the whole flow runs here.
+function renderNodes(r) {
+  if (!r.node) return false;
+  $('#nodes-panel').hidden = false;
+  $('#this-node').textContent = r.node;
+  const nodes = $('#nodes tbody'), links = $('#links tbody');
+  nodes.textContent = '';
+  links.textContent = '';
+  for (const n of r.nodes) {
+    const actors = el('td', { class: 'small' });
+    for (const a of n.actors) actors.append(stateBadge(a.state), ' ', a.name, ' ');
+    const ui = n.http ? el('a', { href: 'http://' + n.http + '/' }, n.http) : el('span', { class: 'muted' }, '–');
+    nodes.append(el('tr', {},
+      el('td', {}, el('strong', {}, n.name), n.here ? el('span', { class: 'muted' }, ' (this node)') : ''),
+      el('td', { class: 'path' }, n.listen), el('td', {}, ui),
+      el('td', {}, stateBadge(n.reachable ? 'running' : 'unreachable'),
+         n.error ? el('span', { class: 'err small' }, ' ' + n.error) : ''),
+      actors));
+    for (const l of n.links) {
+      const d = l.details || {};
+      links.append(el('tr', {},
+        el('td', {}, n.name), el('td', {}, (d.peer || '?') + ' / ' + (d.actor || '?')),
+        el('td', {}, stateBadge(l.state)),
+        el('td', { class: 'num' }, d.rtt_us ? (Number(d.rtt_us) / 1000).toFixed(2) + ' ms' : '–'),
+        el('td', { class: 'num' }, fmtInt(l.queue)),
+        el('td', { class: 'num' }, fmtInt(l.out)),
+        el('td', { class: 'num' }, fmtInt(d.reconnects || 0)),
+        el('td', { class: 'err small' }, l.last_error || '')));
+    }
+  }
+  return true;
+}
+
+function pollNodes() {
+  api('/api/nodes', { quiet: true }).then((r) => {
+    if (renderNodes(r.body)) setTimeout(pollNodes, 3000);
+  }).catch(() => setTimeout(pollNodes, 10000));
+}
+
 async function main() {
   try {
     const f = await flow();
@@ -284,6 +324,7 @@ async function main() {
     render(r.body.actors);
   }).catch(() => {});
   on('status', (data) => render(data.actors || []));
+  pollNodes();
 }
 
 main();

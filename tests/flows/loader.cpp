@@ -125,12 +125,15 @@ TEST_CASE("a valid flow loads with defaults, sections, wires and placement", "[f
                 "    password: ${FABRIK_TEST_PW}\n"
                 "actors:\n"
                 "  pcb_in: {kind: test.source, broker: local, topics: [a/#], on: edge}\n"
-                "  score:  {kind: test.stage, timeout: 10s}\n"
-                "  out:    {kind: test.sink, path: out/x.bin}\n"
-                "  audit:  {kind: test.sink}\n"
+                "  score:  {kind: test.stage, timeout: 10s, on: cloud}\n"
+                "  out:    {kind: test.sink, path: out/x.bin, on: edge}\n"
+                "  audit:  {kind: test.sink, on: cloud}\n"
                 "wires:\n"
                 "  - pcb_in -> score -> out\n"
-                "  - pcb_in->audit\n",
+                "  - pcb_in->audit\n"
+                "nodes:\n"
+                "  edge: {listen: \"127.0.0.1:7101\", http: \"127.0.0.1:8101\"}\n"
+                "  cloud: {listen: \"127.0.0.1:7102\", when_full: drop_oldest}\n",
                 "/flows/pcb.yaml");
   INFO(l.dump());
   REQUIRE(l.f);
@@ -149,7 +152,13 @@ TEST_CASE("a valid flow loads with defaults, sections, wires and placement", "[f
   CHECK(f.actors[0].settings.integer("qos") == 1);
   CHECK_FALSE(f.actors[0].settings.has("kind"));
   CHECK_FALSE(f.actors[0].settings.has("on"));
-  CHECK(f.actors[1].node.empty());
+  CHECK(f.actors[1].node == "cloud");
+  auto& nodes = f.sections.at("nodes");
+  CHECK(nodes.at("edge").str("http") == "127.0.0.1:8101");
+  CHECK(nodes.at("edge").str("when_full") == "block");
+  CHECK(nodes.at("cloud").str("when_full") == "drop_oldest");
+  CHECK_FALSE(nodes.at("cloud").has("http"));
+  CHECK(f.entry_at.at("nodes/cloud").line == 18);
   CHECK(f.actors[1].settings.integer("timeout") == 10'000'000'000LL);
   CHECK(f.actors[1].settings.integer("buffer") == 64 * 1024 * 1024);
   CHECK(f.actors[3].name == "audit");
@@ -219,17 +228,45 @@ TEST_CASE("a repeated top-level key is an error", "[flow]") {
   CHECK(l.error().message == "duplicate key 'name' (first at line 1)");
 }
 
-TEST_CASE("reserved keys are accepted with a warning", "[flow]") {
-  auto l = load("name: t\nnodes: {edge: {}}\nactors: {a: {kind: test.sink}}\n");
+TEST_CASE("placement: every actor on a known node, each node at its own address", "[flow]") {
+  const std::string nodes = "nodes:\n"
+                            "  edge: {listen: \"127.0.0.1:7001\", http: \"127.0.0.1:8001\"}\n"
+                            "  fog: {listen: \"127.0.0.1:7001\", http: \"127.0.0.1:8001\"}\n"
+                            "  cloud: {listen: \"127.0.0.1:0\"}\n"
+                            "  spare: {listen: \"127.0.0.1:7004\"}\n";
+  auto l = load(nodes + head + "  a: {kind: test.source, broker: local, topics: x, on: edge}\n"
+                                 "  b: {kind: test.sink, on: moon}\n"
+                                 "  c: {kind: test.sink}\n"
+                                 "  d: {kind: test.sink, on: fog}\n"
+                                 "  e: {kind: test.sink, on: cloud}\n"
+                                 "wires: [a -> b, a -> c, a -> d, a -> e]\n");
   INFO(l.dump());
-  REQUIRE(l.f);
+  CHECK_FALSE(l.f);
   auto p = l.problems();
-  REQUIRE(p.size() == 2);
-  CHECK(p[0].warning);
-  CHECK(p[0].line == 2);
-  CHECK(p[0].column == 1);
-  CHECK(p[0].message == "'nodes' is reserved for later versions and ignored by this version");
-  CHECK(p[1].message == "actor 'a' has no wires");
+  REQUIRE(p.size() == 6);
+  CHECK(p[0].line == 3);
+  CHECK(p[0].message == "node 'fog': listen address 127.0.0.1:7001 is already node "
+                        "'edge''s (line 2)");
+  CHECK(p[1].line == 3);
+  CHECK(p[1].message == "node 'fog': http address 127.0.0.1:8001 is already node 'edge''s "
+                        "(line 2)");
+  CHECK(p[2].line == 4);
+  CHECK(p[2].message == "node 'cloud': listen needs a fixed port (the other nodes connect "
+                        "to it), not 0");
+  CHECK(p[3].line == 5);
+  CHECK(p[3].warning);
+  CHECK(p[3].message == "node 'spare' runs no actor");
+  CHECK(p[4].line == 10);
+  CHECK(p[4].message == "actor 'b' is on unknown node 'moon'; nodes: cloud, edge, fog, spare");
+  CHECK(p[5].line == 11);
+  CHECK(p[5].message == "actor 'c' is on no node; add 'on: NODE' (nodes: cloud, edge, fog, "
+                        "spare)");
+
+  auto none = load(head + "  b: {kind: test.sink, on: edge}\n");
+  CHECK_FALSE(none.f);
+  CHECK(none.error().line == 4);
+  CHECK(none.error().message == "actor 'b' is on node 'edge', but the flow has no 'nodes' "
+                                "section");
 }
 
 TEST_CASE("a single-object section is validated, and has its defaults when left out", "[flow]") {

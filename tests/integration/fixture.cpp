@@ -417,7 +417,12 @@ void package(const std::string& example, const std::filesystem::path& zip,
   REQUIRE(rc == 0);
 }
 
-std::string pcb_flow_text(const broker& b, const std::string& workflow, const std::string& top) {
+std::string pcb_flow_text(const broker& b, const std::string& workflow, const std::string& top,
+                          const std::map<std::string, std::string>& on) {
+  auto at = [&](const std::string& actor) {
+    auto it = on.find(actor);
+    return it == on.end() ? std::string{} : "    on: " + it->second + "\n";
+  };
   return "name: workflow-test\n" + top +
          "brokers:\n"
          "  local: {url: \"" + b.url() + "\"}\n"
@@ -426,11 +431,15 @@ std::string pcb_flow_text(const broker& b, const std::string& workflow, const st
          "    kind: mqtt.source\n"
          "    broker: local\n"
          "    topics: [\"ie/m/j/simatic/v1/+/dp\", \"ie/d/j/simatic/v1/+/dp/r/#\"]\n"
-         "    format: simatic-v1\n"
-         "  store: {kind: storage}\n"
+         "    format: simatic-v1\n" + at("src") +
+         "  store:\n"
+         "    kind: storage\n" + at("store") +
          "  model:\n"
-         "    kind: workflow\n" + workflow +
-         "  out: {kind: mqtt.sink, broker: local, topic: \"predictions/{stream}\"}\n"
+         "    kind: workflow\n" + workflow + at("model") +
+         "  out:\n"
+         "    kind: mqtt.sink\n"
+         "    broker: local\n"
+         "    topic: \"predictions/{stream}\"\n" + at("out") +
          "wires:\n"
          "  - src -> store\n"
          "  - src -> model\n"

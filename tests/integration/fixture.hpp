@@ -11,6 +11,7 @@
 #include <mutex>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -188,7 +189,9 @@ void package(const std::string& example, const std::filesystem::path& zip,
 
 /// A flow `workflow-test` of source `src` (simatic-v1) -> storage `store`, src -> workflow
 /// `model` -> JSON sink `out` on `predictions/{stream}`. `workflow` holds the model's
-/// settings lines (indented 4); `top` goes before the brokers (an http section, ...).
+/// settings lines (indented 4); `top` goes before the brokers (an http section, nodes, ...);
+/// `on` places actors on nodes (actor -> node).
 std::string pcb_flow_text(const broker& b, const std::string& workflow,
-                          const std::string& top = "");
+                          const std::string& top = "",
+                          const std::map<std::string, std::string>& on = {});
 } // namespace fabrik::test

@@ -1,0 +1,38 @@
+#pragma once
+// The sending end of a cross-node wire: a local actor that stands in for an actor on
+// another node. It keeps every batch in an LMDB spool before it answers the producer, so
+// the producer goes on while the peer is away; it reconnects with backoff and forwards in
+// order, erasing a batch once the peer's node acknowledged it. The peer deduplicates by
+// sequence number, so a resend after a reconnect is not delivered twice.
+
+#include "actors/actors.hpp"
+
+#include <caf/actor.hpp>
+#include <caf/fwd.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+namespace fabrik {
+
+struct link_params {
+  std::string flow;      ///< both ends must run the same flow (the handshake checks)
+  std::string from_node; ///< this node
+  std::string to_node;   ///< the peer
+  std::string actor;     ///< the actor on the peer
+  std::string host;      ///< the peer's listen address
+  uint16_t port = 0;
+  std::filesystem::path dir;  ///< the spool: DATA_DIR/links/NODE/ACTOR
+  uint64_t max_batches = 100000;
+  bool drop_oldest = false;   ///< when full; else the producer waits
+  std::chrono::nanoseconds reconnect_max = std::chrono::seconds{10};
+  bool tls = false;           ///< connect through caf::openssl's manager
+};
+
+/// Spawns a link (a storage_actor: batches, and queries forwarded while connected).
+/// Fails when its spool cannot be opened.
+expected<caf::actor> spawn_link(caf::actor_system& sys, link_params p);
+
+} // namespace fabrik

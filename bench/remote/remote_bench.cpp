@@ -1,0 +1,276 @@
+// bench/remote: one wire in-process versus the same wire across two nodes (two processes
+// on loopback, the real link and node actor), in the same run. Reports the hop latency
+// (send to arrival at the consumer, one record per batch, paced so nothing queues) and the
+// batched throughput (batches of R records, 4 unanswered per wire, as an emitter sends).
+// See bench/remote/README.md.
+
+#include "actors/actors.hpp"
+#include "actors/node.hpp"
+#include "flows/flow.hpp"
+
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+using namespace fabrik;
+namespace fs = std::filesystem;
+
+namespace {
+
+// CLOCK_MONOTONIC is one clock for every process of the machine: a send time taken in
+// one process and an arrival time in another compare.
+int64_t mono_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+           std::chrono::steady_clock::now().time_since_epoch())
+    .count();
+}
+
+struct sink_state {
+  std::vector<int64_t> latency; ///< per batch: arrival - send time of its first record
+  uint64_t records = 0;
+  int64_t first_sent = INT64_MAX, last_arrival = 0;
+  bool written = false;
+};
+
+/// The consumer at the end of the wire: notes arrivals, writes its figures to `out` once
+/// `expect` records arrived ("p50_us p99_us records seconds").
+caf::behavior sink(caf::stateful_actor<sink_state>* self, uint64_t expect, fs::path out) {
+  return {[=](const record_batch& b) -> uint64_t {
+    auto now = mono_ns();
+    auto& s = self->state;
+    if (!b.records.empty()) {
+      auto sent = std::get<int64_t>(b.records.front().fields.front().v);
+      s.latency.push_back(now - sent);
+      s.first_sent = std::min(s.first_sent, sent);
+    }
+    s.records += b.records.size();
+    s.last_arrival = now;
+    if (s.records >= expect && !s.written) {
+      s.written = true;
+      auto l = s.latency;
+      std::sort(l.begin(), l.end());
+      auto pct = [&](double p) { return l[std::min(l.size() - 1, size_t(p * double(l.size())))] / 1e3; };
+      std::ofstream f{out.string() + ".tmp"};
+      f << pct(0.5) << " " << pct(0.99) << " " << s.records << " "
+        << double(s.last_arrival - s.first_sent) / 1e9 << "\n";
+      f.close();
+      fs::rename(out.string() + ".tmp", out);
+    }
+    return b.records.size();
+  }};
+}
+
+struct driver_state {
+  int sent = 0, in_flight = 0;
+};
+
+/// Sends `n` batches of `records` records to `target`: with `pace_ns`, one batch every
+/// pace_ns; else keeping `window` batches unanswered.
+caf::behavior driver(caf::stateful_actor<driver_state>* self, caf::actor target, int n,
+                     int records, int window, int64_t pace_ns) {
+  auto send_one = [=] {
+    auto& s = self->state;
+    record_batch b;
+    auto t = mono_ns();
+    for (int i = 0; i < records; ++i)
+      b.records.push_back({"bench/wire", t, t, uint64_t(s.sent) * records + i, quality::good,
+                           {{"t", t}, {"x", double(i)}}});
+    ++s.sent;
+    ++s.in_flight;
+    self->request(target, caf::infinite, std::move(b)).then([=](uint64_t) {
+      --self->state.in_flight;
+      if (pace_ns == 0)
+        self->send(self, tick_atom::value);
+    });
+  };
+  self->send(self, tick_atom::value);
+  return {[=](tick_atom) {
+    auto& s = self->state;
+    if (pace_ns > 0) {
+      if (s.sent < n) {
+        send_one();
+        self->delayed_send(self, std::chrono::nanoseconds{pace_ns}, tick_atom::value);
+      }
+      return;
+    }
+    while (s.sent < n && s.in_flight < window)
+      send_one();
+  }};
+}
+
+int free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+bool wait_for(const fs::path& p, int seconds) {
+  for (int i = 0; i < seconds * 100; ++i) {
+    if (fs::exists(p))
+      return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  }
+  return false;
+}
+
+struct figures {
+  double p50_us = 0, p99_us = 0, records = 0, seconds = 0;
+};
+figures read_figures(const fs::path& lat, const fs::path& thr) {
+  figures f, t;
+  std::ifstream{lat} >> f.p50_us >> f.p99_us;
+  std::ifstream{thr} >> t.p50_us >> t.p99_us >> f.records >> f.seconds;
+  return f;
+}
+
+struct params {
+  int latency_batches = 2000;
+  int batches = 2000;
+  int records = 100;
+};
+
+std::optional<flow> load(const fs::path& file) {
+  std::vector<diagnostic> diags;
+  std::ifstream in{file};
+  std::string text{std::istreambuf_iterator<char>{in}, {}};
+  return load_flow_text(text, file, diags);
+}
+
+/// Node b: the two sinks, published; exits once both wrote their figures.
+int serve(const fs::path& dir, const params& p) {
+  auto f = load(dir / "flow.yaml");
+  if (!f)
+    return 2;
+  caf::actor_system_config cfg;
+  cfg.add_message_types<caf::id_block::fabrik>();
+  cfg.load<caf::io::middleman>();
+  caf::actor_system sys{cfg};
+  auto lat = sys.spawn(sink, uint64_t(p.latency_batches), dir / "remote-latency");
+  auto thr = sys.spawn(sink, uint64_t(p.batches) * p.records, dir / "remote-throughput");
+  auto node = node_runtime::start(sys, *f, "b", dir / "b", [=](const std::string& name) {
+    return name == "lat" ? lat : name == "thr" ? thr : caf::actor{};
+  });
+  if (!node)
+    return 2;
+  wait_for(dir / "remote-latency", 600);
+  wait_for(dir / "remote-throughput", 600);
+  (*node)->stop();
+  caf::anon_send_exit(lat, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(thr, caf::exit_reason::user_shutdown);
+  std::fflush(stdout);
+  std::_Exit(0); // CAF 0.17's middleman may not shut down while the peer is connected
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  params p;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  std::optional<fs::path> serve_dir;
+  for (size_t i = 0; i + 1 < args.size(); i += 2) {
+    if (args[i] == "--serve")
+      serve_dir = args[i + 1];
+    else if (args[i] == "--latency-batches")
+      p.latency_batches = std::stoi(args[i + 1]);
+    else if (args[i] == "--batches")
+      p.batches = std::stoi(args[i + 1]);
+    else if (args[i] == "--records")
+      p.records = std::stoi(args[i + 1]);
+    else {
+      std::fprintf(stderr, "usage: remote_bench [--latency-batches N] [--batches N] [--records R]\n");
+      return 1;
+    }
+  }
+  if (serve_dir)
+    return serve(*serve_dir, p);
+
+  char tmpl[] = "/tmp/fabrik-remote-bench-XXXXXX";
+  fs::path dir = ::mkdtemp(tmpl);
+  std::ofstream{dir / "flow.yaml"}
+    << "name: bench\nnodes:\n  a: {listen: \"127.0.0.1:" << free_port()
+    << "\"}\n  b: {listen: \"127.0.0.1:" << free_port()
+    << "\"}\nactors:\n  lat: {kind: storage, on: b}\n  thr: {kind: storage, on: b}\n";
+  auto f = load(dir / "flow.yaml");
+  if (!f) {
+    std::fprintf(stderr, "remote_bench: the bench flow does not load\n");
+    return 2;
+  }
+  pid_t child = ::fork();
+  if (child == 0) {
+    std::vector<std::string> a{argv[0], "--serve", dir.string(), "--latency-batches",
+                               std::to_string(p.latency_batches), "--batches",
+                               std::to_string(p.batches), "--records", std::to_string(p.records)};
+    std::vector<char*> av;
+    for (auto& s : a)
+      av.push_back(s.data());
+    av.push_back(nullptr);
+    ::execv("/proc/self/exe", av.data());
+    std::_Exit(127);
+  }
+  caf::actor_system_config cfg;
+  cfg.add_message_types<caf::id_block::fabrik>();
+  cfg.load<caf::io::middleman>();
+  caf::actor_system sys{cfg};
+  const int64_t pace = 1'000'000; // 1 ms between latency probes: nothing queues
+  // In process: the same driver and sink, wired directly.
+  {
+    auto lat = sys.spawn(sink, uint64_t(p.latency_batches), dir / "local-latency");
+    auto thr = sys.spawn(sink, uint64_t(p.batches) * p.records, dir / "local-throughput");
+    sys.spawn(driver, lat, p.latency_batches, 1, 1, pace);
+    wait_for(dir / "local-latency", 600);
+    sys.spawn(driver, thr, p.batches, p.records, 4, 0);
+    wait_for(dir / "local-throughput", 600);
+  }
+  // Across nodes: through the link (spool, then the node actor of process b).
+  auto node = node_runtime::start(sys, *f, "a", dir / "a", [](const std::string&) {
+    return caf::actor{};
+  });
+  if (!node)
+    return 2;
+  auto lat = (*node)->remote(*f->find("lat"));
+  auto thr = (*node)->remote(*f->find("thr"));
+  if (!lat || !thr)
+    return 2;
+  caf::scoped_actor self{sys};
+  for (bool up = false; !up;) { // measure the wire, not the first connection
+    std::this_thread::sleep_for(std::chrono::milliseconds{50});
+    self->request(*lat, std::chrono::seconds{1}, status_atom::value)
+      .receive([&](const actor_status& st) { up = st.state == "connected"; },
+               [](caf::error&) {});
+  }
+  sys.spawn(driver, *lat, p.latency_batches, 1, 1, pace);
+  wait_for(dir / "remote-latency", 600);
+  sys.spawn(driver, *thr, p.batches, p.records, 4, 0);
+  wait_for(dir / "remote-throughput", 600);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  auto local = read_figures(dir / "local-latency", dir / "local-throughput");
+  auto remote = read_figures(dir / "remote-latency", dir / "remote-throughput");
+  std::printf("one wire, %d probes of 1 record (1 ms apart); %d batches of %d records, 4 in flight\n",
+              p.latency_batches, p.batches, p.records);
+  std::printf("%-12s %10s %10s %16s\n", "wire", "p50 (us)", "p99 (us)", "records/s");
+  for (auto& [name, x] : {std::pair{"in-process", local}, std::pair{"two nodes", remote}})
+    std::printf("%-12s %10.1f %10.1f %16.0f\n", name, x.p50_us, x.p99_us, x.records / x.seconds);
+  std::printf("cross-node hop p50 %.3f ms (target <= 0.5); throughput %.2fx in-process (target >= 0.5)\n",
+              remote.p50_us / 1e3, (remote.records / remote.seconds) / (local.records / local.seconds));
+  (*node)->stop();
+  std::fflush(stdout);
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  std::_Exit(0); // see serve()
+}
