@@ -34,6 +34,12 @@ inline expected<void> check_end(const reader& r, const std::string& what) {
   return {};
 }
 
+/// Reads the type id at the start of `body` and refuses any other than `want`; a
+/// ServiceFault in its place is named with its status code (transport.cpp).
+expected<void> expect_type(reader& r, std::string_view body, uint32_t want);
+
+inline void write_type(writer& w, uint32_t id) { w.write(node_id{0, id}); }
+
 } // namespace fabrik::opcua::detail
 
 /// Reads `expr` (an expected) into `target`, or returns its error prefixed with `what`.

@@ -32,6 +32,10 @@ inline bool is_node_id_text(std::string_view s) {
 expected<std::vector<qualified_name>> parse_browse_path(std::string_view text,
                                                         uint16_t default_ns);
 
+/// The name of a service body's type id fabrik speaks ("OpenSecureChannelRequest",
+/// "ReadResponse", "ServiceFault", ...), else "an unknown message".
+const char* message_name(uint32_t type_id);
+
 /// "BadNodeIdUnknown" for known codes (the info bits ignored), else "0x80AB0000"; a known
 /// code with info bits is "Name (0x...)".
 std::string status_name(status_code s);

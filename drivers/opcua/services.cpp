@@ -10,59 +10,12 @@ namespace fabrik::opcua {
 namespace {
 
 using detail::check_end;
+using detail::expect_type;
 using detail::fail_at;
-using detail::hex32;
 using detail::in;
+using detail::write_type;
 
-const char* service_name(uint32_t id) {
-  switch (id) {
-  case service_fault_id: return "ServiceFault";
-  case create_session_request_id: return "CreateSessionRequest";
-  case create_session_response_id: return "CreateSessionResponse";
-  case activate_session_request_id: return "ActivateSessionRequest";
-  case activate_session_response_id: return "ActivateSessionResponse";
-  case close_session_request_id: return "CloseSessionRequest";
-  case close_session_response_id: return "CloseSessionResponse";
-  case read_request_id: return "ReadRequest";
-  case read_response_id: return "ReadResponse";
-  case browse_request_id: return "BrowseRequest";
-  case browse_response_id: return "BrowseResponse";
-  case translate_browse_paths_request_id: return "TranslateBrowsePathsToNodeIdsRequest";
-  case translate_browse_paths_response_id: return "TranslateBrowsePathsToNodeIdsResponse";
-  case create_monitored_items_request_id: return "CreateMonitoredItemsRequest";
-  case create_monitored_items_response_id: return "CreateMonitoredItemsResponse";
-  case create_subscription_request_id: return "CreateSubscriptionRequest";
-  case create_subscription_response_id: return "CreateSubscriptionResponse";
-  case publish_request_id: return "PublishRequest";
-  case publish_response_id: return "PublishResponse";
-  case delete_subscriptions_request_id: return "DeleteSubscriptionsRequest";
-  case delete_subscriptions_response_id: return "DeleteSubscriptionsResponse";
-  default: return "an unknown message";
-  }
-}
 
-/// Reads the type id and refuses any other than want; a ServiceFault is named with its
-/// status code (read by transport's as_service_fault).
-expected<void> expect_type(reader& r, std::string_view body, uint32_t want) {
-  auto id = read_type_id(r);
-  if (!id)
-    return id.err();
-  if (*id == want)
-    return {};
-  if (*id == service_fault_id) {
-    auto f = as_service_fault(body);
-    if (f && *f)
-      return make_error(ec::parse_error, std::string{"OPC UA ServiceFault "} +
-                                           status_name((*f)->header.service_result) +
-                                           " instead of " + service_name(want));
-    if (!f)
-      return in(std::string{"ServiceFault instead of "} + service_name(want), f.err());
-  }
-  return fail_at(0, std::string{"expected "} + service_name(want) + " (i=" + std::to_string(want) +
-                      "), got " + service_name(*id) + " (i=" + std::to_string(*id) + ")");
-}
-
-void write_type(writer& w, uint32_t id) { w.write(node_id{0, id}); }
 
 // ---- Writing helpers --------------------------------------------------------------------
 

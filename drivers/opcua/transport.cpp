@@ -10,9 +10,11 @@ namespace fabrik::opcua {
 namespace {
 
 using detail::check_end;
+using detail::expect_type;
 using detail::fail_at;
 using detail::hex32;
 using detail::in;
+using detail::write_type;
 
 constexpr uint32_t last_sequence_before_wrap = 4'294'966'271u; // UInt32 max - 1024
 
@@ -466,16 +468,6 @@ expected<uint32_t> read_type_id(reader& r) {
 
 namespace {
 
-const char* service_name(uint32_t id) {
-  switch (id) {
-  case service_fault_id: return "ServiceFault";
-  case open_secure_channel_request_id: return "OpenSecureChannelRequest";
-  case open_secure_channel_response_id: return "OpenSecureChannelResponse";
-  case close_secure_channel_request_id: return "CloseSecureChannelRequest";
-  case close_secure_channel_response_id: return "CloseSecureChannelResponse";
-  default: return "an unknown message";
-  }
-}
 
 expected<service_fault> read_fault_rest(reader& r) {
   service_fault f;
@@ -485,25 +477,6 @@ expected<service_fault> read_fault_rest(reader& r) {
   return f;
 }
 
-/// Reads the type id and refuses any other than want (naming a fault's status code).
-expected<void> expect_type(reader& r, uint32_t want) {
-  auto id = read_type_id(r);
-  if (!id)
-    return id.err();
-  if (*id == want)
-    return {};
-  if (*id == service_fault_id) {
-    auto f = read_fault_rest(r);
-    if (f)
-      return make_error(ec::parse_error, std::string{"OPC UA ServiceFault "} +
-                                           status_name(f->header.service_result) + " instead of " +
-                                           service_name(want));
-  }
-  return fail_at(0, std::string{"expected "} + service_name(want) + " (i=" + std::to_string(want) +
-                      "), got " + service_name(*id) + " (i=" + std::to_string(*id) + ")");
-}
-
-void write_type(writer& w, uint32_t id) { w.write(node_id{0, id}); }
 
 } // namespace
 
@@ -548,7 +521,7 @@ std::string encode(const service_fault& m) {
 
 expected<open_secure_channel_request> decode_open_secure_channel_request(std::string_view body) {
   reader r{body};
-  if (auto ok = expect_type(r, open_secure_channel_request_id); !ok)
+  if (auto ok = expect_type(r, body, open_secure_channel_request_id); !ok)
     return ok.err();
   open_secure_channel_request m;
   OPCUA_READ(m.header, read_request_header(r), "OpenSecureChannelRequest");
@@ -577,7 +550,7 @@ expected<open_secure_channel_request> decode_open_secure_channel_request(std::st
 
 expected<open_secure_channel_response> decode_open_secure_channel_response(std::string_view body) {
   reader r{body};
-  if (auto ok = expect_type(r, open_secure_channel_response_id); !ok)
+  if (auto ok = expect_type(r, body, open_secure_channel_response_id); !ok)
     return ok.err();
   open_secure_channel_response m;
   OPCUA_READ(m.header, read_response_header(r), "OpenSecureChannelResponse");
@@ -595,7 +568,7 @@ expected<open_secure_channel_response> decode_open_secure_channel_response(std::
 
 expected<close_secure_channel_request> decode_close_secure_channel_request(std::string_view body) {
   reader r{body};
-  if (auto ok = expect_type(r, close_secure_channel_request_id); !ok)
+  if (auto ok = expect_type(r, body, close_secure_channel_request_id); !ok)
     return ok.err();
   close_secure_channel_request m;
   OPCUA_READ(m.header, read_request_header(r), "CloseSecureChannelRequest");
@@ -606,7 +579,7 @@ expected<close_secure_channel_request> decode_close_secure_channel_request(std::
 
 expected<service_fault> decode_service_fault(std::string_view body) {
   reader r{body};
-  if (auto ok = expect_type(r, service_fault_id); !ok)
+  if (auto ok = expect_type(r, body, service_fault_id); !ok)
     return ok.err();
   return read_fault_rest(r);
 }
@@ -623,6 +596,29 @@ expected<std::optional<service_fault>> as_service_fault(std::string_view body) {
     return f.err();
   return std::optional<service_fault>{std::move(*f)};
 }
+
+namespace detail {
+
+expected<void> expect_type(reader& r, std::string_view body, uint32_t want) {
+  auto id = read_type_id(r);
+  if (!id)
+    return id.err();
+  if (*id == want)
+    return {};
+  if (*id == service_fault_id) {
+    auto f = as_service_fault(body);
+    if (f && *f)
+      return make_error(ec::parse_error, std::string{"OPC UA ServiceFault "} +
+                                           status_name((*f)->header.service_result) +
+                                           " instead of " + message_name(want));
+    if (!f)
+      return in(std::string{"ServiceFault instead of "} + message_name(want), f.err());
+  }
+  return fail_at(0, std::string{"expected "} + message_name(want) + " (i=" + std::to_string(want) +
+                      "), got " + message_name(*id) + " (i=" + std::to_string(*id) + ")");
+}
+
+} // namespace detail
 
 #undef OPCUA_READ
 
