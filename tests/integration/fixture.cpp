@@ -4,6 +4,7 @@
 #include "drivers/mqtt/client.hpp"
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 #include <arpa/inet.h>
 #include <csignal>
@@ -147,6 +148,18 @@ void broker::stop() {
       proc_.wait();
     }
   }
+}
+
+bool logged(const process& p, const std::string& text) {
+  return p.log().find(text) != std::string::npos;
+}
+
+std::map<int64_t, int> answers_per_seq(subscriber& sub, int64_t first) {
+  std::map<int64_t, int> out;
+  for (auto& [topic, payload] : sub.messages())
+    if (auto seq = nlohmann::json::parse(payload).at("seq").get<int64_t>(); seq >= first)
+      ++out[seq];
+  return out;
 }
 
 bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {

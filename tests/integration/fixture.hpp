@@ -72,6 +72,9 @@ private:
   process proc_;
 };
 
+/// Whether `p`'s log holds `text`.
+bool logged(const process& p, const std::string& text);
+
 /// Polls `pred` every 50 ms until it holds or `timeout` passes.
 bool wait_until(const std::function<bool()>& pred,
                 std::chrono::milliseconds timeout = std::chrono::seconds{60});
@@ -170,6 +173,10 @@ private:
   std::vector<std::pair<std::string, std::string>> got_;
   std::atomic<bool> up_{false};
 };
+
+/// How many of `sub`'s messages (JSON objects with a "seq", such as predictions) answer
+/// each seq >= first.
+std::map<int64_t, int> answers_per_seq(subscriber& sub, int64_t first);
 } // namespace fabrik::test
 
 namespace fabrik::test {

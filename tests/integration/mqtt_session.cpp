@@ -65,10 +65,6 @@ uint64_t stored(temp_dir& dir) {
   return stored_count(dir / "data" / "storage" / "store", "press/Press/cycle");
 }
 
-bool logged(process& p, const std::string& text) {
-  return p.log().find(text) != std::string::npos;
-}
-
 } // namespace
 
 TEST_CASE("a simatic-v1 source publishes available and good, and its last will says "

@@ -38,23 +38,25 @@ struct three_nodes {
   }
 };
 
+/// The PCB flow's actors on the three nodes: ingest and MQTT out at the edge, storage at
+/// the fog, the workflow at the cloud.
+const std::map<std::string, std::string> edge_fog_cloud{
+  {"src", "edge"}, {"store", "fog"}, {"model", "cloud"}, {"out", "edge"}};
+
+/// Stops each node with SIGTERM and checks it exits cleanly.
+void stop_all(std::initializer_list<process*> nodes) {
+  for (auto* p : nodes) {
+    p->signal(SIGTERM);
+    int rc = p->wait();
+    INFO(p->log());
+    CHECK(rc == 0);
+  }
+}
+
 process run_node(temp_dir& dir, const std::string& node, const std::string& log) {
   return process{{fabrik_binary(), "run", (dir / "flow.yaml").string(), "--node", node,
                   "--data-dir", (dir / node).string(), "--status-interval", "1s"},
                  dir / log};
-}
-
-/// How many predictions answer each seq >= first.
-std::map<int64_t, int> answers_per_seq(subscriber& sub, int64_t first) {
-  std::map<int64_t, int> out;
-  for (auto& [topic, payload] : sub.messages())
-    if (auto seq = nlohmann::json::parse(payload).at("seq").get<int64_t>(); seq >= first)
-      ++out[seq];
-  return out;
-}
-
-bool logged(process& p, const std::string& text) {
-  return p.log().find(text) != std::string::npos;
 }
 
 } // namespace
@@ -75,8 +77,7 @@ TEST_CASE("three nodes on loopback run one flow: ingest at the edge, storage at 
                               "    params: {n_estimators: 20}\n"
                               "    train: {storage: store, stream: src/Line1/default}\n",
                            nodes.section(),
-                           {{"src", "edge"}, {"store", "fog"}, {"model", "cloud"},
-                            {"out", "edge"}}));
+                           edge_fog_cloud));
   std::string out;
   REQUIRE(run_command({fabrik_binary(), "check", (dir / "flow.yaml").string()}, &out) == 0);
   // The cloud first: its training waits for the fog, which it reaches once the fog is up.
@@ -123,12 +124,7 @@ TEST_CASE("three nodes on loopback run one flow: ingest at the edge, storage at 
   CHECK(answered_while_away < static_cast<size_t>(n)); // the kill was mid-stream
   CHECK(stored() == 1500 + static_cast<uint64_t>(n));
   CHECK(logged(edge, "link cloud/model: connected to"));
-  for (auto* p : {&edge, &fog, &again}) {
-    p->signal(SIGTERM);
-    int rc = p->wait();
-    INFO(p->log());
-    CHECK(rc == 0);
-  }
+  stop_all({&edge, &fog, &again});
 }
 
 TEST_CASE("fabrik run --node names a node of the flow, and a node whose listen address is "
@@ -138,8 +134,7 @@ TEST_CASE("fabrik run --node names a node of the flow, and a node whose listen a
   three_nodes nodes;
   write_file(dir / "flow.yaml",
              pcb_flow_text(b, "    package: pcb-classifier\n", nodes.section(),
-                           {{"src", "edge"}, {"store", "fog"}, {"model", "cloud"},
-                            {"out", "edge"}}));
+                           edge_fog_cloud));
   std::string out;
   CHECK(run_command({fabrik_binary(), "run", (dir / "flow.yaml").string(), "--node", "moon"},
                     &out) == 1);
@@ -210,10 +205,7 @@ TEST_CASE("nodes talk TLS with certificates of fabrik certs, and a node with a c
   auto edge = run_node(dir, "edge", "edge.log");
   REQUIRE(wait_until([&] { return stored() == 100; }));
   CHECK(logged(fog, "node edge attached"));
-  for (auto* p : {&edge, &fog}) {
-    p->signal(SIGTERM);
-    CHECK(p->wait() == 0);
-  }
+  stop_all({&edge, &fog});
 }
 
 TEST_CASE("hybrid deployment (flows/examples/hybrid-pcb.yaml): trained at the cloud, served "
@@ -301,12 +293,7 @@ TEST_CASE("hybrid deployment (flows/examples/hybrid-pcb.yaml): trained at the cl
   CHECK(models.size() >= 2); // the retrained model answered some boards
   REQUIRE(wait_until([&] { return stored_count(dir / "fog" / "storage" / "store",
                                                "pcb_in/Line1/default") == 1500u + n; }));
-  for (auto* p : {&edge, &fog2, &cloud2}) {
-    p->signal(SIGTERM);
-    int rc = p->wait();
-    INFO(p->log());
-    CHECK(rc == 0);
-  }
+  stop_all({&edge, &fog2, &cloud2});
 }
 
 TEST_CASE("one view: the web API of any node shows every node, the links between them and "
@@ -316,8 +303,7 @@ TEST_CASE("one view: the web API of any node shows every node, the links between
   three_nodes nodes;
   write_file(dir / "flow.yaml",
              pcb_flow_text(b, "    package: pcb-classifier\n", nodes.section(),
-                           {{"src", "edge"}, {"store", "fog"}, {"model", "cloud"},
-                            {"out", "edge"}}));
+                           edge_fog_cloud));
   auto fog = run_node(dir, "fog", "fog.log");
   auto cloud = run_node(dir, "cloud", "cloud.log");
   auto edge = run_node(dir, "edge", "edge.log");
@@ -373,10 +359,7 @@ TEST_CASE("one view: the web API of any node shows every node, the links between
            && link_state(node_of(after, "edge"), "model") == "unreachable";
   }));
   CHECK_FALSE(node_of(after, "cloud").at("error").get<std::string>().empty());
-  for (auto* p : {&edge, &fog}) {
-    p->signal(SIGTERM);
-    CHECK(p->wait() == 0);
-  }
+  stop_all({&edge, &fog});
 }
 
 namespace {
@@ -426,10 +409,7 @@ TEST_CASE("a full link buffer: block holds the producer back and loses nothing, 
         CHECK(stored() < 300);
         CHECK(stored() > 0);
       }
-      for (auto* p : {&edge, &fog}) {
-        p->signal(SIGTERM);
-        CHECK(p->wait() == 0);
-      }
+      stop_all({&edge, &fog});
     }
   }
 }

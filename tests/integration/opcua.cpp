@@ -51,10 +51,6 @@ std::vector<record> stored(temp_dir& dir) {
   return stored_records(dir / "data" / "storage" / "store", "plc/values");
 }
 
-bool logged(const process& p, const std::string& text) {
-  return p.log().find(text) != std::string::npos;
-}
-
 void stop_cleanly(process& p) {
   p.signal(SIGTERM);
   CHECK(p.wait() == 0);

@@ -54,15 +54,7 @@ int fabrik_cli(std::vector<std::string> args, std::string& out) {
   return run_command(args, &out);
 }
 
-/// How many predictions answer each seq >= first, and the set of a field's values.
-std::map<int64_t, int> answers_per_seq(subscriber& sub, int64_t first) {
-  std::map<int64_t, int> out;
-  for (auto& [topic, payload] : sub.messages())
-    if (auto seq = nlohmann::json::parse(payload).at("seq").get<int64_t>(); seq >= first)
-      ++out[seq];
-  return out;
-}
-
+/// The set of a field's values in the predictions answering seq >= first.
 std::set<std::string> values_of(subscriber& sub, const std::string& key, int64_t first) {
   std::set<std::string> out;
   for (auto& [topic, payload] : sub.messages()) {
