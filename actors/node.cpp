@@ -313,7 +313,7 @@ expected<caf::actor> node_runtime::remote(const actor_decl& actor) {
   auto* self = find_node(f_, name_);
   if (!peer || !self)
     return make_error(ec::internal, "actor " + actor.name + " is on unknown node " + actor.node);
-  auto addr = parse_listen(peer->str("listen"));
+  auto addr = peer_address(*peer);
   if (!addr)
     return addr.err();
   link_params p;
@@ -351,7 +351,7 @@ std::vector<node_runtime::node_report> node_runtime::report(std::chrono::millise
       peer = r.here ? node_ : peers_[name];
     }
     if (!peer) {
-      auto addr = parse_listen(r.listen);
+      auto addr = peer_address(c);
       auto port = static_cast<uint16_t>(addr ? addr->second : 0);
       auto got = tls_of(f_, c) ? caf::openssl::remote_actor(sys_, addr ? addr->first : "", port)
                                : sys_.middleman().remote_actor(addr ? addr->first : "", port);

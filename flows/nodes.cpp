@@ -12,6 +12,9 @@ const settings_table node_settings{{
   {.name = "listen", .type = setting_type::string,
    .doc = "HOST:PORT where this node takes connections from the other nodes",
    .required = true},
+  {.name = "address", .type = setting_type::string,
+   .doc = "HOST:PORT the other nodes connect to, when it differs from listen (a node "
+          "listening on 0.0.0.0, or reached through a proxy or NAT); default: listen"},
   {.name = "http", .type = setting_type::string,
    .doc = "the web UI and API address of this node (HOST:PORT or off) when it runs with "
           "`--node`; default: the flow's http.listen. Nodes on one machine need their own"},
@@ -42,6 +45,10 @@ const section nodes_section{
 
 FABRIK_REGISTER_SECTION(nodes_section);
 
+bool is_wildcard(const std::string& host) {
+  return host == "0.0.0.0" || host == "::" || host == "[::]" || host.empty();
+}
+
 std::string join(const std::vector<std::string>& xs) {
   std::string out;
   for (auto& x : xs)
@@ -67,6 +74,10 @@ const config* find_node(const flow& f, std::string_view name) {
   return n == it->second.end() ? nullptr : &n->second;
 }
 
+expected<std::pair<std::string, int>> peer_address(const config& node) {
+  return parse_listen(node.str(node.has("address") ? "address" : "listen"));
+}
+
 std::optional<node_tls> tls_of(const flow& f, const config& node) {
   if (!node.has("certificate"))
     return std::nullopt;
@@ -89,7 +100,7 @@ void check_placement(const flow& f, const std::string& file, std::vector<diagnos
   std::stable_sort(in_file_order.begin(), in_file_order.end(),
                    [&](auto& a, auto& b) { return at(a).line < at(b).line; });
   // Two nodes at one address would connect to each other's actors by mistake.
-  for (std::string key : {"listen", "http"}) {
+  for (std::string key : {"listen", "address", "http"}) {
     std::map<std::string, std::string> used; // address -> node
     for (auto& n : in_file_order) {
       auto& c = *find_node(f, n);
@@ -101,9 +112,14 @@ void check_placement(const flow& f, const std::string& file, std::vector<diagnos
         node_error(n, "node '" + n + "': " + key + " '" + addr + "' is not HOST:PORT");
         continue;
       }
-      if (key == "listen" && parsed->second == 0) {
-        node_error(n, "node '" + n + "': listen needs a fixed port (the other nodes connect "
-                      "to it), not 0");
+      if (key != "http" && parsed->second == 0) {
+        node_error(n, "node '" + n + "': " + key + " needs a fixed port (the other nodes "
+                      "connect to it), not 0");
+        continue;
+      }
+      if (key == "listen" && !c.has("address") && is_wildcard(parsed->first)) {
+        node_error(n, "node '" + n + "': the other nodes cannot connect to " + parsed->first
+                        + "; give this node an address (HOST:PORT they reach it at)");
         continue;
       }
       if (auto [it, fresh] = used.emplace(addr, n); !fresh)

@@ -21,6 +21,9 @@ std::vector<std::string> node_names(const flow& f);
 /// The settings of node `name`; nullptr when the flow has no such node.
 const config* find_node(const flow& f, std::string_view name);
 
+/// Where the other nodes connect to `node`: its `address`, else its listen address.
+expected<std::pair<std::string, int>> peer_address(const config& node);
+
 /// TLS files of a node, resolved against the flow's folder; nullopt when it has none.
 struct node_tls {
   std::filesystem::path certificate, key, ca;

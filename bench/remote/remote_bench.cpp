@@ -164,7 +164,7 @@ int serve(const fs::path& dir, const params& p) {
   auto thr = sys.spawn(sink, uint64_t(p.batches) * p.records, dir / "remote-throughput");
   auto node = node_runtime::start(sys, *f, "b", dir / "b", [=](const std::string& name) {
     return name == "lat" ? lat : name == "thr" ? thr : caf::actor{};
-  });
+  }, [=] { return std::vector<caf::actor>{lat, thr}; });
   if (!node)
     return 2;
   wait_for(dir / "remote-latency", 600);
@@ -239,7 +239,7 @@ int main(int argc, char** argv) {
   // Across nodes: through the link (spool, then the node actor of process b).
   auto node = node_runtime::start(sys, *f, "a", dir / "a", [](const std::string&) {
     return caf::actor{};
-  });
+  }, [] { return std::vector<caf::actor>{}; });
   if (!node)
     return 2;
   auto lat = (*node)->remote(*f->find("lat"));
