@@ -109,10 +109,10 @@ using node_actor = caf::typed_actor<
   /// Handshake: (protocol version, flow, calling node) -> (version, this node's name).
   /// Refused when the versions or flows differ, naming both.
   caf::replies_to<hello_atom, uint32_t, std::string, std::string>::with<uint32_t, std::string>,
-  /// (link id, actor, seq, batch in the record encoding): hands the batch to the actor and
-  /// replies seq once it took it. A seq the link delivered before is answered at once and
-  /// not delivered again (links resend after a reconnect).
-  caf::replies_to<deliver_atom, std::string, std::string, uint64_t, std::string>::with<uint64_t>,
+  /// (link id, actor, group of spooled batches, actors/delivery.hpp): hands
+  /// each batch to the actor and replies the number of batches once it took them all. A seq
+  /// the link delivered before is not delivered again (links resend after a reconnect).
+  caf::replies_to<deliver_atom, std::string, std::string, std::string>::with<uint64_t>,
   /// A range query or the stream list of a storage on this node (remote training data).
   caf::replies_to<query_atom, std::string, scan_request>::with<record_batch>,
   caf::replies_to<streams_atom, std::string>::with<std::vector<stream_info>>,

@@ -1,5 +1,6 @@
 #include "actors/link.hpp"
 
+#include "actors/delivery.hpp"
 #include "actors/log.hpp"
 #include "actors/spool.hpp"
 #include "flows/nodes.hpp"
@@ -16,52 +17,62 @@ namespace {
 
 using namespace std::chrono_literals;
 
-/// Batches on their way to the peer at once: enough to hide the round trip.
-constexpr size_t window = 32;
+// A link is two actors on their own threads sharing one spool: the intake takes batches
+// from local producers and spools them (answering once they are on disk), the sender
+// forwards what is spooled to the peer and erases what it acknowledged. Neither waits for
+// the other: a producer is answered while deliveries are in flight.
+
+/// Deliveries on their way to the peer at once: enough to hide the round trip.
+constexpr size_t window = 4;
+/// A delivery takes the spooled batches there are, up to this many or this many bytes.
+constexpr size_t group_batches = 64;
+constexpr size_t group_bytes = 1 << 20;
 /// A delivery unanswered this long counts as a lost link (the peer reconnects and resends).
 constexpr auto deliver_timeout = 60s;
 
-struct link_state {
-  static inline const char* name = "link";
+/// To the intake: spool what arrived since the last flush. Batches that came in one burst
+/// share a transaction, and their producers are answered together.
+using flush_atom = caf::atom_constant<caf::atom("flush")>;
+
+/// Meta key of the newest origin taken from one upstream link (see record_batch::origin).
+std::string origin_key(std::string_view upstream) { return "origin:" + std::string{upstream}; }
+
+std::string peer_name(const link_params& p) { return p.to_node + "/" + p.actor; }
+
+// -- the sender: spool -> peer --------------------------------------------------------
+
+struct sender_state {
+  static inline const char* name = "link sender";
   link_params p;
-  std::optional<spool> buf;
+  std::shared_ptr<spool> buf;
   std::string id; ///< this spool's identity: the peer deduplicates per link id
+  caf::actor intake;
   caf::actor peer; ///< the peer's node actor while connected
   uint64_t epoch = 0; ///< bumped at every loss: replies of an older epoch change no counter
   uint64_t next = 0;  ///< the next spool seq to send in this epoch
-  size_t in_flight = 0;
+  size_t in_flight = 0; ///< deliveries
   bool connecting = false;
   std::chrono::nanoseconds backoff = 100ms;
-  /// Batches that found the spool full (`block`): taken, unanswered, kept in order.
-  struct waiting {
-    std::string blob;
-    uint64_t records;
-    caf::response_promise rp;
-  };
-  std::deque<waiting> blocked;
   actor_status st;
-  uint64_t dropped = 0, reconnects = 0;
+  uint64_t reconnects = 0;
   double rtt_us = 0; ///< smoothed round trip of a delivery
-  log_limiter limiter, drop_limiter; // one for the link, one for drops: neither hides the other
+  log_limiter limiter;
 };
 
-using link_actor = caf::stateful_actor<link_state>;
+using sender_actor = caf::stateful_actor<sender_state>;
 
-void connect(link_actor* self);
-void pump(link_actor* self);
+void pump(sender_actor* self);
 
-std::string peer_name(const link_state& s) { return s.p.to_node + "/" + s.p.actor; }
-
-void lost(link_actor* self, const std::string& why) {
+void lost(sender_actor* self, const std::string& why) {
   auto& s = self->state;
   if (s.peer) {
     self->demonitor(s.peer);
     s.peer = nullptr;
-    spdlog::warn("link {}: lost ({}); {} batch(es) kept, reconnecting", peer_name(s), why,
+    spdlog::warn("link {}: lost ({}); {} batch(es) kept, reconnecting", peer_name(s.p), why,
                  s.buf->size());
   } else if (s.limiter.allow()) {
     spdlog::warn("link {}: node {} at {}:{} unreachable ({}); {} batch(es) kept, next try in "
-                 "{} ms", peer_name(s), s.p.to_node, s.p.host, s.p.port, why, s.buf->size(),
+                 "{} ms", peer_name(s.p), s.p.to_node, s.p.host, s.p.port, why, s.buf->size(),
                  std::chrono::duration_cast<std::chrono::milliseconds>(s.backoff).count());
   }
   s.st.state = "unreachable";
@@ -75,7 +86,7 @@ void lost(link_actor* self, const std::string& why) {
   s.backoff = std::min(s.backoff * 2, s.p.reconnect_max);
 }
 
-void connect(link_actor* self) {
+void connect(sender_actor* self) {
   auto& s = self->state;
   if (s.peer || s.connecting)
     return;
@@ -110,8 +121,9 @@ void connect(link_actor* self) {
               if (s.st.errors > 0)
                 ++s.reconnects;
               s.st.state = "connected";
+              s.st.last_error.clear(); // the log keeps it; the page shows what is wrong now
               spdlog::info("link {}: connected to {}:{}; {} batch(es) to forward",
-                           peer_name(s), s.p.host, s.p.port, s.buf->size());
+                           peer_name(s.p), s.p.host, s.p.port, s.buf->size());
               pump(self);
             },
             [=](caf::error& err) {
@@ -131,51 +143,46 @@ void connect(link_actor* self) {
       });
 }
 
-/// Takes blocked batches while there is room.
-void admit(link_actor* self) {
+/// Sends what is spooled, in groups, while fewer than `window` deliveries are in flight.
+void pump(sender_actor* self) {
   auto& s = self->state;
-  while (!s.blocked.empty() && s.buf->size() < s.p.max_batches) {
-    auto& w = s.blocked.front();
-    if (auto ok = s.buf->append(w.blob); !ok)
-      w.rp.deliver(caf::make_error(caf::sec::runtime_error, ok.err().message));
-    else
-      w.rp.deliver(w.records);
-    s.blocked.pop_front();
-  }
-}
-
-void pump(link_actor* self) {
-  auto& s = self->state;
-  if (!s.peer || s.in_flight >= window)
-    return;
-  auto entries = s.buf->read(s.next, window - s.in_flight);
-  if (!entries) {
-    if (s.limiter.allow())
-      spdlog::error("link {}: cannot read its spool: {}", peer_name(s), entries.err().message);
-    return;
-  }
-  for (auto& e : *entries) {
-    s.next = e.seq + 1;
+  while (s.peer && s.in_flight < window) {
+    std::string group;
+    std::vector<uint64_t> seqs;
+    auto ok = s.buf->visit(s.next, group_batches, [&](uint64_t seq, std::string_view batch) {
+      if (!seqs.empty() && group.size() + batch.size() > group_bytes)
+        return false;
+      encode_group_part({seq, batch}, group);
+      seqs.push_back(seq);
+      return true;
+    });
+    if (!ok) {
+      if (s.limiter.allow())
+        spdlog::error("link {}: cannot read its spool: {}", peer_name(s.p), ok.err().message);
+      return;
+    }
+    if (seqs.empty())
+      return;
+    s.next = seqs.back() + 1;
     ++s.in_flight;
     auto epoch = s.epoch;
-    auto seq = e.seq;
     auto sent = std::chrono::steady_clock::now();
-    self->request(s.peer, deliver_timeout, deliver_atom::value, s.id, s.p.actor, seq,
-                  std::move(e.data))
+    self->request(s.peer, deliver_timeout, deliver_atom::value, s.id, s.p.actor,
+                  std::move(group))
       .then(
         [=](uint64_t) {
           auto& s = self->state;
-          if (auto ok = s.buf->erase({seq}); !ok && s.limiter.allow())
-            spdlog::error("link {}: cannot erase from its spool: {}", peer_name(s),
+          if (auto ok = s.buf->erase(seqs); !ok && s.limiter.allow())
+            spdlog::error("link {}: cannot erase from its spool: {}", peer_name(s.p),
                           ok.err().message);
+          self->send(s.intake, wake_atom::value); // room for a producer that waits
           if (epoch != s.epoch)
             return;
-          ++s.st.out;
+          s.st.out += seqs.size();
           --s.in_flight;
           double us = std::chrono::duration<double, std::micro>(
                         std::chrono::steady_clock::now() - sent).count();
           s.rtt_us = s.rtt_us == 0 ? us : 0.9 * s.rtt_us + 0.1 * us;
-          admit(self);
           pump(self);
         },
         [=](caf::error& err) {
@@ -185,13 +192,16 @@ void pump(link_actor* self) {
   }
 }
 
-caf::behavior link(link_actor* self, link_params p, spool buf, std::string id) {
+caf::error unreachable(const sender_state& s) {
+  return caf::make_error(caf::sec::runtime_error, "node " + s.p.to_node + " is unreachable");
+}
+
+caf::behavior sender(sender_actor* self, link_params p, std::shared_ptr<spool> buf,
+                     std::string id) {
   auto& s = self->state;
   s.p = std::move(p);
-  s.buf.emplace(std::move(buf));
+  s.buf = std::move(buf);
   s.id = std::move(id);
-  s.st.name = "link:" + peer_name(s);
-  s.st.kind = "link";
   s.st.state = "connecting";
   self->set_down_handler([=](caf::down_msg& msg) {
     auto& s = self->state;
@@ -201,69 +211,226 @@ caf::behavior link(link_actor* self, link_params p, spool buf, std::string id) {
   self->send(self, connect_atom::value);
   return {
     [=](connect_atom) { connect(self); },
-    [=](const record_batch& batch) -> caf::result<uint64_t> {
-      auto& s = self->state;
-      auto n = static_cast<uint64_t>(batch.records.size());
-      std::string blob;
-      encode(batch, blob);
-      ++s.st.in; // batches, like out
-      if (s.buf->size() >= s.p.max_batches) {
-        if (!s.p.drop_oldest) { // the producer waits until the peer takes some
-          auto rp = self->make_response_promise();
-          s.blocked.push_back({std::move(blob), n, rp});
-          return caf::delegated<uint64_t>{};
-        }
-        if (auto head = s.buf->read(0, 1); head && !head->empty()) {
-          (void)s.buf->erase({head->front().seq});
-          ++s.dropped;
-          if (s.drop_limiter.allow())
-            spdlog::warn("link {}: buffer full ({} batches), dropped the oldest ({} so far)",
-                         peer_name(s), s.p.max_batches, s.dropped);
-        }
-      }
-      if (auto ok = s.buf->append(blob); !ok) {
-        ++s.st.errors;
-        s.st.last_error = ok.err().message;
-        return caf::make_error(caf::sec::runtime_error, ok.err().message);
-      }
-      pump(self);
-      return n;
-    },
+    [=](const caf::actor& intake) { self->state.intake = intake; },
+    [=](tick_atom) { pump(self); },
+    // Queries, stream lists and models go to the peer while it is connected.
     [=](query_atom, const scan_request& q) -> caf::result<record_batch> {
       auto& s = self->state;
       if (!s.peer)
-        return caf::make_error(caf::sec::runtime_error,
-                               "node " + s.p.to_node + " is unreachable");
+        return unreachable(s);
       return self->delegate(caf::actor_cast<node_actor>(s.peer), query_atom::value, s.p.actor, q);
     },
     [=](streams_atom) -> caf::result<std::vector<stream_info>> {
       auto& s = self->state;
       if (!s.peer)
-        return caf::make_error(caf::sec::runtime_error,
-                               "node " + s.p.to_node + " is unreachable");
+        return unreachable(s);
       return self->delegate(caf::actor_cast<node_actor>(s.peer), streams_atom::value, s.p.actor);
     },
     [=](model_atom, const std::string& have)
       -> caf::result<std::string, std::string, std::string> {
       auto& s = self->state;
       if (!s.peer)
-        return caf::make_error(caf::sec::runtime_error,
-                               "node " + s.p.to_node + " is unreachable");
+        return unreachable(s);
       return self->delegate(caf::actor_cast<node_actor>(s.peer), model_atom::value, s.p.actor,
                             have);
     },
     [=](status_atom) -> actor_status {
       auto& s = self->state;
       auto st = s.st;
-      st.queue = s.buf->size() + s.blocked.size();
       st.details["peer"] = s.p.to_node;
       st.details["address"] = s.p.host + ":" + std::to_string(s.p.port);
       st.details["actor"] = s.p.actor;
-      st.details["backlog"] = std::to_string(st.queue);
       st.details["rtt_us"] = std::to_string(static_cast<int64_t>(s.rtt_us));
-      st.details["dropped"] = std::to_string(s.dropped);
       st.details["reconnects"] = std::to_string(s.reconnects);
       return st;
+    },
+  };
+}
+
+// -- the intake: producers -> spool ----------------------------------------------------
+
+struct intake_state {
+  static inline const char* name = "link";
+  link_params p;
+  std::shared_ptr<spool> buf;
+  caf::actor sender;
+  /// Batches taken and not yet answered: spooled together at the next flush, or waiting
+  /// for room in a full spool (`block`), in arrival order.
+  struct waiting {
+    std::string blob;
+    uint64_t records;
+    std::string origin;
+    caf::response_promise rp;
+  };
+  std::deque<waiting> pending;
+  bool flush_queued = false;
+  /// Newest origin seq spooled per upstream link, read from the spool's side table once.
+  std::map<std::string, uint64_t> origins;
+  uint64_t in = 0, dropped = 0, replays = 0, errors = 0;
+  std::string last_error;
+  log_limiter limiter, drop_limiter, replay_limiter; // apart: none hides another
+};
+
+using intake_actor = caf::stateful_actor<intake_state>;
+
+/// Splits "LINK_ID:SEQ"; nullopt for a batch that did not cross a wire.
+std::optional<std::pair<std::string, uint64_t>> parse_origin(const std::string& origin) {
+  auto colon = origin.rfind(':');
+  if (origin.empty() || colon == std::string::npos)
+    return std::nullopt;
+  try {
+    return std::pair{origin.substr(0, colon), std::stoull(origin.substr(colon + 1))};
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+uint64_t newest_origin(intake_state& s, const std::string& upstream) {
+  auto [it, fresh] = s.origins.try_emplace(upstream, 0);
+  if (fresh)
+    if (auto v = s.buf->get_meta(origin_key(upstream)))
+      it->second = std::stoull(*v);
+  return it->second;
+}
+
+/// Drops the oldest spooled batch to make room (`drop_oldest`); false if none is left.
+bool drop_one(intake_state& s) {
+  auto head = s.buf->read(0, 1);
+  if (!head || head->empty())
+    return false;
+  (void)s.buf->erase({head->front().seq});
+  ++s.dropped;
+  if (s.drop_limiter.allow())
+    spdlog::warn("link {}: buffer full ({} batches), dropped the oldest ({} so far)",
+                 peer_name(s.p), s.p.max_batches, s.dropped);
+  return true;
+}
+
+/// Spools the waiting batches there is room for, in one transaction, and answers their
+/// producers. A replay of an origin spooled before is answered without spooling it again.
+void admit(intake_actor* self) {
+  auto& s = self->state;
+  bool spooled = false;
+  while (!s.pending.empty()) {
+    auto held = s.buf->size();
+    std::vector<intake_state::waiting> take;
+    std::map<std::string, uint64_t> newest; // origins this transaction records
+    while (!s.pending.empty()) {
+      auto& w = s.pending.front();
+      auto origin = parse_origin(w.origin);
+      if (origin) {
+        auto it = newest.find(origin->first);
+        auto have = it != newest.end() ? it->second : newest_origin(s, origin->first);
+        if (origin->second <= have) { // taken before a crash of the node that made it
+          if (++s.replays, s.replay_limiter.allow())
+            spdlog::info("link {}: dropped a batch it took before a restart (made again from "
+                         "a delivery replayed after a crash; {} so far)", peer_name(s.p),
+                         s.replays);
+          w.rp.deliver(w.records);
+          s.pending.pop_front();
+          continue;
+        }
+      }
+      if (held + take.size() >= s.p.max_batches) {
+        if (!s.p.drop_oldest || !drop_one(s))
+          break; // `block`: the producer waits until the peer takes some
+        --held;
+      }
+      if (origin)
+        newest[origin->first] = origin->second;
+      take.push_back(std::move(w));
+      s.pending.pop_front();
+    }
+    if (take.empty())
+      break;
+    std::vector<std::string_view> blobs;
+    for (auto& w : take)
+      blobs.push_back(w.blob);
+    std::vector<std::pair<std::string, std::string>> meta;
+    for (auto& [upstream, seq] : newest)
+      meta.emplace_back(origin_key(upstream), std::to_string(seq));
+    auto ok = s.buf->append(blobs, meta);
+    if (ok) {
+      spooled = true;
+      for (auto& [upstream, seq] : newest)
+        s.origins[upstream] = seq;
+      for (auto& w : take)
+        w.rp.deliver(w.records);
+      continue;
+    }
+    ++s.errors;
+    s.last_error = ok.err().message;
+    if (s.limiter.allow())
+      spdlog::error("link {}: cannot spool: {}", peer_name(s.p), ok.err().message);
+    for (auto& w : take)
+      w.rp.deliver(caf::make_error(caf::sec::runtime_error, ok.err().message));
+  }
+  if (spooled)
+    self->send(s.sender, tick_atom::value);
+}
+
+caf::behavior intake(intake_actor* self, link_params p, std::shared_ptr<spool> buf,
+                     caf::actor sender) {
+  auto& s = self->state;
+  s.p = std::move(p);
+  s.buf = std::move(buf);
+  s.sender = sender;
+  self->link_to(sender); // one stops, both stop
+  self->send(sender, caf::actor{self});
+  return {
+    [=](const record_batch& batch) -> caf::result<uint64_t> {
+      auto& s = self->state;
+      ++s.in; // batches, like out
+      std::string blob;
+      encode(batch, blob);
+      auto rp = self->make_response_promise();
+      s.pending.push_back({std::move(blob), batch.records.size(), batch.origin, rp});
+      // Behind whatever else is in the mailbox already: those join this transaction.
+      if (!s.flush_queued) {
+        s.flush_queued = true;
+        self->send(self, flush_atom::value);
+      }
+      return caf::delegated<uint64_t>{};
+    },
+    [=](flush_atom) {
+      self->state.flush_queued = false;
+      admit(self);
+    },
+    [=](wake_atom) { admit(self); }, // the sender made room
+    // The sender holds the connection: it answers these.
+    [=](query_atom, const scan_request& q) -> caf::result<record_batch> {
+      self->delegate(self->state.sender, query_atom::value, q);
+      return caf::delegated<record_batch>{};
+    },
+    [=](streams_atom) -> caf::result<std::vector<stream_info>> {
+      self->delegate(self->state.sender, streams_atom::value);
+      return caf::delegated<std::vector<stream_info>>{};
+    },
+    [=](model_atom, const std::string& have)
+      -> caf::result<std::string, std::string, std::string> {
+      self->delegate(self->state.sender, model_atom::value, have);
+      return caf::delegated<std::string, std::string, std::string>{};
+    },
+    [=](status_atom) -> caf::result<actor_status> {
+      auto rp = self->make_response_promise<actor_status>();
+      self->request(self->state.sender, 2s, status_atom::value)
+        .then(
+          [=](actor_status& st) mutable {
+            auto& s = self->state;
+            st.name = "link:" + peer_name(s.p);
+            st.kind = "link";
+            st.in = s.in;
+            st.errors += s.errors;
+            if (!s.last_error.empty() && st.last_error.empty())
+              st.last_error = s.last_error;
+            st.queue = s.buf->size() + s.pending.size();
+            st.details["backlog"] = std::to_string(st.queue);
+            st.details["dropped"] = std::to_string(s.dropped);
+            st.details["replays"] = std::to_string(s.replays);
+            rp.deliver(std::move(st));
+          },
+          [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
+      return rp;
     },
   };
 }
@@ -291,8 +458,10 @@ expected<caf::actor> spawn_link(caf::actor_system& sys, link_params p) {
     if (auto ok = buf->put_meta("link_id", *id); !ok)
       return ok.err();
   }
-  // Detached: LMDB writes block.
-  return sys.spawn<caf::detached>(link, std::move(p), std::move(*buf), std::move(*id));
+  // Detached, both: LMDB writes block.
+  auto shared = std::make_shared<spool>(std::move(*buf));
+  auto out = sys.spawn(sender, p, shared, std::move(*id));
+  return sys.spawn(intake, std::move(p), std::move(shared), std::move(out));
 }
 
 } // namespace fabrik

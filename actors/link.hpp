@@ -2,8 +2,10 @@
 // The sending end of a cross-node wire: a local actor that stands in for an actor on
 // another node. It keeps every batch in an LMDB spool before it answers the producer, so
 // the producer goes on while the peer is away; it reconnects with backoff and forwards in
-// order, erasing a batch once the peer's node acknowledged it. The peer deduplicates by
+// order, erasing batches once the peer's node acknowledged them. The peer deduplicates by
 // sequence number, so a resend after a reconnect is not delivered twice.
+// Batches that arrive together are spooled in one transaction and travel together in one
+// delivery (a group), which is what makes a wire across nodes nearly as fast as a local one.
 
 #include "actors/actors.hpp"
 

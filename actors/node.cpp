@@ -1,6 +1,7 @@
 #include "actors/node.hpp"
 
 #include "actors/actors.hpp"
+#include "actors/delivery.hpp"
 #include "actors/emitter.hpp"
 #include "actors/link.hpp"
 #include "actors/log.hpp"
@@ -18,15 +19,23 @@
 namespace fabrik {
 namespace {
 
+/// One delivery (a group of batches) from a link: answered once the actor took them all.
+struct group_wait {
+  size_t pending = 0;
+  uint64_t batches = 0;
+  caf::response_promise rp;
+};
+using group_ptr = std::shared_ptr<group_wait>;
+
 /// What arrived over one link (one remote producer to one actor here). `done` is the
 /// highest seq such that it and everything forwarded before it was taken by the actor; it
 /// is kept on disk, so a resend after a reconnect or a restart of this node is answered
 /// without a second delivery.
 struct inbox {
   uint64_t done = 0;
-  std::deque<uint64_t> order;     ///< forwarded and not yet covered by `done`, in order
-  std::set<uint64_t> finished;    ///< taken, but behind one that is not
-  std::map<uint64_t, std::vector<caf::response_promise>> waiting; ///< by seq
+  std::deque<uint64_t> order;  ///< forwarded and not yet covered by `done`, in order
+  std::set<uint64_t> finished; ///< taken, but behind one that is not
+  std::map<uint64_t, std::vector<group_ptr>> waiting; ///< by seq: the deliveries it is in
 };
 
 struct node_state {
@@ -37,6 +46,9 @@ struct node_state {
   std::function<std::vector<caf::actor>()> links;
   std::optional<spool> marks; ///< `done` per link id, in the spool's side table
   std::map<std::string, inbox> inboxes;
+  std::set<std::string> unmarked; ///< links whose `done` moved since the last flush
+  std::vector<group_ptr> ready;   ///< deliveries taken, answered at the next flush
+  bool flush_queued = false;
   uint64_t delivered = 0, duplicates = 0, undecodable = 0;
   bool draining = false;
   std::vector<caf::response_promise> drained; ///< answered once nothing is in flight
@@ -44,6 +56,9 @@ struct node_state {
 };
 
 using node_pointer = caf::stateful_actor<node_state>*;
+
+/// To itself: record what the actors took and answer the links.
+using flush_atom = caf::atom_constant<caf::atom("flush")>;
 
 inbox& inbox_of(node_state& s, const std::string& link) {
   auto [it, fresh] = s.inboxes.try_emplace(link);
@@ -55,7 +70,7 @@ inbox& inbox_of(node_state& s, const std::string& link) {
 
 /// Answers a pending drain once no forwarded batch waits for its actor.
 void check_drained(node_state& s) {
-  if (!s.draining)
+  if (!s.draining || !s.ready.empty())
     return;
   for (auto& [link, in] : s.inboxes)
     if (!in.waiting.empty())
@@ -63,6 +78,32 @@ void check_drained(node_state& s) {
   for (auto& rp : s.drained)
     rp.deliver(true);
   s.drained.clear();
+}
+
+/// Records `done` of the links that moved, in one transaction, then answers the
+/// deliveries taken meanwhile: a link erases a batch only once its mark is on disk.
+void flush(node_pointer self) {
+  auto& s = self->state;
+  s.flush_queued = false;
+  std::vector<std::pair<std::string, std::string>> marks;
+  for (auto& link : s.unmarked)
+    marks.emplace_back(link, std::to_string(s.inboxes[link].done));
+  s.unmarked.clear();
+  if (!marks.empty())
+    if (auto ok = s.marks->put_meta(marks); !ok && s.limiter.allow())
+      spdlog::error("node {}: cannot record deliveries: {}", s.node, ok.err().message);
+  for (auto& g : s.ready)
+    g->rp.deliver(g->batches);
+  s.ready.clear();
+  check_drained(s);
+}
+
+void queue_flush(node_pointer self) {
+  auto& s = self->state;
+  if (!s.flush_queued) {
+    s.flush_queued = true;
+    self->send(self, flush_atom::value);
+  }
 }
 
 void finish(node_pointer self, const std::string& link, uint64_t seq) {
@@ -76,15 +117,14 @@ void finish(node_pointer self, const std::string& link, uint64_t seq) {
     in.order.pop_front();
   }
   if (in.done != before)
-    if (auto ok = s.marks->put_meta(link, std::to_string(in.done)); !ok && s.limiter.allow())
-      spdlog::error("node {}: cannot record deliveries: {}", s.node, ok.err().message);
-  auto w = in.waiting.find(seq);
-  if (w == in.waiting.end())
-    return;
-  for (auto& rp : w->second)
-    rp.deliver(seq);
-  in.waiting.erase(w);
-  check_drained(s);
+    s.unmarked.insert(link);
+  if (auto w = in.waiting.find(seq); w != in.waiting.end()) {
+    for (auto& g : w->second)
+      if (--g->pending == 0)
+        s.ready.push_back(g);
+    in.waiting.erase(w);
+  }
+  queue_flush(self);
 }
 
 /// Hands a batch to the local actor; a refusal (say, a full disk) is retried after a
@@ -106,6 +146,56 @@ void forward(node_pointer self, std::string link, std::string actor, uint64_t se
   self->request(target, caf::infinite, batch)
     .then([=](uint64_t) { finish(self, link, seq); },
           [=](caf::error& err) { retry(caf::to_string(err)); });
+}
+
+/// Takes one delivery: each batch not seen before goes to the actor (tagged with its
+/// origin, see record_batch::origin); the reply waits for all of them.
+caf::result<uint64_t> take_group(node_pointer self, const std::string& link,
+                                 const std::string& actor, const std::string& group) {
+  auto& s = self->state;
+  if (s.draining) // the link keeps it and resends to the next run of this node
+    return caf::make_error(caf::sec::runtime_error, "node " + s.node + " is stopping");
+  auto parts = decode_group(group);
+  if (!parts) {
+    // Resending cannot mend it: say so, count it, and let the link move on.
+    ++s.undecodable;
+    spdlog::error("node {}: a delivery for {} cannot be decoded ({}); dropped", s.node, actor,
+                  parts.err().message);
+    return uint64_t{0};
+  }
+  auto g = std::make_shared<group_wait>();
+  g->batches = parts->size();
+  g->rp = self->make_response_promise();
+  auto& in = inbox_of(s, link);
+  for (auto& part : *parts) {
+    auto seq = part.seq;
+    if (seq <= in.done || in.finished.count(seq)) {
+      ++s.duplicates;
+      continue;
+    }
+    ++g->pending;
+    if (auto w = in.waiting.find(seq); w != in.waiting.end()) { // a resend while in flight
+      ++s.duplicates;
+      w->second.push_back(g);
+      continue;
+    }
+    in.order.push_back(seq);
+    in.waiting[seq].push_back(g);
+    auto batch = decode_batch(part.batch);
+    if (!batch) {
+      ++s.undecodable;
+      spdlog::error("node {}: a batch for {} cannot be decoded ({}); dropped", s.node, actor,
+                    batch.err().message);
+      finish(self, link, seq);
+      continue;
+    }
+    ++s.delivered;
+    batch->origin = link + ":" + std::to_string(seq);
+    forward(self, link, actor, seq, caf::make_message(std::move(*batch)));
+  }
+  if (g->pending == 0)
+    return g->batches;
+  return caf::delegated<uint64_t>{};
 }
 
 /// Asks every actor and link of this node for its status; answers once all did (or 2 s).
@@ -177,35 +267,9 @@ caf::behavior node_actor_impl(node_pointer self, std::string flow, std::string n
       spdlog::info("node {}: node {} attached", s.node, from);
       return {node_protocol_version, s.node};
     },
-    [=](deliver_atom, const std::string& link, const std::string& actor, uint64_t seq,
-        const std::string& blob) -> caf::result<uint64_t> {
-      auto& s = self->state;
-      if (s.draining) // the link keeps it and resends to the next run of this node
-        return caf::make_error(caf::sec::runtime_error, "node " + s.node + " is stopping");
-      auto& in = inbox_of(s, link);
-      if (seq <= in.done || in.finished.count(seq)) {
-        ++s.duplicates;
-        return seq;
-      }
-      auto rp = self->make_response_promise();
-      if (auto w = in.waiting.find(seq); w != in.waiting.end()) { // a resend while in flight
-        ++s.duplicates;
-        w->second.push_back(rp);
-        return caf::delegated<uint64_t>{};
-      }
-      auto batch = decode_batch(blob);
-      if (!batch) {
-        // Resending cannot mend it: say so, count it, and let the link move on.
-        ++s.undecodable;
-        spdlog::error("node {}: a batch for {} cannot be decoded ({}); dropped", s.node, actor,
-                      batch.err().message);
-        return seq;
-      }
-      ++s.delivered;
-      in.order.push_back(seq);
-      in.waiting[seq].push_back(rp);
-      forward(self, link, actor, seq, caf::make_message(std::move(*batch)));
-      return caf::delegated<uint64_t>{};
+    [=](deliver_atom, const std::string& link, const std::string& actor,
+        const std::string& group) -> caf::result<uint64_t> {
+      return take_group(self, link, actor, group);
     },
     [=](query_atom, const std::string& actor, const scan_request& q) -> caf::result<record_batch> {
       auto target = self->state.local(actor);
@@ -251,6 +315,7 @@ caf::behavior node_actor_impl(node_pointer self, std::string flow, std::string n
       check_drained(s);
       return caf::delegated<bool>{};
     },
+    [=](flush_atom) { flush(self); },
     [](emitter::retry_fn& r) { r.fn(); },
   };
 }
@@ -285,9 +350,9 @@ expected<std::unique_ptr<node_runtime>> node_runtime::start(caf::actor_system& s
   if (!marks)
     return marks.err();
   std::unique_ptr<node_runtime> rt{new node_runtime(sys, f, name, data_dir)};
-  // Detached: it writes each delivery mark to LMDB.
+  // Detached: it writes delivery marks to LMDB.
   auto* raw = rt.get();
-  rt->node_ = sys.spawn<caf::detached>(node_actor_impl, f.name, name, std::move(local),
+  rt->node_ = sys.spawn(node_actor_impl, f.name, name, std::move(local),
                                         std::move(all), [raw] { return raw->links(); },
                                         std::move(*marks));
   auto tls = tls_of(f, *n);

@@ -52,11 +52,6 @@ void put_le64(std::string& out, uint64_t x) {
   out.append(buf, 8);
 }
 
-void put_le16(std::string& out, uint16_t x) {
-  out.push_back(static_cast<char>(x & 0xff));
-  out.push_back(static_cast<char>(x >> 8));
-}
-
 void put_be64(std::string& out, uint64_t x) {
   char buf[8];
   for (int i = 0; i < 8; ++i)
@@ -64,9 +59,52 @@ void put_be64(std::string& out, uint64_t x) {
   out.append(buf, 8);
 }
 
-void put_bytes(std::string& out, std::string_view s) {
-  put_varint(out, s.size());
-  out.append(s);
+// The record encoding is written twice per record: once into a counter for its exact size,
+// then straight into the output. No byte-wise growth of a string and no second copy: this
+// runs for every record stored and every record that crosses a node.
+struct size_counter {
+  size_t n = 0;
+  void put(char) { ++n; }
+  void put(const char*, size_t k) { n += k; }
+};
+
+struct pointer_writer {
+  char* p;
+  void put(char c) { *p++ = c; }
+  void put(const char* s, size_t k) {
+    std::memcpy(p, s, k);
+    p += k;
+  }
+};
+
+template <class W>
+void w_varint(W& w, uint64_t x) {
+  while (x >= 0x80) {
+    w.put(static_cast<char>((x & 0x7f) | 0x80));
+    x >>= 7;
+  }
+  w.put(static_cast<char>(x));
+}
+
+template <class W>
+void w_le64(W& w, uint64_t x) {
+  char buf[8];
+  for (int i = 0; i < 8; ++i)
+    buf[i] = static_cast<char>((x >> (8 * i)) & 0xff);
+  w.put(buf, 8);
+}
+
+template <class W>
+void w_bytes(W& w, std::string_view s) {
+  w_varint(w, s.size());
+  w.put(s.data(), s.size());
+}
+
+size_t varint_size(uint64_t x) {
+  size_t n = 1;
+  for (; x >= 0x80; x >>= 7)
+    ++n;
+  return n;
 }
 
 uint64_t zigzag(int64_t x) {
@@ -154,18 +192,42 @@ error truncated(const reader& r, const char* what) {
 // Type tags are the variant's alternative index: the order of `value` is part of the format.
 constexpr uint8_t tag_double = 0, tag_int = 1, tag_bool = 2, tag_string = 3, tag_bytes = 4;
 
-void put_value(std::string& out, const value& v) {
-  out.push_back(static_cast<char>(v.index()));
+template <class W>
+void w_value(W& w, const value& v) {
+  w.put(static_cast<char>(v.index()));
   switch (v.index()) {
-    case tag_double: put_le64(out, std::bit_cast<uint64_t>(std::get<double>(v))); break;
-    case tag_int: put_varint(out, zigzag(std::get<int64_t>(v))); break;
-    case tag_bool: out.push_back(std::get<bool>(v) ? 1 : 0); break;
-    case tag_string: put_bytes(out, std::get<std::string>(v)); break;
-    case tag_bytes: put_bytes(out, std::get<bytes>(v).data); break;
+    case tag_double: w_le64(w, std::bit_cast<uint64_t>(std::get<double>(v))); break;
+    case tag_int: w_varint(w, zigzag(std::get<int64_t>(v))); break;
+    case tag_bool: w.put(std::get<bool>(v) ? 1 : 0); break;
+    case tag_string: w_bytes(w, std::get<std::string>(v)); break;
+    case tag_bytes: w_bytes(w, std::get<bytes>(v).data); break;
   }
 }
 
-expected<value> get_value(reader& r) {
+template <class W>
+void w_record(W& w, const record& r) {
+  w.put(static_cast<char>(record_format_version));
+  w_bytes(w, r.stream);
+  w_le64(w, static_cast<uint64_t>(r.time));
+  w_le64(w, static_cast<uint64_t>(r.ingest_time));
+  w_varint(w, r.seq);
+  w.put(static_cast<char>(r.quality & 0xff));
+  w.put(static_cast<char>(r.quality >> 8));
+  w_varint(w, r.fields.size());
+  for (auto& f : r.fields) {
+    w_bytes(w, f.name);
+    w_value(w, f.v);
+  }
+}
+
+size_t encoded_size(const record& r) {
+  size_counter c;
+  w_record(c, r);
+  return c.n;
+}
+
+/// Reads one value into `v`; on failure returns the error (the hot path builds none).
+std::optional<error> get_value(reader& r, value& v) {
   uint8_t tag = 0;
   if (!r.u8(tag))
     return truncated(r, "value type");
@@ -174,38 +236,44 @@ expected<value> get_value(reader& r) {
       uint64_t bits = 0;
       if (!r.le64(bits))
         return truncated(r, "double");
-      return value{std::bit_cast<double>(bits)};
+      v = std::bit_cast<double>(bits);
+      return std::nullopt;
     }
     case tag_int: {
       uint64_t x = 0;
       if (!r.varint(x))
         return truncated(r, "int");
-      return value{unzigzag(x)};
+      v = unzigzag(x);
+      return std::nullopt;
     }
     case tag_bool: {
       uint8_t b = 0;
       if (!r.u8(b) || b > 1)
         return truncated(r, "bool");
-      return value{b == 1};
+      v = b == 1;
+      return std::nullopt;
     }
     case tag_string: {
       std::string_view s;
       if (!r.bytes(s))
         return truncated(r, "string");
-      return value{std::string{s}};
+      v = std::string{s};
+      return std::nullopt;
     }
     case tag_bytes: {
       std::string_view s;
       if (!r.bytes(s))
         return truncated(r, "bytes");
-      return value{bytes{std::string{s}}};
+      v = bytes{std::string{s}};
+      return std::nullopt;
     }
   }
   return make_error(ec::parse_error, "unknown value type tag " + std::to_string(tag)
                                        + " at byte " + std::to_string(r.pos() - 1));
 }
 
-expected<record> get_record(std::string_view in) {
+/// Reads one record into `rec` (decoded in place: no record is moved afterwards).
+std::optional<error> get_record(std::string_view in, record& rec) {
   reader r{in};
   uint8_t version = 0;
   if (!r.u8(version))
@@ -215,12 +283,11 @@ expected<record> get_record(std::string_view in) {
                       "record format version " + std::to_string(version)
                         + "; this fabrik reads version "
                         + std::to_string(record_format_version));
-  record rec;
   std::string_view stream;
   uint64_t time = 0, ingest = 0, seq = 0, count = 0;
   if (!r.bytes(stream))
     return truncated(r, "stream");
-  rec.stream = std::string{stream};
+  rec.stream.assign(stream);
   if (!r.le64(time) || !r.le64(ingest))
     return truncated(r, "time");
   rec.time = static_cast<int64_t>(time);
@@ -235,23 +302,19 @@ expected<record> get_record(std::string_view in) {
   // A field takes at least 3 bytes: a garbage count must not make us reserve gigabytes.
   if (count > r.remaining() / 3)
     return truncated(r, "field count");
-  rec.fields.reserve(static_cast<size_t>(count));
-  for (uint64_t i = 0; i < count; ++i) {
-    field f;
+  rec.fields.resize(static_cast<size_t>(count));
+  for (auto& f : rec.fields) {
     std::string_view name;
     if (!r.bytes(name))
       return truncated(r, "field name");
-    f.name = std::string{name};
-    auto v = get_value(r);
-    if (!v)
-      return v.err();
-    f.v = std::move(*v);
-    rec.fields.push_back(std::move(f));
+    f.name.assign(name);
+    if (auto e = get_value(r, f.v))
+      return e;
   }
   if (r.remaining() != 0)
     return make_error(ec::parse_error, std::to_string(r.remaining())
                                          + " bytes of garbage after the record");
-  return rec;
+  return std::nullopt;
 }
 
 // -- digest -----------------------------------------------------------------------
@@ -359,30 +422,34 @@ nlohmann::ordered_json to_json(const value& v) {
 // -- encoding ---------------------------------------------------------------------
 
 void encode(const record& r, std::string& out) {
-  out.push_back(static_cast<char>(record_format_version));
-  put_bytes(out, r.stream);
-  put_le64(out, static_cast<uint64_t>(r.time));
-  put_le64(out, static_cast<uint64_t>(r.ingest_time));
-  put_varint(out, r.seq);
-  put_le16(out, r.quality);
-  put_varint(out, r.fields.size());
-  for (auto& f : r.fields) {
-    put_bytes(out, f.name);
-    put_value(out, f.v);
-  }
+  auto at = out.size();
+  out.resize(at + encoded_size(r));
+  pointer_writer w{out.data() + at};
+  w_record(w, r);
 }
 
 expected<record> decode_record(std::string_view in) {
-  return get_record(in);
+  record rec;
+  if (auto e = get_record(in, rec))
+    return *e;
+  return rec;
 }
 
 void encode(const record_batch& b, std::string& out) {
-  put_varint(out, b.records.size());
-  std::string one;
+  thread_local std::vector<size_t> sizes;
+  sizes.clear();
+  size_t total = varint_size(b.records.size());
   for (auto& r : b.records) {
-    one.clear();
-    encode(r, one);
-    put_bytes(out, one);
+    sizes.push_back(encoded_size(r));
+    total += varint_size(sizes.back()) + sizes.back();
+  }
+  auto at = out.size();
+  out.resize(at + total);
+  pointer_writer w{out.data() + at};
+  w_varint(w, b.records.size());
+  for (size_t i = 0; i < b.records.size(); ++i) {
+    w_varint(w, sizes[i]);
+    w_record(w, b.records[i]);
   }
 }
 
@@ -397,16 +464,13 @@ expected<record_batch> decode_batch(std::string_view in) {
                                          + " records announced in "
                                          + std::to_string(r.remaining()) + " bytes");
   record_batch b;
-  b.records.reserve(static_cast<size_t>(count));
+  b.records.resize(static_cast<size_t>(count));
   for (uint64_t i = 0; i < count; ++i) {
     std::string_view one;
     if (!r.bytes(one))
       return make_error(ec::parse_error, "batch truncated at record " + std::to_string(i));
-    auto rec = get_record(one);
-    if (!rec)
-      return make_error(rec.err().code,
-                        "batch record " + std::to_string(i) + ": " + rec.err().message);
-    b.records.push_back(std::move(*rec));
+    if (auto e = get_record(one, b.records[i]))
+      return make_error(e->code, "batch record " + std::to_string(i) + ": " + e->message);
   }
   if (r.remaining() != 0)
     return make_error(ec::parse_error, std::to_string(r.remaining())

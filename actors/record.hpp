@@ -57,6 +57,11 @@ struct record {
 /// A batch is what one message on a wire carries.
 struct record_batch {
   std::vector<record> records;
+  /// Set on a batch that came over a cross-node wire ("LINK_ID:SEQ", unique per batch), and
+  /// carried by what an actor makes of it (a workflow's predictions): a link that takes a
+  /// batch whose origin it already took knows it is a replay after a crash and drops it.
+  /// Not part of the encoding: it lives only inside one process.
+  std::string origin;
   friend bool operator==(const record_batch&, const record_batch&) = default;
 };
 

@@ -71,53 +71,94 @@ expected<spool> spool::open(const std::filesystem::path& dir, durability mode,
 }
 
 expected<uint64_t> spool::append(std::string_view data) {
+  return append(std::vector<std::string_view>{data}, {});
+}
+
+namespace {
+
+expected<void> check_meta_key(const lmdb::env& env, std::string_view key) {
+  if (key.empty() || key.size() > env.max_key_size())
+    return make_error(ec::invalid_argument, "spool meta keys take 1 to "
+                                              + std::to_string(env.max_key_size())
+                                              + " bytes, not " + std::to_string(key.size()));
+  return {};
+}
+
+} // namespace
+
+expected<uint64_t> spool::append(const std::vector<std::string_view>& data,
+                                  const std::vector<std::pair<std::string, std::string>>& meta) {
   auto& d = *impl_;
+  for (auto& [key, value] : meta)
+    if (auto ok = check_meta_key(d.env, key); !ok)
+      return ok.err();
   return d.env.write([&](lmdb::txn& t) -> expected<uint64_t> {
     auto stored = t.get(d.state, next_key);
     if (!stored)
       return stored.err();
-    uint64_t seq = 1;
+    uint64_t first = 1;
     if (*stored) {
       auto n = lmdb::parse_be64_key(**stored);
       if (!n)
         return make_error(ec::parse_error, "corrupt spool counter in "
                                              + d.env.dir().string());
-      seq = *n;
+      first = *n;
     }
-    // MDB_APPEND: the key is known to be the largest, so LMDB skips the search.
-    auto ok = t.put(d.entries, lmdb::be64_key(seq), data, MDB_APPEND);
-    if (!ok)
-      return ok.err();
-    if (!*ok)
-      return make_error(ec::internal, "spool counter " + std::to_string(seq)
-                                        + " is behind its last entry");
-    if (auto next = t.put(d.state, next_key, lmdb::be64_key(seq + 1)); !next)
-      return next.err();
-    return seq;
+    uint64_t seq = first;
+    for (auto one : data) {
+      // MDB_APPEND: the key is known to be the largest, so LMDB skips the search.
+      auto ok = t.put(d.entries, lmdb::be64_key(seq), one, MDB_APPEND);
+      if (!ok)
+        return ok.err();
+      if (!*ok)
+        return make_error(ec::internal, "spool counter " + std::to_string(seq)
+                                          + " is behind its last entry");
+      ++seq;
+    }
+    if (seq != first)
+      if (auto next = t.put(d.state, next_key, lmdb::be64_key(seq)); !next)
+        return next.err();
+    for (auto& [key, value] : meta)
+      if (auto ok = t.put(d.meta, key, value); !ok)
+        return ok.err();
+    return first;
   });
 }
 
 expected<std::vector<spool::entry>> spool::read(uint64_t from, size_t max) const {
-  auto& d = *impl_;
   std::vector<entry> out;
+  auto ok = visit(from, max, [&](uint64_t seq, std::string_view data) {
+    out.push_back(entry{seq, std::string{data}});
+    return true;
+  });
+  if (!ok)
+    return ok.err();
+  return out;
+}
+
+expected<void> spool::visit(uint64_t from, size_t max,
+                            const std::function<bool(uint64_t, std::string_view)>& take) const {
+  auto& d = *impl_;
   if (max == 0)
-    return out;
+    return {};
   auto t = d.env.read();
   if (!t)
     return t.err();
   auto c = lmdb::cursor::open(*t, d.entries);
   if (!c)
     return c.err();
+  size_t n = 0;
   auto at = c->seek(lmdb::be64_key(from));
-  for (; at && *at && out.size() < max; at = c->next()) {
+  for (; at && *at && n < max; at = c->next(), ++n) {
     auto seq = lmdb::parse_be64_key(c->key());
     if (!seq)
       return make_error(ec::parse_error, "corrupt spool key in " + d.env.dir().string());
-    out.push_back(entry{*seq, std::string{c->value()}});
+    if (!take(*seq, c->value()))
+      return {};
   }
   if (!at)
     return at.err();
-  return out;
+  return {};
 }
 
 expected<void> spool::erase(const std::vector<uint64_t>& seqs) {
@@ -144,16 +185,14 @@ uint64_t spool::size() const {
 }
 
 expected<void> spool::put_meta(std::string_view key, std::string_view value) {
-  auto& d = *impl_;
-  if (key.empty() || key.size() > d.env.max_key_size())
-    return make_error(ec::invalid_argument, "spool meta keys take 1 to "
-                                              + std::to_string(d.env.max_key_size())
-                                              + " bytes, not " + std::to_string(key.size()));
-  return d.env.write([&](lmdb::txn& t) -> expected<void> {
-    if (auto ok = t.put(d.meta, key, value); !ok)
-      return ok.err();
-    return {};
-  });
+  return put_meta({{std::string{key}, std::string{value}}});
+}
+
+expected<void> spool::put_meta(const std::vector<std::pair<std::string, std::string>>& pairs) {
+  auto first = append(std::vector<std::string_view>{}, pairs);
+  if (!first)
+    return first.err();
+  return {};
 }
 
 std::optional<std::string> spool::get_meta(std::string_view key) const {

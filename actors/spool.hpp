@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -34,8 +35,16 @@ public:
 
   /// Appends in its own committed transaction; returns the entry's sequence number.
   expected<uint64_t> append(std::string_view data);
+  /// Appends every entry of `data` and sets every side-table pair of `meta`, all in one
+  /// transaction (all or none); returns the first entry's sequence number.
+  expected<uint64_t> append(const std::vector<std::string_view>& data,
+                            const std::vector<std::pair<std::string, std::string>>& meta);
   /// Up to `max` entries with seq >= `from`, in order.
   expected<std::vector<entry>> read(uint64_t from, size_t max) const;
+  /// Calls `take` with entries with seq >= `from`, in order, while it returns true and at
+  /// most `max` times; the bytes are valid during the call only (no copy).
+  expected<void> visit(uint64_t from, size_t max,
+                       const std::function<bool(uint64_t seq, std::string_view data)>& take) const;
   /// Removes the given entries (missing ones are ignored).
   expected<void> erase(const std::vector<uint64_t>& seqs);
   /// Entries currently held.
@@ -43,6 +52,8 @@ public:
 
   /// A small key/value side table (e.g. the last simatic metadata), durable like entries.
   expected<void> put_meta(std::string_view key, std::string_view value);
+  /// Sets several pairs in one transaction.
+  expected<void> put_meta(const std::vector<std::pair<std::string, std::string>>& pairs);
   std::optional<std::string> get_meta(std::string_view key) const;
 
 private:

@@ -498,6 +498,7 @@ void serve_process_input(workflow_pointer self, const record_batch& batch,
                          caf::response_promise rp) {
   auto& s = self->state;
   record_batch predictions;
+  predictions.origin = batch.origin;
   for (auto& in : batch.records) {
     nlohmann::json data = nlohmann::json::object();
     for (auto& f : in.fields)
@@ -593,6 +594,7 @@ void serve(workflow_pointer self, const record_batch& batch, caf::response_promi
   make_samples(s, batch, calls, answers);
   auto inputs = static_cast<uint64_t>(batch.records.size());
   record_batch predictions;
+  predictions.origin = batch.origin;
   size_t next = 0;
   for (auto& samples : calls) {
     auto out = s.serving->worker.predict(samples, s.p.predict_timeout);

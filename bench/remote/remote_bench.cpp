@@ -142,6 +142,7 @@ struct params {
   int latency_batches = 2000;
   int batches = 2000;
   int records = 100;
+  int window = 4; ///< unanswered batches per wire (an emitter's max_in_flight, default 4)
 };
 
 std::optional<flow> load(const fs::path& file) {
@@ -191,8 +192,10 @@ int main(int argc, char** argv) {
       p.batches = std::stoi(args[i + 1]);
     else if (args[i] == "--records")
       p.records = std::stoi(args[i + 1]);
+    else if (args[i] == "--window")
+      p.window = std::stoi(args[i + 1]);
     else {
-      std::fprintf(stderr, "usage: remote_bench [--latency-batches N] [--batches N] [--records R]\n");
+      std::fprintf(stderr, "usage: remote_bench [--latency-batches N] [--batches N] [--records R] [--window W]\n");
       return 1;
     }
   }
@@ -233,7 +236,7 @@ int main(int argc, char** argv) {
     auto thr = sys.spawn(sink, uint64_t(p.batches) * p.records, dir / "local-throughput");
     sys.spawn(driver, lat, p.latency_batches, 1, 1, pace);
     wait_for(dir / "local-latency", 600);
-    sys.spawn(driver, thr, p.batches, p.records, 4, 0);
+    sys.spawn(driver, thr, p.batches, p.records, p.window, 0);
     wait_for(dir / "local-throughput", 600);
   }
   // Across nodes: through the link (spool, then the node actor of process b).
@@ -255,14 +258,14 @@ int main(int argc, char** argv) {
   }
   sys.spawn(driver, *lat, p.latency_batches, 1, 1, pace);
   wait_for(dir / "remote-latency", 600);
-  sys.spawn(driver, *thr, p.batches, p.records, 4, 0);
+  sys.spawn(driver, *thr, p.batches, p.records, p.window, 0);
   wait_for(dir / "remote-throughput", 600);
   int status = 0;
   ::waitpid(child, &status, 0);
   auto local = read_figures(dir / "local-latency", dir / "local-throughput");
   auto remote = read_figures(dir / "remote-latency", dir / "remote-throughput");
-  std::printf("one wire, %d probes of 1 record (1 ms apart); %d batches of %d records, 4 in flight\n",
-              p.latency_batches, p.batches, p.records);
+  std::printf("one wire, %d probes of 1 record (1 ms apart); %d batches of %d records, %d in flight\n",
+              p.latency_batches, p.batches, p.records, p.window);
   std::printf("%-12s %10s %10s %16s\n", "wire", "p50 (us)", "p99 (us)", "records/s");
   for (auto& [name, x] : {std::pair{"in-process", local}, std::pair{"two nodes", remote}})
     std::printf("%-12s %10.1f %10.1f %16.0f\n", name, x.p50_us, x.p99_us, x.records / x.seconds);

@@ -205,3 +205,43 @@ TEST_CASE("a spool of another layout version is refused naming both versions",
   CHECK(sp.err().message.find("layout version 2") != std::string::npos);
   CHECK(sp.err().message.find("reads version 1") != std::string::npos);
 }
+
+TEST_CASE("several entries and meta pairs are appended in one transaction: all or none",
+          "[spool]") {
+  scratch_dir dir{"spool"};
+  auto sp = open_spool(dir.path());
+  auto first = sp.append({"a", "b", "c"}, {{"origin:x", "7"}, {"origin:y", "9"}});
+  REQUIRE(first);
+  auto all = sp.read(0, 10);
+  REQUIRE(all);
+  CHECK(seqs(*all) == std::vector<uint64_t>{*first, *first + 1, *first + 2});
+  CHECK((*all)[1].data == "b");
+  CHECK(sp.get_meta("origin:y") == std::optional<std::string>{"9"});
+  // A bad meta key refuses the whole append: no entry is added.
+  CHECK_FALSE(sp.append({"d"}, {{"", "1"}}));
+  CHECK(sp.size() == 3);
+  // Meta only, no entries: the next entry still gets the next seq.
+  REQUIRE(sp.put_meta({{"k1", "1"}, {"k2", "2"}}));
+  CHECK(sp.get_meta("k2") == std::optional<std::string>{"2"});
+  auto next = sp.append("e");
+  REQUIRE(next);
+  CHECK(*next == *first + 3);
+}
+
+TEST_CASE("visit hands out entries in order without copies and stops when told", "[spool]") {
+  scratch_dir dir{"spool"};
+  auto sp = open_spool(dir.path());
+  REQUIRE(sp.append({"one", "two", "three", "four"}, {}));
+  std::vector<std::string> seen;
+  REQUIRE(sp.visit(0, 10, [&](uint64_t, std::string_view data) {
+    seen.emplace_back(data);
+    return seen.size() < 2; // the second one is the last taken
+  }));
+  CHECK(seen == std::vector<std::string>{"one", "two"});
+  seen.clear();
+  REQUIRE(sp.visit(0, 3, [&](uint64_t, std::string_view data) {
+    seen.emplace_back(data);
+    return true;
+  }));
+  CHECK(seen.size() == 3);
+}
