@@ -50,12 +50,9 @@ class Connection:
         loop = asyncio.get_running_loop()
         self.tasks = [loop.create_task(self.pipe(self.client[0], self.upstream[1])),
                       loop.create_task(self.pipe(self.upstream[0], self.client[1]))]
-        try:
-            await asyncio.gather(*self.tasks)
-        except (ConnectionError, OSError):
-            self.abort()  # a reset on one side resets the other
-        except asyncio.CancelledError:
-            pass
+        done, _ = await asyncio.wait(self.tasks, return_when=asyncio.FIRST_EXCEPTION)
+        if any(not t.cancelled() and t.exception() for t in done):
+            self.abort()  # a reset on one side closes the other at once
         for _, writer in (self.client, self.upstream):
             writer.close()
 
