@@ -506,9 +506,9 @@ nlohmann::json api_nodes(int http_port, const std::filesystem::path& data_dir) {
 delay_proxy::delay_proxy(const std::filesystem::path& dir, int target, int delay_ms)
   : port_(free_port()) {
   std::filesystem::create_directories(dir);
-  proc_ = process({"/usr/bin/python3", (source_dir() / "tests" / "tools" / "delay_proxy.py").string(),
-                   "--port", std::to_string(port_), "--target", std::to_string(target),
-                   "--delay-ms", std::to_string(delay_ms)},
+  auto script = source_dir() / "tests" / "tools" / "delay_proxy.py";
+  proc_ = process({"/usr/bin/python3", script.string(), "--port", std::to_string(port_),
+                   "--target", std::to_string(target), "--delay-ms", std::to_string(delay_ms)},
                   dir / "delay_proxy.log");
   if (!wait_until([&] { return logged(proc_, "delay_proxy: listening on") || !proc_.running(); },
                   std::chrono::seconds{10})
