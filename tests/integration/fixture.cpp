@@ -4,6 +4,7 @@
 #include "drivers/mqtt/client.hpp"
 
 #include <catch2/catch.hpp>
+#include <httplib.h>
 #include <nlohmann/json.hpp>
 
 #include <arpa/inet.h>
@@ -398,15 +399,27 @@ bool subscriber::saw(const std::string& text) {
 
 namespace fabrik::test {
 
+namespace {
+/// The command line of a virtual asset of bench/assets; rate 0: as fast as the broker takes.
+std::vector<std::string> asset_command(const std::string& script, int port, int count, int rate,
+                                       int seed, int start_seq) {
+  return {"/usr/bin/python3", (source_dir() / "bench" / "assets" / script).string(),
+          "--port", std::to_string(port), "--count", std::to_string(count),
+          "--rate", std::to_string(rate), "-q", "--seed", std::to_string(seed), "--start-seq",
+          std::to_string(start_seq)};
+}
+} // namespace
+
 void publish_asset(const std::string& script, int port, int count, int seed, int start_seq) {
   std::string out;
-  int rc = run_command({"/usr/bin/python3", (source_dir() / "bench" / "assets" / script).string(),
-                        "--port", std::to_string(port), "--count", std::to_string(count),
-                        "--rate", "0", "-q", "--seed", std::to_string(seed), "--start-seq",
-                        std::to_string(start_seq)},
-                       &out);
+  int rc = run_command(asset_command(script, port, count, 0, seed, start_seq), &out);
   INFO(out);
   REQUIRE(rc == 0);
+}
+
+process start_boards(int port, int count, int rate, int seed, int start_seq,
+                     const std::filesystem::path& log) {
+  return process{asset_command("pcb_publisher.py", port, count, rate, seed, start_seq), log};
 }
 
 void package(const std::string& example, const std::filesystem::path& zip,
@@ -457,6 +470,72 @@ std::string pcb_flow_text(const broker& b, const std::string& workflow, const st
          "  - src -> store\n"
          "  - src -> model\n"
          "  - model -> out\n";
+}
+
+} // namespace fabrik::test
+
+namespace fabrik::test {
+
+process start_node(const temp_dir& dir, const std::string& node, const std::string& log) {
+  return process{{fabrik_binary(), "run", (dir / "flow.yaml").string(), "--node", node,
+                  "--data-dir", (dir / node).string(), "--status-interval", "1s"},
+                 dir / log};
+}
+
+void stop_nodes(std::initializer_list<process*> nodes) {
+  for (auto* p : nodes) {
+    p->signal(SIGTERM);
+    int rc = p->wait();
+    INFO(p->log());
+    CHECK(rc == 0);
+  }
+}
+
+nlohmann::json api_nodes(int http_port, const std::filesystem::path& data_dir) {
+  auto token = read_file(data_dir / "http-token");
+  token.erase(token.find_last_not_of('\n') + 1);
+  httplib::Client c{"127.0.0.1", http_port};
+  c.set_read_timeout(20, 0); // a node asks the others, up to 3 s each
+  auto res = c.Get("/api/nodes", {{"Authorization", "Bearer " + token}});
+  REQUIRE(res);
+  INFO(res->body);
+  REQUIRE(res->status == 200);
+  return nlohmann::json::parse(res->body);
+}
+
+delay_proxy::delay_proxy(const std::filesystem::path& dir, int target, int delay_ms)
+  : port_(free_port()) {
+  std::filesystem::create_directories(dir);
+  auto script = source_dir() / "tests" / "tools" / "delay_proxy.py";
+  proc_ = process({"/usr/bin/python3", script.string(), "--port", std::to_string(port_),
+                   "--target", std::to_string(target), "--delay-ms", std::to_string(delay_ms)},
+                  dir / "delay_proxy.log");
+  if (!wait_until([&] { return logged(proc_, "delay_proxy: listening on") || !proc_.running(); },
+                  std::chrono::seconds{10})
+      || !proc_.running())
+    FAIL("the delay proxy did not start: " << proc_.log());
+}
+
+delay_proxy::~delay_proxy() {
+  proc_.signal(SIGTERM);
+  proc_.wait(std::chrono::seconds{5}); // else the process's destructor kills it
+}
+
+void delay_proxy::cut() { command(SIGUSR1, "delay_proxy: link cut"); }
+void delay_proxy::restore() { command(SIGUSR2, "delay_proxy: link restored"); }
+
+void delay_proxy::command(int sig, const std::string& line) {
+  auto times = [&] {
+    auto text = proc_.log();
+    size_t n = 0;
+    for (auto at = text.find(line); at != std::string::npos; at = text.find(line, at + 1))
+      ++n;
+    return n;
+  };
+  auto before = times();
+  proc_.signal(sig);
+  INFO(proc_.log());
+  REQUIRE(wait_until([&] { return times() > before; }, std::chrono::seconds{10}));
 }
 
 } // namespace fabrik::test

@@ -5,6 +5,8 @@
 
 #include "actors/record.hpp"
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -188,6 +190,10 @@ void publish_asset(const std::string& script, int port, int count, int seed, int
 inline void publish_boards(int port, int count, int seed, int start_seq) {
   publish_asset("pcb_publisher.py", port, count, seed, start_seq);
 }
+/// The PCB line live: `count` boards at `rate` per second from a background process that
+/// logs to `log`.
+process start_boards(int port, int count, int rate, int seed, int start_seq,
+                     const std::filesystem::path& log);
 
 /// `fabrik package examples/EXAMPLE -o ZIP`; with `version`, the same sources under that
 /// version string instead of the manifest's (a second version of one package).
@@ -201,4 +207,42 @@ void package(const std::string& example, const std::filesystem::path& zip,
 std::string pcb_flow_text(const broker& b, const std::string& workflow,
                           const std::string& top = "",
                           const std::map<std::string, std::string>& on = {});
+} // namespace fabrik::test
+
+namespace fabrik::test {
+// -- nodes of a split flow, and distance between them ---------------------------------
+
+/// `fabrik run DIR/flow.yaml --node NODE` with its state in DIR/NODE and a status line
+/// per second, its output in DIR/LOG.
+process start_node(const temp_dir& dir, const std::string& node, const std::string& log);
+
+/// Stops each node with SIGTERM and checks that it exits cleanly.
+void stop_nodes(std::initializer_list<process*> nodes);
+
+/// GET /api/nodes of the node whose web UI is on 127.0.0.1:`http_port`, with the token
+/// in its data directory; fails the test unless it answers 200.
+nlohmann::json api_nodes(int http_port, const std::filesystem::path& data_dir);
+
+/// The project's delay proxy (tests/tools/delay_proxy.py) on a free 127.0.0.1 port,
+/// forwarding to 127.0.0.1:`target` with `delay_ms` each way: distance between two nodes
+/// on one machine (the kernels here have no netem). Point the far node's `address` at
+/// port(), its `listen` at `target`.
+class delay_proxy {
+public:
+  delay_proxy(const std::filesystem::path& dir, int target, int delay_ms);
+  ~delay_proxy();
+  int port() const { return port_; }
+  /// Closes the proxy's connections and refuses new ones until restore(): a broken wire
+  /// while both nodes run. Returns once the proxy has done it.
+  void cut();
+  void restore();
+  std::string log() const { return proc_.log(); }
+
+private:
+  /// Signals the proxy and waits until its log holds `line` one more time.
+  void command(int sig, const std::string& line);
+
+  int port_;
+  process proc_;
+};
 } // namespace fabrik::test
