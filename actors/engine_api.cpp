@@ -168,6 +168,7 @@ api_reply engine_api::flow_graph() const {
     actors.push_back({{"name", a.name},
                       {"kind", std::string{a.k->name}},
                       {"role", to_string(a.k->role)},
+                      {"node", a.node},
                       {"settings", to_json(a.settings, a.k->settings)}});
   json wires = json::array();
   for (auto& w : flow_.wires)

@@ -68,9 +68,6 @@ std::optional<command_line> parse_command_line(const args& a, const std::string&
   return out;
 }
 
-namespace {
-
-/// Loads a flow, printing every diagnostic; nullopt when it has errors.
 std::optional<flow> load(const std::string& file, bool print_warnings) {
   std::vector<diagnostic> diags;
   auto f = load_flow(file, diags);
@@ -79,8 +76,6 @@ std::optional<flow> load(const std::string& file, bool print_warnings) {
       std::fprintf(stderr, "%s\n", d.to_string().c_str());
   return f;
 }
-
-} // namespace
 
 int check(const args& a) {
   if (wants_help(a)) {
@@ -161,7 +156,6 @@ int run(const args& a) {
   auto f = load(file, true);
   if (!f)
     return fail(1, "flow " + file + " has errors; nothing started");
-  opts.data_dir = data_dir_of(file, c->option("--data-dir"));
   if (auto node = c->option("--node")) {
     if (!find_node(*f, *node)) {
       std::string names;
@@ -171,10 +165,8 @@ int run(const args& a) {
                                    : "--node " + *node + ": flow " + file + " has no such node; nodes: " + names);
     }
     opts.node = *node;
-    // Nodes of one flow may share a machine: each keeps its own state.
-    if (!c->option("--data-dir"))
-      opts.data_dir /= opts.node;
   }
+  opts.data_dir = data_dir_of(file, c->option("--data-dir"), opts.node);
   return run_flow(*f, opts);
 }
 
@@ -225,10 +217,12 @@ int kinds(const args& a) {
 namespace fabrik::cli {
 
 std::filesystem::path data_dir_of(const std::string& flow_file,
-                                  const std::optional<std::string>& data_dir) {
+                                  const std::optional<std::string>& data_dir,
+                                  const std::string& node) {
   if (data_dir)
     return std::filesystem::absolute(*data_dir);
-  return std::filesystem::absolute(flow_file).parent_path() / "data";
+  auto dir = std::filesystem::absolute(flow_file).parent_path() / "data";
+  return node.empty() ? dir : dir / node;
 }
 
 } // namespace fabrik::cli

@@ -2,6 +2,8 @@
 // Subcommands of the `fabrik` binary. Each takes its own arguments (without the
 // subcommand name) and returns the process exit code: 0 ok, 1 user error, 2 internal error.
 
+#include "flows/flow.hpp"
+
 #include <filesystem>
 #include <map>
 #include <set>
@@ -28,9 +30,15 @@ int certs(const args& a);     ///< cli/certs_cmd.cpp: a test CA and node certifi
 int check_package(const std::string& file);
 
 /// The data directory a command works on: `data_dir` when given (--data-dir), else data/
-/// beside the flow file (what `fabrik run FLOW` uses). Absolute.
+/// beside the flow file (what `fabrik run FLOW` uses), or data/NODE for the engine of one
+/// node (`fabrik run FLOW --node NODE`: nodes of one flow may share a machine). Absolute.
 std::filesystem::path data_dir_of(const std::string& flow_file,
-                                  const std::optional<std::string>& data_dir);
+                                  const std::optional<std::string>& data_dir,
+                                  const std::string& node = "");
+
+/// Loads a flow, printing every error (and warning, with `print_warnings`) to stderr;
+/// nullopt when it has errors.
+std::optional<flow> load(const std::string& file, bool print_warnings);
 
 /// Prints "fabrik: REASON" to stderr and returns `code`.
 int fail(int code, const std::string& reason);

@@ -24,9 +24,12 @@ constexpr const char* train_usage =
 
 Trains the workflow actor ACTOR of the engine running FLOW now, through the engine's
 control socket (DATA_DIR/control.sock), then waits for the run to end and prints it:
-rows, model, time, CPU, memory and energy, or why it failed.
+rows, model, time, CPU, memory and energy, or why it failed. In a flow split across
+nodes, the engine is the one of ACTOR's node (its `on:`), started with
+`fabrik run FLOW --node NODE`.
 
-  --data-dir DIR       the engine's state directory (default: data/ beside the flow file)
+  --data-dir DIR       the engine's state directory (default: data/ beside the flow file,
+                       or data/NODE for an actor on node NODE, as fabrik run --node uses)
   --no-wait            print the run's id and return at once
   --timeout DURATION   give up waiting after this long (default 30m); the run goes on
 
@@ -92,8 +95,26 @@ int train(const args& a) {
     timeout_ns = *d;
   }
 
-  auto socket = data_dir_of(flow_file, c->option("--data-dir")) / "control.sock";
+  // Without --data-dir, the flow says where ACTOR runs: its node's engine has the state
+  // directory `fabrik run FLOW --node NODE` picks.
+  auto data_dir = c->option("--data-dir");
+  std::string node;
+  if (!data_dir) {
+    auto f = load(flow_file, false);
+    if (!f)
+      return fail(1, "flow " + flow_file + " has errors, so it does not say where " + actor
+                       + " runs; fix it, or name the engine's state directory with --data-dir");
+    auto* decl = f->find(actor);
+    if (!decl)
+      return fail(1, "no actor '" + actor + "' in flow " + flow_file);
+    node = decl->node;
+  }
+  auto socket = data_dir_of(flow_file, data_dir, node) / "control.sock";
   auto started = ask(socket, json{{"op", "train"}, {"actor", actor}});
+  if (!started && started.err().code == ec::unavailable && !node.empty())
+    return fail(1, "node " + node + " of flow " + flow_file + " is not running (" + actor
+                     + " is on it; " + started.err().message + "); start it with: fabrik run "
+                     + flow_file + " --node " + node);
   if (!started)
     return fail(code_of(started.err()), started.err().message);
   auto id = started->find("run");

@@ -104,6 +104,11 @@ function layout(actors, wires) {
 }
 
 const order = new Map();   // name -> position, left to right, top to bottom
+const placement = new Map(); // name -> {kind, node} from the flow (node: its `on:`)
+// A split flow: the statuses of the actors on the other nodes (GET /api/nodes), shown
+// beside this node's own; an actor of a node that is away is shown unreachable.
+const remote = new Map();  // name -> status, with its node
+let local = [];            // this node's statuses, as the last status event had them
 const nodes = new Map();   // name -> {g, state text, counts text, err text}
 const wireLabels = [];     // {from, text, rect, path}
 
@@ -113,6 +118,8 @@ function drawGraph(f) {
   nodes.clear();
   order.clear();
   wireLabels.length = 0;
+  placement.clear();
+  for (const a of f.actors) placement.set(a.name, { kind: a.kind, node: a.node || '' });
   if (!f.actors.length) { box.append(el('p', { class: 'empty' }, 'This flow has no actors.')); return; }
   const { at, width, height, cols, routes } = layout(f.actors, f.wires);
   const placed = f.actors.map((a) => a.name).sort((a, b) => at.get(a).x - at.get(b).x || at.get(a).y - at.get(b).y);
@@ -196,7 +203,7 @@ function clip(t, n) { t = String(t); return t.length > n ? t.slice(0, n - 1) + '
 
 function updateGraph() {
   for (const [name, n] of nodes) {
-    const st = store.actors.get(name);
+    const st = store.actors.get(name) || remote.get(name);
     if (!st) continue;
     n.g.setAttribute('data-state', st.state);
     n.state.textContent = st.state;
@@ -224,8 +231,13 @@ function updateTable(actors) {
   for (const st of sorted) {
     if (st.kind === 'watched directory') continue;
     const err = Number(st.errors) > 0;
-    body.append(el('tr', { class: 'clickable', onclick: () => { location.href = 'actor.html?name=' + encodeURIComponent(st.name); } },
-      el('td', {}, el('a', { href: 'actor.html?name=' + encodeURIComponent(st.name) }, st.name)),
+    // Another node's actor: its details are on that node's pages (the Nodes table links them).
+    const name = st.node
+      ? el('td', {}, st.name, el('span', { class: 'muted' }, ' on ' + st.node))
+      : el('td', {}, el('a', { href: 'actor.html?name=' + encodeURIComponent(st.name) }, st.name));
+    const open = st.node ? undefined : () => { location.href = 'actor.html?name=' + encodeURIComponent(st.name); };
+    body.append(el('tr', { class: open ? 'clickable' : '', 'data-actor': st.name, onclick: open },
+      name,
       el('td', { class: 'muted' }, st.kind),
       el('td', {}, stateBadge(st.state)),
       el('td', { class: 'num' }, fmtInt(st.in)),
@@ -263,9 +275,12 @@ function followFlow(actors) {
 }
 
 function render(actors) {
-  followFlow(actors);
+  local = actors;
+  const here = new Set(actors.map((a) => a.name));
+  const all = actors.concat([...remote.values()].filter((a) => !here.has(a.name)));
+  followFlow(all);
   updateGraph();
-  updateTable(actors);
+  updateTable(all);
   updateWatch(actors);
 }
 
@@ -278,28 +293,39 @@ function renderNodes(r) {
   const nodes = $('#nodes tbody'), links = $('#links tbody');
   nodes.textContent = '';
   links.textContent = '';
+  remote.clear();
   for (const n of r.nodes) {
+    if (!n.here) {
+      for (const a of n.actors) remote.set(a.name, { ...a, node: n.name });
+      if (!n.reachable)
+        for (const [name, p] of placement)
+          if (p.node === n.name)
+            remote.set(name, { name, kind: p.kind, node: n.name, state: 'unreachable', last_error: n.error });
+    }
+    // data-node, data-actor and data-link name the rows for tests (tests/browser/nodes.mjs).
     const actors = el('td', { class: 'small' });
-    for (const a of n.actors) actors.append(stateBadge(a.state), ' ', a.name, ' ');
+    for (const a of n.actors)
+      actors.append(el('span', { class: 'node-actor', 'data-actor': a.name }, stateBadge(a.state), ' ', a.name), ' ');
     const ui = n.http ? el('a', { href: 'http://' + n.http + '/' }, n.http) : el('span', { class: 'muted' }, '–');
-    nodes.append(el('tr', {},
+    nodes.append(el('tr', { 'data-node': n.name },
       el('td', {}, el('strong', {}, n.name), n.here ? el('span', { class: 'muted' }, ' (this node)') : ''),
       el('td', { class: 'path' }, n.listen), el('td', {}, ui),
-      el('td', {}, stateBadge(n.reachable ? 'running' : 'unreachable'),
-         n.error ? el('span', { class: 'err small' }, ' ' + n.error) : ''),
+      el('td', { class: 'node-state' }, stateBadge(n.reachable ? 'running' : 'unreachable'),
+         n.error ? el('span', { class: 'err small node-error' }, ' ' + n.error) : ''),
       actors));
     for (const l of n.links) {
       const d = l.details || {};
-      links.append(el('tr', {},
+      links.append(el('tr', { 'data-link': n.name + '->' + (d.peer || '?') + '/' + (d.actor || '?') },
         el('td', {}, n.name), el('td', {}, (d.peer || '?') + ' / ' + (d.actor || '?')),
-        el('td', {}, stateBadge(l.state)),
-        el('td', { class: 'num' }, d.rtt_us ? (Number(d.rtt_us) / 1000).toFixed(2) + ' ms' : '–'),
-        el('td', { class: 'num' }, fmtInt(l.queue)),
+        el('td', { class: 'link-state' }, stateBadge(l.state)),
+        el('td', { class: 'num rtt' }, d.rtt_us ? (Number(d.rtt_us) / 1000).toFixed(2) + ' ms' : '–'),
+        el('td', { class: 'num backlog' }, fmtInt(l.queue)),
         el('td', { class: 'num' }, fmtInt(l.out)),
         el('td', { class: 'num' }, fmtInt(d.reconnects || 0)),
-        el('td', { class: 'err small' }, l.last_error || '')));
+        el('td', { class: 'err small link-error' }, l.last_error || '')));
     }
   }
+  render(local);
   return true;
 }
 

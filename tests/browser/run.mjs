@@ -5,15 +5,8 @@
 //
 //   FABRIK=build/fabrik FABRIK_SOURCE_DIR=. BUILD_DIR=build node tests/browser/run.mjs
 //
-// Environment:
-//   FABRIK             the fabrik binary (required); its web-static/ (beside it or one up)
-//                      is what the engine serves
-//   FABRIK_SOURCE_DIR  the source tree (default: two folders up from this file)
-//   BUILD_DIR          screenshots go to BUILD_DIR/browser-screenshots/NAME.png
-//                      (default: the folder of FABRIK)
-//   CHROMIUM           the browser (default /usr/bin/chromium); nothing is downloaded
-//   BROWSER_TESTS      comma-separated test names to run (default: all, in order)
-//   KEEP_TMP=1         keep the temporary folder also when everything passed
+// The environment (FABRIK, FABRIK_SOURCE_DIR, BUILD_DIR, CHROMIUM, BROWSER_TESTS,
+// KEEP_TMP) and the runner are in harness.mjs, shared with nodes.mjs.
 //
 // The order matters, and is this:
 //   login           a page without the token shows #token-input; the token logs in
@@ -29,227 +22,29 @@
 //                   flow's local file and applied by a reload; JSON published with
 //                   mosquitto_pub on plant/line2/a is stored (a line2/... stream in
 //                   /api/streams and on streams.html), and the graph has a line2 node
-// A test whose prerequisite failed is skipped. Prints one PASS/FAIL/SKIP line per test
-// and closes with "N passed, N failed[, N skipped]"; exit status 0 only if none failed.
 // Every process started here (mosquitto, fabrik and its workers, the publishers,
 // Chromium) is ended on exit, on failure, on SIGINT/SIGTERM and on the overall deadline.
 
-import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { spawnSync } from 'node:child_process';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const DEADLINE_MS = 540_000; // CTest's TIMEOUT is 600 s: end (and clean up) before it kills
-const started = Date.now();
+import {
+  FABRIK, SOURCE, SHOTS, TMP, PYTHON, PUBLISHER, die, start, showOnFailure, waitFor, fatal,
+  readLog, runToEnd, startBroker, launchBrowser, newPage as pageIn, dataRows, test, runTests,
+} from './harness.mjs';
 
-// ------------------------------------------------------------------ preflight
-
-function die(msg) {
-  console.error(`browser tests: ${msg}`);
-  process.exit(1);
-}
-
-const FABRIK = process.env.FABRIK;
-if (!FABRIK) die('set FABRIK to the fabrik binary');
-if (!fs.existsSync(FABRIK)) die(`FABRIK=${FABRIK} does not exist; build it first`);
-const SOURCE = path.resolve(process.env.FABRIK_SOURCE_DIR || path.join(here, '..', '..'));
-const BUILD = path.resolve(process.env.BUILD_DIR || path.dirname(FABRIK));
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const SHOTS = path.join(BUILD, 'browser-screenshots');
-const PYTHON = '/usr/bin/python3';
-const PUBLISHER = path.join(SOURCE, 'bench', 'assets', 'pcb_publisher.py');
 const PACKAGE_DIR = path.join(SOURCE, 'examples', 'pcb-classifier');
-
-if (!fs.existsSync(path.join(here, 'node_modules', 'playwright-core')))
-  die(`${path.join(here, 'node_modules')} has no playwright-core: run scripts/setup.sh ` +
-      '(it runs npm ci in tests/browser)');
-if (!fs.existsSync(CHROMIUM))
-  die(`no ${CHROMIUM}: run scripts/setup.sh (it installs Debian's chromium)`);
-for (const [what, p] of [['python3', PYTHON], ['the PCB publisher', PUBLISHER],
-                          ['the pcb-classifier package', PACKAGE_DIR]])
-  if (!fs.existsSync(p)) die(`no ${what} at ${p}`);
-if (spawnSync('sh', ['-c', 'command -v mosquitto'], { stdio: 'ignore' }).status !== 0)
-  die('no mosquitto on PATH: run scripts/setup.sh');
-{
-  const exeDir = path.dirname(path.resolve(FABRIK));
-  const pages = [path.join(exeDir, 'web-static'), path.join(exeDir, '..', 'web-static')];
-  if (!pages.some((d) => fs.existsSync(path.join(d, 'index.html'))))
-    die(`no web-static/index.html beside ${FABRIK} (or one folder up): the build copies ` +
-        'web-static/ there; for a binary built without that, copy it by hand');
-}
-
-const { chromium } = await import('playwright-core');
-
-// ------------------------------------------------------------------ processes
-
-const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'fabrik-browser-'));
-const children = []; // {name, proc, log, exited}
-let browser = null;
-let cleaningUp = null;
-let stopping = ''; // the signal that stops the run
-
-/** Starts a program in its own process group, stdout and stderr to TMP/NAME.log. */
-function start(name, cmd, args) {
-  const log = path.join(TMP, `${name}.log`);
-  const fd = fs.openSync(log, 'a');
-  const proc = spawn(cmd, args, { cwd: TMP, stdio: ['ignore', fd, fd], detached: true });
-  fs.closeSync(fd);
-  const child = { name, proc, log, exited: false, code: null, signal: null };
-  child.done = new Promise((resolve) => {
-    proc.on('exit', (code, signal) => {
-      Object.assign(child, { exited: true, code, signal });
-      resolve(child);
-    });
-    proc.on('error', (err) => {
-      fs.appendFileSync(log, `\n[run.mjs] cannot start ${cmd}: ${err.message}\n`);
-      Object.assign(child, { exited: true, code: 127 });
-      resolve(child);
-    });
-  });
-  children.push(child);
-  return child;
-}
-
-/** SIGTERM to the process (fabrik stops its workers itself), then SIGKILL to its group. */
-async function stop(child, graceMs = 10_000) {
-  if (child.exited) return;
-  try { process.kill(child.proc.pid, 'SIGTERM'); } catch { /* gone */ }
-  await Promise.race([child.done, delay(graceMs)]);
-  // Whatever is left in its group (itself if it did not stop, a worker, a python) goes too.
-  try { process.kill(-child.proc.pid, 'SIGKILL'); } catch { /* none left */ }
-}
-
-function cleanup() {
-  if (!cleaningUp) {
-    cleaningUp = (async () => {
-      if (browser) await Promise.race([browser.close().catch(() => {}), delay(10_000)]);
-      // Publishers first, then the engine, the broker last.
-      const order = ['publisher', 'fabrik', 'mosquitto'];
-      const rank = (c) => order.findIndex((p) => c.name.startsWith(p));
-      for (const c of [...children].sort((a, b) => rank(a) - rank(b))) await stop(c);
-    })();
-  }
-  return cleaningUp;
-}
-
-// Synchronous last resort: if node exits without cleanup() having finished.
-process.on('exit', () => {
-  for (const c of children)
-    if (!c.exited) try { process.kill(-c.proc.pid, 'SIGKILL'); } catch { /* gone */ }
-});
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.on(sig, async () => {
-    if (stopping) return;
-    stopping = sig;
-    console.log(`browser tests: ${sig}, stopping everything`);
-    await cleanup();
-    console.log(`kept ${TMP} (logs, flow, data)`);
-    console.log(`${results.filter((r) => r.ok === true).length} passed, ` +
-                `${results.filter((r) => r.ok === false).length + 1} failed`);
-    process.exit(128 + os.constants.signals[sig]);
-  });
-}
-const deadline = setTimeout(async () => {
-  if (stopping) return;
-  stopping = 'deadline';
-  console.error(`browser tests: over the ${DEADLINE_MS / 1000} s deadline, stopping`);
-  printLogTail();
-  await cleanup();
-  console.log(`${results.filter((r) => r.ok === true).length} passed, ` +
-              `${results.filter((r) => r.ok === false).length + 1} failed`);
-  process.exit(1);
-}, DEADLINE_MS);
-deadline.unref();
-
-// ------------------------------------------------------------------ helpers
-
-const delay = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls fn (sync or async) until it returns a truthy value; throws `what` on timeout. */
-async function waitFor(what, fn, timeoutMs, intervalMs = 250) {
-  const end = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (e) {
-      if (e.fatal) throw e;
-      last = e;
-    }
-    if (Date.now() > end)
-      throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}` +
-                      (last ? ` (last error: ${last.message})` : ''));
-    await delay(intervalMs);
-  }
-}
-
-function fatal(msg) {
-  const e = new Error(msg);
-  e.fatal = true;
-  return e;
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function canConnect(port) {
-  return new Promise((resolve) => {
-    const s = net.connect({ port, host: '127.0.0.1' });
-    s.once('connect', () => { s.destroy(); resolve(true); });
-    s.once('error', () => resolve(false));
-  });
-}
-
-const readLog = (child) => { try { return fs.readFileSync(child.log, 'utf8'); } catch { return ''; } };
-
-function tail(text, lines) {
-  return text.split('\n').slice(-lines).join('\n');
-}
-
-let fabrik = null;
-function printLogTail(lines = 60) {
-  if (!fabrik) return;
-  console.log(`----- the last ${lines} lines of ${fabrik.log} -----`);
-  console.log(tail(readLog(fabrik), lines));
-  console.log('----- end of the fabrik log -----');
-}
-
-/** Runs a program to its end; its output; throws if it fails. */
-async function runToEnd(name, cmd, args, timeoutMs) {
-  const c = start(name, cmd, args);
-  const r = await Promise.race([c.done, delay(timeoutMs).then(() => null)]);
-  if (!r) {
-    await stop(c, 1000);
-    throw new Error(`${name} did not finish in ${timeoutMs / 1000} s:\n${tail(readLog(c), 20)}`);
-  }
-  if (r.code !== 0)
-    throw new Error(`${name} failed (${r.code ?? r.signal}):\n${tail(readLog(c), 20)}`);
-  return readLog(c);
-}
+if (!fs.existsSync(PACKAGE_DIR)) die(`no pcb-classifier package at ${PACKAGE_DIR}`);
 
 // ------------------------------------------------------------------ the tests
-
-const results = []; // {name, ok: true|false|null (skipped), msg, ms}
-const tests = [];
-const test = (name, needs, fn) => tests.push({ name, needs, fn });
 
 let URL_ = '';       // http://127.0.0.1:PORT/
 let TOKEN = '';
 let context = null;  // the logged-in browser context
 let api = null;      // its APIRequestContext, with the token as a bearer header
 let brokerPort = 0;
+let browser = null;
 
 async function apiGet(route) {
   const r = await api.get(URL_ + route.replace(/^\//, ''), {
@@ -259,27 +54,8 @@ async function apiGet(route) {
   return r.json();
 }
 
-/** A page that records its uncaught exceptions and failed API calls. */
-async function newPage(ctx = context) {
-  const page = await ctx.newPage();
-  page.errors = [];
-  page.on('pageerror', (e) => page.errors.push(`uncaught: ${e.message}`));
-  page.on('console', (m) => { if (m.type() === 'error') page.errors.push(`console: ${m.text()}`); });
-  // A page, script, style or vendored file that is not there (the API's answers are the
-  // tests' business).
-  page.on('response', (r) => {
-    if (r.status() >= 400 && !new URL(r.url()).pathname.startsWith('/api/'))
-      page.errors.push(`missing: ${r.url()} answered ${r.status()}`);
-  });
-  return page;
-}
-
-/** The tbody rows of a table that hold data: not a lone "nothing yet" placeholder cell. */
-async function dataRows(page, table) {
-  return page.locator(`${table} tbody tr`).evaluateAll((rows) => rows.filter(
-    (r) => r.cells.length > 1 && !r.classList.contains('empty') &&
-           !r.querySelector('.empty, [colspan]')).length);
-}
+/** A page of the logged-in context (or of `ctx`) that records its errors. */
+const newPage = (ctx = context) => pageIn(ctx);
 
 test('login', [], async (shot) => {
   // A fresh context has no cookie: the page asks for the token.
@@ -613,17 +389,7 @@ test('ingest', ['login'], async (shot) => {
 // ------------------------------------------------------------------ setup and run
 
 async function setUp() {
-  fs.mkdirSync(SHOTS, { recursive: true });
-  // The broker.
-  brokerPort = await freePort();
-  fs.writeFileSync(path.join(TMP, 'mosquitto.conf'),
-    `listener ${brokerPort} 127.0.0.1\nallow_anonymous true\npersistence false\n` +
-    (process.getuid?.() === 0 ? 'user root\n' : ''));
-  const mosquitto = start('mosquitto', 'mosquitto', ['-c', path.join(TMP, 'mosquitto.conf')]);
-  await waitFor(`mosquitto on 127.0.0.1:${brokerPort}`, async () => {
-    if (mosquitto.exited) throw fatal(`mosquitto exited:\n${readLog(mosquitto)}`);
-    return canConnect(brokerPort);
-  }, 10_000, 100);
+  brokerPort = await startBroker();
 
   // The package (while the engine starts).
   const pkg = runToEnd('package', FABRIK, ['package', PACKAGE_DIR, '-o', path.join(TMP, 'pcb.zip')],
@@ -658,7 +424,8 @@ wires:
   - pcb_in -> classifier
   - classifier -> predictions_out
 `);
-  fabrik = start('fabrik', FABRIK, ['run', flowFile, '--data-dir', path.join(TMP, 'data')]);
+  const fabrik = start('fabrik', FABRIK, ['run', flowFile, '--data-dir', path.join(TMP, 'data')]);
+  showOnFailure(fabrik);
   const m = await waitFor('fabrik to log its web UI address and connect pcb_in', () => {
     const log = readLog(fabrik);
     if (fabrik.exited) throw fatal(`fabrik exited (${fabrik.code ?? fabrik.signal})`);
@@ -674,14 +441,7 @@ wires:
   await runToEnd('publisher-800', PYTHON, [PUBLISHER, '--port', String(brokerPort), '--count',
     '800', '--rate', '0', '-q', '--seed', '1', '--start-seq', '1'], 120_000);
 
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-           '--disable-component-update', '--no-first-run'],
-    handleSIGINT: false, handleSIGTERM: false, handleSIGHUP: false,
-    timeout: 60_000,
-  });
+  browser = await launchBrowser();
   context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   context.setDefaultTimeout(30_000);
   api = context.request;
@@ -692,74 +452,4 @@ wires:
   }, 60_000, 500);
 }
 
-async function main() {
-  const only = process.env.BROWSER_TESTS?.split(',').map((s) => s.trim()).filter(Boolean);
-  let failed = false;
-  try {
-    await setUp();
-  } catch (e) {
-    if (stopping) return new Promise(() => {});
-    console.log(`FAIL setup: ${e.message}`);
-    printLogTail();
-    results.push({ name: 'setup', ok: false });
-    failed = true;
-  }
-  for (const t of tests) {
-    if (stopping) return new Promise(() => {}); // the signal handler ends the run
-    if (only && !only.includes(t.name)) continue;
-    const t0 = Date.now();
-    const missing = failed ? ['setup'] : t.needs.filter((n) => results.find((r) => r.name === n)?.ok !== true &&
-                                                              (!only || only.includes(n)));
-    if (missing.length) {
-      console.log(`SKIP ${t.name}: needs ${missing.join(', ')}`);
-      results.push({ name: t.name, ok: null });
-      continue;
-    }
-    const file = path.join(SHOTS, `${t.name}.png`);
-    const shot = {
-      page: null, closeWith: null, taken: false,
-      async take() {
-        if (this.page && !this.page.isClosed()) {
-          await this.page.screenshot({ path: file, fullPage: true, timeout: 15_000 });
-          this.taken = true;
-        }
-      },
-    };
-    try {
-      await Promise.race([
-        t.fn(shot),
-        delay(240_000).then(() => { throw new Error('the test took over 240 s'); }),
-      ]);
-      const errors = (shot.page?.errors ?? []).filter((e) => /^(uncaught|missing)/.test(e));
-      if (errors.length) throw new Error(`the page threw:\n    ${errors.join('\n    ')}`);
-      console.log(`PASS ${t.name} (${((Date.now() - t0) / 1000).toFixed(1)} s, ${file})`);
-      results.push({ name: t.name, ok: true });
-    } catch (e) {
-      if (stopping) return new Promise(() => {});
-      if (!shot.taken) await shot.take().catch(() => {});
-      console.log(`FAIL ${t.name} (${((Date.now() - t0) / 1000).toFixed(1)} s): ${e.message}`);
-      if (shot.page?.errors?.length)
-        console.log(`  the page's errors:\n    ${shot.page.errors.slice(-10).join('\n    ')}`);
-      console.log(`  screenshot: ${file}; page: ${shot.page?.url?.() ?? '-'}`);
-      printLogTail(40);
-      results.push({ name: t.name, ok: false });
-    } finally {
-      if (shot.page && shot.page.context() === context) await shot.page.close().catch(() => {});
-      if (shot.closeWith) await shot.closeWith.close().catch(() => {});
-    }
-  }
-  await cleanup();
-  const n = (v) => results.filter((r) => r.ok === v).length;
-  const bad = n(false);
-  if (bad || process.env.KEEP_TMP) console.log(`kept ${TMP} (logs, flow, data)`);
-  else fs.rmSync(TMP, { recursive: true, force: true });
-  console.log(`${n(true)} passed, ${bad} failed` + (n(null) ? `, ${n(null)} skipped` : ''));
-  return bad === 0 && n(true) > 0 ? 0 : 1;
-}
-
-main().then((code) => process.exit(code), async (e) => {
-  console.log(`FAIL runner: ${e.stack || e}`);
-  printLogTail();
-  await cleanup();
-  process.exit(1);
-});
+runTests(setUp, () => context);

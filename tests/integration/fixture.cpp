@@ -472,6 +472,22 @@ std::string pcb_flow_text(const broker& b, const std::string& workflow, const st
          "  - model -> out\n";
 }
 
+loopback_nodes::loopback_nodes(std::vector<std::string> node_names)
+    : names(std::move(node_names)) {
+  for (auto& n : names) {
+    listen[n] = free_port();
+    http[n] = free_port();
+  }
+}
+
+std::string loopback_nodes::section() const {
+  std::string out = "nodes:\n";
+  for (auto& n : names)
+    out += "  " + n + ": {listen: \"127.0.0.1:" + std::to_string(listen.at(n))
+           + "\", http: \"127.0.0.1:" + std::to_string(http.at(n)) + "\"}\n";
+  return out;
+}
+
 } // namespace fabrik::test
 
 namespace fabrik::test {

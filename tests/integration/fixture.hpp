@@ -207,6 +207,15 @@ void package(const std::string& example, const std::filesystem::path& zip,
 std::string pcb_flow_text(const broker& b, const std::string& workflow,
                           const std::string& top = "",
                           const std::map<std::string, std::string>& on = {});
+
+/// The nodes of a split flow on loopback, each with a free listen and web UI port.
+struct loopback_nodes {
+  std::vector<std::string> names;
+  std::map<std::string, int> listen, http;
+  explicit loopback_nodes(std::vector<std::string> node_names);
+  /// The flow's `nodes:` section.
+  std::string section() const;
+};
 } // namespace fabrik::test
 
 namespace fabrik::test {
