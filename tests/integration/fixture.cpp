@@ -480,11 +480,14 @@ loopback_nodes::loopback_nodes(std::vector<std::string> node_names)
   }
 }
 
-std::string loopback_nodes::section() const {
+std::string loopback_nodes::section(const std::map<std::string, std::string>& extra) const {
   std::string out = "nodes:\n";
-  for (auto& n : names)
+  for (auto& n : names) {
+    auto more = extra.find(n);
     out += "  " + n + ": {listen: \"127.0.0.1:" + std::to_string(listen.at(n))
-           + "\", http: \"127.0.0.1:" + std::to_string(http.at(n)) + "\"}\n";
+           + "\", http: \"127.0.0.1:" + std::to_string(http.at(n)) + "\""
+           + (more == extra.end() ? "" : ", " + more->second) + "}\n";
+  }
   return out;
 }
 

@@ -213,8 +213,8 @@ struct loopback_nodes {
   std::vector<std::string> names;
   std::map<std::string, int> listen, http;
   explicit loopback_nodes(std::vector<std::string> node_names);
-  /// The flow's `nodes:` section.
-  std::string section() const;
+  /// The flow's `nodes:` section; `extra` adds settings to a node (`address: "..."`).
+  std::string section(const std::map<std::string, std::string>& extra = {}) const;
 };
 } // namespace fabrik::test
 

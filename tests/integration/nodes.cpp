@@ -6,7 +6,6 @@
 #include "tests/integration/fixture.hpp"
 
 #include <catch2/catch.hpp>
-#include <httplib.h>
 #include <nlohmann/json.hpp>
 
 #include <csignal>
@@ -21,43 +20,14 @@ using namespace fabrik::test;
 namespace {
 
 /// The three nodes, each with its own listen and web UI address on loopback.
-struct three_nodes {
-  std::map<std::string, int> listen, http;
-  three_nodes() {
-    for (auto n : {"edge", "fog", "cloud"}) {
-      listen[n] = free_port();
-      http[n] = free_port();
-    }
-  }
-  std::string section() const {
-    std::string out = "nodes:\n";
-    for (auto n : {"edge", "fog", "cloud"})
-      out += std::string{"  "} + n + ": {listen: \"127.0.0.1:" + std::to_string(listen.at(n))
-             + "\", http: \"127.0.0.1:" + std::to_string(http.at(n)) + "\"}\n";
-    return out;
-  }
+struct three_nodes : loopback_nodes {
+  three_nodes() : loopback_nodes({"edge", "fog", "cloud"}) {}
 };
 
 /// The PCB flow's actors on the three nodes: ingest and MQTT out at the edge, storage at
 /// the fog, the workflow at the cloud.
 const std::map<std::string, std::string> edge_fog_cloud{
   {"src", "edge"}, {"store", "fog"}, {"model", "cloud"}, {"out", "edge"}};
-
-/// Stops each node with SIGTERM and checks it exits cleanly.
-void stop_all(std::initializer_list<process*> nodes) {
-  for (auto* p : nodes) {
-    p->signal(SIGTERM);
-    int rc = p->wait();
-    INFO(p->log());
-    CHECK(rc == 0);
-  }
-}
-
-process run_node(temp_dir& dir, const std::string& node, const std::string& log) {
-  return process{{fabrik_binary(), "run", (dir / "flow.yaml").string(), "--node", node,
-                  "--data-dir", (dir / node).string(), "--status-interval", "1s"},
-                 dir / log};
-}
 
 } // namespace
 
@@ -81,9 +51,9 @@ TEST_CASE("three nodes on loopback run one flow: ingest at the edge, storage at 
   std::string out;
   REQUIRE(run_command({fabrik_binary(), "check", (dir / "flow.yaml").string()}, &out) == 0);
   // The cloud first: its training waits for the fog, which it reaches once the fog is up.
-  auto cloud = run_node(dir, "cloud", "cloud.log");
-  auto fog = run_node(dir, "fog", "fog.log");
-  auto edge = run_node(dir, "edge", "edge.log");
+  auto cloud = start_node(dir, "cloud", "cloud.log");
+  auto fog = start_node(dir, "fog", "fog.log");
+  auto edge = start_node(dir, "edge", "edge.log");
   REQUIRE(wait_until([&] { return logged(edge, "src: connected"); }));
   const auto stream = "src/Line1/default";
   auto stored = [&] { return stored_count(dir / "fog" / "storage" / "store", stream); };
@@ -111,7 +81,7 @@ TEST_CASE("three nodes on loopback run one flow: ingest at the edge, storage at 
   auto while_away = stored();
   REQUIRE(wait_until([&] { return stored() > while_away + 100; }));
   auto answered_while_away = answers_per_seq(predictions, first).size();
-  auto again = run_node(dir, "cloud", "cloud-again.log");
+  auto again = start_node(dir, "cloud", "cloud-again.log");
   REQUIRE(wait_until([&] { return logged(again, "serving stored model"); },
                      std::chrono::seconds{60}));
   REQUIRE(load.wait(std::chrono::seconds{60}) == 0);
@@ -124,7 +94,7 @@ TEST_CASE("three nodes on loopback run one flow: ingest at the edge, storage at 
   CHECK(answered_while_away < static_cast<size_t>(n)); // the kill was mid-stream
   CHECK(stored() == 1500 + static_cast<uint64_t>(n));
   CHECK(logged(edge, "link cloud/model: connected to"));
-  stop_all({&edge, &fog, &again});
+  stop_nodes({&edge, &fog, &again});
 }
 
 TEST_CASE("fabrik run --node names a node of the flow, and a node whose listen address is "
@@ -141,7 +111,7 @@ TEST_CASE("fabrik run --node names a node of the flow, and a node whose listen a
   CHECK(out.find("--node moon: flow " + (dir / "flow.yaml").string()
                  + " has no such node; nodes: cloud, edge, fog") != std::string::npos);
   // Another process holds the fog's listen port.
-  auto fog = run_node(dir, "fog", "fog.log");
+  auto fog = start_node(dir, "fog", "fog.log");
   REQUIRE(wait_until([&] { return logged(fog, "listening on"); }));
   CHECK(run_command({fabrik_binary(), "run", (dir / "flow.yaml").string(), "--node", "fog",
                      "--data-dir", (dir / "other").string()}, &out) == 2);
@@ -168,7 +138,7 @@ TEST_CASE("nodes talk TLS with certificates of fabrik certs, and a node with a c
   write_file(dir / "flow.yaml",
              pcb_flow_text(b, "    package: pcb-classifier\n", section,
                            {{"src", "edge"}, {"store", "fog"}, {"model", "fog"}, {"out", "edge"}}));
-  auto fog = run_node(dir, "fog", "fog.log");
+  auto fog = start_node(dir, "fog", "fog.log");
   REQUIRE(wait_until([&] { return logged(fog, "listening on"); }));
   CHECK(logged(fog, "(TLS: peers need a certificate of"));
   // The edge with a certificate of another CA: refused, and it keeps what it ingests.
@@ -182,7 +152,7 @@ TEST_CASE("nodes talk TLS with certificates of fabrik certs, and a node with a c
   const auto stream = "src/Line1/default";
   auto stored = [&] { return stored_count(dir / "fog" / "storage" / "store", stream); };
   {
-    auto stranger = run_node(dir, "edge", "edge-foreign.log");
+    auto stranger = start_node(dir, "edge", "edge-foreign.log");
     REQUIRE(wait_until([&] { return logged(stranger, "src: connected"); }));
     publish_boards(b.port(), 100, 1, 1);
     REQUIRE(wait_until([&] { return logged(stranger, "link fog/store: node fog at 127.0.0.1:"
@@ -202,10 +172,10 @@ TEST_CASE("nodes talk TLS with certificates of fabrik certs, and a node with a c
     std::filesystem::copy_file(dir / (std::string{"edge-good"} + ext),
                                dir / "certs" / (std::string{"edge"} + ext),
                                std::filesystem::copy_options::overwrite_existing);
-  auto edge = run_node(dir, "edge", "edge.log");
+  auto edge = start_node(dir, "edge", "edge.log");
   REQUIRE(wait_until([&] { return stored() == 100; }));
   CHECK(logged(fog, "node edge attached"));
-  stop_all({&edge, &fog});
+  stop_nodes({&edge, &fog});
 }
 
 TEST_CASE("hybrid deployment (flows/examples/hybrid-pcb.yaml): trained at the cloud, served "
@@ -234,9 +204,9 @@ TEST_CASE("hybrid deployment (flows/examples/hybrid-pcb.yaml): trained at the cl
   }
   write_file(dir / "flow.yaml", text);
   REQUIRE(run_command({fabrik_binary(), "check", (dir / "flow.yaml").string()}, &out) == 0);
-  auto fog = run_node(dir, "fog", "fog.log");
-  auto cloud = run_node(dir, "cloud", "cloud.log");
-  auto edge = run_node(dir, "edge", "edge.log");
+  auto fog = start_node(dir, "fog", "fog.log");
+  auto cloud = start_node(dir, "cloud", "cloud.log");
+  auto edge = start_node(dir, "edge", "edge.log");
   REQUIRE(wait_until([&] { return logged(edge, "pcb_in: connected"); }));
   publish_boards(b.port(), 1500, 1, 1);
   REQUIRE(wait_until([&] { return logged(cloud, "trainer: serving pcb-classifier 1.0.0"); },
@@ -259,8 +229,8 @@ TEST_CASE("hybrid deployment (flows/examples/hybrid-pcb.yaml): trained at the cl
   REQUIRE(wait_until([&] { return answers_per_seq(predictions, first).size() >= 300; }));
   CHECK(logged(edge, "link fog/store: lost"));
   // Back: the fog gets what the edge kept, the cloud trains again, the edge swaps.
-  auto fog2 = run_node(dir, "fog", "fog2.log");
-  auto cloud2 = run_node(dir, "cloud", "cloud2.log");
+  auto fog2 = start_node(dir, "fog", "fog2.log");
+  auto cloud2 = start_node(dir, "cloud", "cloud2.log");
   REQUIRE(wait_until([&] { return logged(cloud2, "trainer: serving pcb-classifier 1.0.0"); }));
   // Train once the fog has boards the first run did not see: the same data would give the
   // same model (a fixed seed), and nothing to swap.
@@ -293,7 +263,7 @@ TEST_CASE("hybrid deployment (flows/examples/hybrid-pcb.yaml): trained at the cl
   CHECK(models.size() >= 2); // the retrained model answered some boards
   REQUIRE(wait_until([&] { return stored_count(dir / "fog" / "storage" / "store",
                                                "pcb_in/Line1/default") == 1500u + n; }));
-  stop_all({&edge, &fog2, &cloud2});
+  stop_nodes({&edge, &fog2, &cloud2});
 }
 
 TEST_CASE("one view: the web API of any node shows every node, the links between them and "
@@ -304,24 +274,15 @@ TEST_CASE("one view: the web API of any node shows every node, the links between
   write_file(dir / "flow.yaml",
              pcb_flow_text(b, "    package: pcb-classifier\n", nodes.section(),
                            edge_fog_cloud));
-  auto fog = run_node(dir, "fog", "fog.log");
-  auto cloud = run_node(dir, "cloud", "cloud.log");
-  auto edge = run_node(dir, "edge", "edge.log");
+  auto fog = start_node(dir, "fog", "fog.log");
+  auto cloud = start_node(dir, "cloud", "cloud.log");
+  auto edge = start_node(dir, "edge", "edge.log");
   REQUIRE(wait_until([&] { return logged(edge, "link cloud/model: connected")
                                   && logged(edge, "link fog/store: connected")
                                   && logged(cloud, "link edge/out: connected"); }));
   // Asked of the fog, which has no link of its own.
   REQUIRE(wait_until([&] { return logged(fog, "http: web UI on"); }));
-  auto token = fabrik::test::read_file(dir / "fog" / "http-token");
-  token.erase(token.find_last_not_of('\n') + 1);
-  auto view = [&] {
-    httplib::Client c{"127.0.0.1", nodes.http["fog"]};
-    c.set_read_timeout(20, 0);
-    auto res = c.Get("/api/nodes", {{"Authorization", "Bearer " + token}});
-    REQUIRE(res);
-    REQUIRE(res->status == 200);
-    return nlohmann::json::parse(res->body);
-  };
+  auto view = [&] { return api_nodes(nodes.http["fog"], dir / "fog"); };
   auto node_of = [](const nlohmann::json& v, const std::string& name) {
     for (auto& n : v.at("nodes"))
       if (n.at("name") == name)
@@ -359,7 +320,7 @@ TEST_CASE("one view: the web API of any node shows every node, the links between
            && link_state(node_of(after, "edge"), "model") == "unreachable";
   }));
   CHECK_FALSE(node_of(after, "cloud").at("error").get<std::string>().empty());
-  stop_all({&edge, &fog});
+  stop_nodes({&edge, &fog});
 }
 
 namespace {
@@ -387,7 +348,7 @@ TEST_CASE("a full link buffer: block holds the producer back and loses nothing, 
       broker b{dir / "broker"};
       three_nodes nodes;
       write_file(dir / "flow.yaml", buffer_flow(b, nodes, when));
-      auto edge = run_node(dir, "edge", "edge.log");
+      auto edge = start_node(dir, "edge", "edge.log");
       REQUIRE(wait_until([&] { return logged(edge, "src: connected"); }));
       std::vector<std::string> lines;
       for (int i = 0; i < 300; ++i)
@@ -395,7 +356,7 @@ TEST_CASE("a full link buffer: block holds the producer back and loses nothing, 
       publish_lines(b.port(), "t/a", lines);
       // The fog is away: the link fills its 3 batches.
       REQUIRE(wait_until([&] { return logged(edge, "backlog="); }));
-      auto fog = run_node(dir, "fog", "fog.log");
+      auto fog = start_node(dir, "fog", "fog.log");
       auto stored = [&] { return stored_count(dir / "fog" / "storage" / "store", "src/t/a"); };
       INFO(edge.log());
       if (when == "block") {
@@ -409,7 +370,7 @@ TEST_CASE("a full link buffer: block holds the producer back and loses nothing, 
         CHECK(stored() < 300);
         CHECK(stored() > 0);
       }
-      stop_all({&edge, &fog});
+      stop_nodes({&edge, &fog});
     }
   }
 }
@@ -444,12 +405,12 @@ TEST_CASE("a batch predicted again after a crash before its delivery was recorde
   const int n = 200;
   // The cloud is away: the edge keeps the boards for it.
   {
-    auto edge = run_node(dir, "edge", "edge.log");
+    auto edge = start_node(dir, "edge", "edge.log");
     REQUIRE(wait_until([&] { return logged(edge, "src: connected"); }));
     publish_boards(b.port(), n, 1, 1);
     REQUIRE(wait_until([&] { return stored_count(dir / "edge" / "storage" / "store", stream)
                                     == static_cast<uint64_t>(n); }));
-    stop_all({&edge});
+    stop_nodes({&edge});
   }
   std::filesystem::copy(spool, dir / "spool-before", std::filesystem::copy_options::recursive);
   subscriber predictions{b, {"predictions/#"}};
@@ -462,21 +423,21 @@ TEST_CASE("a batch predicted again after a crash before its delivery was recorde
     return wait_until([&] { return logged(p, "model: serving twice"); });
   };
   {
-    auto cloud = run_node(dir, "cloud", "cloud.log");
+    auto cloud = start_node(dir, "cloud", "cloud.log");
     REQUIRE(serving(cloud));
-    auto edge = run_node(dir, "edge", "edge-2.log");
+    auto edge = start_node(dir, "edge", "edge-2.log");
     if (!wait_until(all_answered, std::chrono::seconds{60}))
       FAIL("answered " << answers_per_seq(predictions, 1).size() << "\n" << cloud.log()
                        << edge.log());
-    stop_all({&edge, &cloud});
+    stop_nodes({&edge, &cloud});
   }
   // The state a kill in the window leaves behind.
   std::filesystem::remove_all(spool);
   std::filesystem::copy(dir / "spool-before", spool, std::filesystem::copy_options::recursive);
   std::filesystem::remove_all(dir / "cloud" / "links" / "in");
-  auto cloud = run_node(dir, "cloud", "cloud-3.log");
+  auto cloud = start_node(dir, "cloud", "cloud-3.log");
   REQUIRE(serving(cloud));
-  auto edge = run_node(dir, "edge", "edge-3.log");
+  auto edge = start_node(dir, "edge", "edge-3.log");
   INFO(cloud.log());
   // Every batch of the old spool delivered again (the workflow ran them), then a moment.
   REQUIRE(wait_until([&] { return status_value(cloud.log(), "model", "in") >= static_cast<uint64_t>(n); },
@@ -490,5 +451,5 @@ TEST_CASE("a batch predicted again after a crash before its delivery was recorde
   CHECK(answers.size() == static_cast<size_t>(n));
   CHECK(std::all_of(answers.begin(), answers.end(), [](auto& a) { return a.second == 1; }));
   CHECK(logged(cloud, "link edge/out: dropped a batch it took before a restart"));
-  stop_all({&edge, &cloud});
+  stop_nodes({&edge, &cloud});
 }

@@ -18,19 +18,15 @@ namespace {
 
 /// An edge and a fog node whose links reach the fog through a delay proxy.
 struct edge_and_far_fog {
-  int edge_listen = free_port(), edge_http = free_port();
-  int fog_listen = free_port(), fog_http = free_port();
+  loopback_nodes nodes{{"edge", "fog"}};
   temp_dir& dir;
   delay_proxy proxy;
-  edge_and_far_fog(temp_dir& d, int delay_ms) : dir(d), proxy(d / "proxy", fog_listen, delay_ms) {}
+  edge_and_far_fog(temp_dir& d, int delay_ms)
+    : dir(d), proxy(d / "proxy", nodes.listen["fog"], delay_ms) {}
 
   std::string section() const {
-    auto at = [](int port) { return "\"127.0.0.1:" + std::to_string(port) + "\""; };
-    return "nodes:\n"
-           "  edge: {listen: " + at(edge_listen) + ", http: " + at(edge_http)
-           + ", reconnect_max: 2s}\n"
-           "  fog: {listen: " + at(fog_listen) + ", address: " + at(proxy.port())
-           + ", http: " + at(fog_http) + "}\n";
+    return nodes.section({{"edge", "reconnect_max: 2s"},
+                          {"fog", "address: \"127.0.0.1:" + std::to_string(proxy.port()) + "\""}});
   }
   /// The edge's link to the fog's actor `actor`, as GET /api/nodes of the edge shows it.
   nlohmann::json link(const std::string& actor) const {
@@ -43,10 +39,10 @@ struct edge_and_far_fog {
     FAIL("the edge shows no link to " << actor << ": " << view.dump());
     return {};
   }
-  nlohmann::json edge_view() const { return api_nodes(edge_http, dir / "edge"); }
+  nlohmann::json edge_view() const { return api_nodes(nodes.http.at("edge"), dir / "edge"); }
   /// The status of `actor` on `node`, as that node's GET /api/nodes shows it.
   nlohmann::json actor(const std::string& node, const std::string& actor) const {
-    auto view = api_nodes(node == "edge" ? edge_http : fog_http, dir / node);
+    auto view = api_nodes(nodes.http.at(node), dir / node);
     for (auto& n : view.at("nodes"))
       if (n.at("name") == node)
         for (auto& a : n.at("actors"))
