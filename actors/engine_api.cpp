@@ -195,8 +195,8 @@ api_reply engine_api::nodes() const {
       actors.push_back(to_json(st));
     for (auto& st : r.links)
       links.push_back(to_json(st));
-    nodes.push_back({{"name", r.name}, {"listen", r.listen}, {"http", r.http}, {"here", r.here},
-                     {"reachable", r.reachable}, {"error", r.error}, {"actors", actors},
+    nodes.push_back({{"name", r.name}, {"listen", r.listen}, {"address", r.address},
+                     {"http", r.http}, {"here", r.here}, {"reachable", r.reachable}, {"error", r.error}, {"actors", actors},
                      {"links", links}});
   }
   return {200, {{"node", node->name()}, {"nodes", nodes}}};

@@ -139,7 +139,7 @@ void connect(sender_actor* self) {
         if (s.p.tls && err == caf::sec::disconnect_during_handshake)
           lost(self, "TLS handshake refused (are both certificates signed by the same CA?)");
         else
-          lost(self, caf::to_string(err));
+          lost(self, describe_peer_error(err, s.p.host, s.p.port));
       });
 }
 
@@ -186,8 +186,9 @@ void pump(sender_actor* self) {
           pump(self);
         },
         [=](caf::error& err) {
-          if (epoch == self->state.epoch)
-            lost(self, caf::to_string(err));
+          auto& s = self->state;
+          if (epoch == s.epoch)
+            lost(self, describe_peer_error(err, s.p.host, s.p.port));
         });
   }
 }
@@ -444,6 +445,24 @@ std::string new_link_id() {
 }
 
 } // namespace
+
+std::string describe_peer_error(const caf::error& err, const std::string& host, uint16_t port) {
+  auto at = host + ":" + std::to_string(port);
+  if (err.category() == caf::atom("system"))
+    switch (static_cast<caf::sec>(err.code())) {
+      case caf::sec::cannot_connect_to_node:
+        return "cannot connect to " + at + " (is the node running there?)";
+      case caf::sec::request_timeout:
+        return "no answer from " + at + " in time";
+      case caf::sec::disconnect_during_handshake:
+        return "the connection to " + at + " closed during the handshake";
+      case caf::sec::request_receiver_down:
+        return "the node at " + at + " went away";
+      default:
+        break;
+    }
+  return caf::to_string(err);
+}
 
 expected<caf::actor> spawn_link(caf::actor_system& sys, link_params p) {
   auto buf = spool::open(p.dir, durability::process);

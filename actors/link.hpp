@@ -33,6 +33,10 @@ struct link_params {
   bool tls = false;           ///< connect through caf::openssl's manager
 };
 
+/// What went wrong between two nodes, in words for the status page and the log (CAF's own
+/// rendering names its error enums: "system_error(cannot_connect_to_node, ...)").
+std::string describe_peer_error(const caf::error& err, const std::string& host, uint16_t port);
+
 /// Spawns a link (a storage_actor: batches, and queries forwarded while connected).
 /// Fails when its spool cannot be opened.
 expected<caf::actor> spawn_link(caf::actor_system& sys, link_params p);

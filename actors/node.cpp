@@ -410,18 +410,20 @@ std::vector<node_runtime::node_report> node_runtime::report(std::chrono::millise
     r.listen = c.str("listen");
     r.http = c.has("http") ? c.str("http") : "";
     r.here = name == name_;
+    auto addr = peer_address(c);
+    auto host = addr ? addr->first : "";
+    auto port = static_cast<uint16_t>(addr ? addr->second : 0);
+    r.address = host + ":" + std::to_string(port);
     caf::actor peer;
     {
       std::lock_guard lock{mutex_};
       peer = r.here ? node_ : peers_[name];
     }
     if (!peer) {
-      auto addr = peer_address(c);
-      auto port = static_cast<uint16_t>(addr ? addr->second : 0);
-      auto got = tls_of(f_, c) ? caf::openssl::remote_actor(sys_, addr ? addr->first : "", port)
-                               : sys_.middleman().remote_actor(addr ? addr->first : "", port);
+      auto got = tls_of(f_, c) ? caf::openssl::remote_actor(sys_, host, port)
+                               : sys_.middleman().remote_actor(host, port);
       if (!got) {
-        r.error = sys_.render(got.error());
+        r.error = describe_peer_error(got.error(), host, port);
         out.push_back(std::move(r));
         continue;
       }
@@ -437,7 +439,7 @@ std::vector<node_runtime::node_report> node_runtime::report(std::chrono::millise
           r.links = std::move(links);
         },
         [&](caf::error& err) {
-          r.error = sys_.render(err);
+          r.error = describe_peer_error(err, host, port);
           std::lock_guard lock{mutex_};
           peers_.erase(name); // connect again next time
         });

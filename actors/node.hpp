@@ -32,6 +32,7 @@ public:
   /// One node as the web UI shows it.
   struct node_report {
     std::string name, listen, http;
+    std::string address; ///< where the other nodes connect (its `address`, else listen)
     bool here = false;      ///< the node answering
     bool reachable = false; ///< it answered
     std::string error;      ///< why not

@@ -309,7 +309,7 @@ function renderNodes(r) {
     const ui = n.http ? el('a', { href: 'http://' + n.http + '/' }, n.http) : el('span', { class: 'muted' }, '–');
     nodes.append(el('tr', { 'data-node': n.name },
       el('td', {}, el('strong', {}, n.name), n.here ? el('span', { class: 'muted' }, ' (this node)') : ''),
-      el('td', { class: 'path' }, n.listen), el('td', {}, ui),
+      el('td', { class: 'path' }, n.address || n.listen), el('td', {}, ui),
       el('td', { class: 'node-state' }, stateBadge(n.reachable ? 'running' : 'unreachable'),
          n.error ? el('span', { class: 'err small node-error' }, ' ' + n.error) : ''),
       actors));
