@@ -26,7 +26,7 @@ using namespace std::chrono_literals;
 constexpr size_t window = 4;
 /// A delivery takes the spooled batches there are, up to this many or this many bytes.
 constexpr size_t group_batches = 64;
-constexpr size_t group_bytes = 1 << 20;
+constexpr size_t group_bytes = 256 << 10;
 /// A delivery unanswered this long counts as a lost link (the peer reconnects and resends).
 constexpr auto deliver_timeout = 60s;
 
@@ -47,6 +47,7 @@ struct sender_state {
   std::shared_ptr<spool> buf;
   std::string id; ///< this spool's identity: the peer deduplicates per link id
   caf::actor intake;
+  bool intake_waits = false; ///< a full spool holds a producer back: say when there is room
   caf::actor peer; ///< the peer's node actor while connected
   uint64_t epoch = 0; ///< bumped at every loss: replies of an older epoch change no counter
   uint64_t next = 0;  ///< the next spool seq to send in this epoch
@@ -175,7 +176,8 @@ void pump(sender_actor* self) {
           if (auto ok = s.buf->erase(seqs); !ok && s.limiter.allow())
             spdlog::error("link {}: cannot erase from its spool: {}", peer_name(s.p),
                           ok.err().message);
-          self->send(s.intake, wake_atom::value); // room for a producer that waits
+          if (std::exchange(s.intake_waits, false))
+            self->send(s.intake, wake_atom::value); // room for the producer that waits
           if (epoch != s.epoch)
             return;
           s.st.out += seqs.size();
@@ -214,6 +216,13 @@ caf::behavior sender(sender_actor* self, link_params p, std::shared_ptr<spool> b
     [=](connect_atom) { connect(self); },
     [=](const caf::actor& intake) { self->state.intake = intake; },
     [=](tick_atom) { pump(self); },
+    [=](wake_atom) { // the intake waits for room: now, or after the next acknowledgement
+      auto& s = self->state;
+      if (s.buf->size() < s.p.max_batches)
+        self->send(s.intake, wake_atom::value);
+      else
+        s.intake_waits = true;
+    },
     // Queries, stream lists and models go to the peer while it is connected.
     [=](query_atom, const scan_request& q) -> caf::result<record_batch> {
       auto& s = self->state;
@@ -333,8 +342,11 @@ void admit(intake_actor* self) {
         }
       }
       if (held + take.size() >= s.p.max_batches) {
-        if (!s.p.drop_oldest || !drop_one(s))
-          break; // `block`: the producer waits until the peer takes some
+        if (!s.p.drop_oldest || !drop_one(s)) {
+          // `block`: the producer waits until the peer takes some; the sender says when.
+          self->send(s.sender, wake_atom::value);
+          break;
+        }
         --held;
       }
       if (origin)

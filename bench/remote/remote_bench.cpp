@@ -16,6 +16,8 @@
 #include <cstdio>
 #include <fstream>
 #include <netinet/in.h>
+#include <sched.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <thread>
@@ -34,7 +36,16 @@ int64_t mono_ns() {
     .count();
 }
 
+/// CPU time of this whole process so far (every thread, user and system), in seconds.
+double cpu_seconds() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  auto sec = [](const timeval& t) { return double(t.tv_sec) + double(t.tv_usec) / 1e6; };
+  return sec(u.ru_utime) + sec(u.ru_stime);
+}
+
 struct sink_state {
+  double cpu_at_first = -1; ///< this process's CPU time when the first batch arrived
   std::vector<int64_t> latency; ///< per batch: arrival - send time of its first record
   uint64_t records = 0;
   int64_t first_sent = INT64_MAX, last_arrival = 0;
@@ -42,11 +53,14 @@ struct sink_state {
 };
 
 /// The consumer at the end of the wire: notes arrivals, writes its figures to `out` once
-/// `expect` records arrived ("p50_us p99_us records seconds").
+/// `expect` records arrived ("p50_us p99_us records seconds cpu_seconds"; the CPU time of
+/// this process from the first arrival on).
 caf::behavior sink(caf::stateful_actor<sink_state>* self, uint64_t expect, fs::path out) {
   return {[=](const record_batch& b) -> uint64_t {
     auto now = mono_ns();
     auto& s = self->state;
+    if (s.cpu_at_first < 0)
+      s.cpu_at_first = cpu_seconds();
     if (!b.records.empty()) {
       auto sent = std::get<int64_t>(b.records.front().fields.front().v);
       s.latency.push_back(now - sent);
@@ -61,7 +75,8 @@ caf::behavior sink(caf::stateful_actor<sink_state>* self, uint64_t expect, fs::p
       auto pct = [&](double p) { return l[std::min(l.size() - 1, size_t(p * double(l.size())))] / 1e3; };
       std::ofstream f{out.string() + ".tmp"};
       f << pct(0.5) << " " << pct(0.99) << " " << s.records << " "
-        << double(s.last_arrival - s.first_sent) / 1e9 << "\n";
+        << double(s.last_arrival - s.first_sent) / 1e9 << " " << cpu_seconds() - s.cpu_at_first
+        << "\n";
       f.close();
       fs::rename(out.string() + ".tmp", out);
     }
@@ -129,12 +144,12 @@ bool wait_for(const fs::path& p, int seconds) {
 }
 
 struct figures {
-  double p50_us = 0, p99_us = 0, records = 0, seconds = 0;
+  double p50_us = 0, p99_us = 0, records = 0, seconds = 0, cpu = 0;
 };
 figures read_figures(const fs::path& lat, const fs::path& thr) {
   figures f, t;
   std::ifstream{lat} >> f.p50_us >> f.p99_us;
-  std::ifstream{thr} >> t.p50_us >> t.p99_us >> f.records >> f.seconds;
+  std::ifstream{thr} >> t.p50_us >> t.p99_us >> f.records >> f.seconds >> f.cpu;
   return f;
 }
 
@@ -143,7 +158,17 @@ struct params {
   int batches = 2000;
   int records = 100;
   int window = 4; ///< unanswered batches per wire (an emitter's max_in_flight, default 4)
+  bool pin = false; ///< node a on CPU 0, node b on CPU 1: two machines of one core each
 };
+
+/// Pins this process (the threads it starts from now on) to one CPU.
+void pin_to(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (::sched_setaffinity(0, sizeof set, &set) != 0)
+    std::perror("remote_bench: sched_setaffinity");
+}
 
 std::optional<flow> load(const fs::path& file) {
   std::vector<diagnostic> diags;
@@ -194,11 +219,15 @@ int main(int argc, char** argv) {
       p.records = std::stoi(args[i + 1]);
     else if (args[i] == "--window")
       p.window = std::stoi(args[i + 1]);
+    else if (args[i] == "--pin")
+      p.pin = args[i + 1] == "yes";
     else {
-      std::fprintf(stderr, "usage: remote_bench [--latency-batches N] [--batches N] [--records R] [--window W]\n");
+      std::fprintf(stderr, "usage: remote_bench [--latency-batches N] [--batches N] [--records R] [--window W] [--pin yes]\n");
       return 1;
     }
   }
+  if (p.pin)
+    pin_to(serve_dir ? 1 : 0);
   if (serve_dir)
     return serve(*serve_dir, p);
 
@@ -217,7 +246,8 @@ int main(int argc, char** argv) {
   if (child == 0) {
     std::vector<std::string> a{argv[0], "--serve", dir.string(), "--latency-batches",
                                std::to_string(p.latency_batches), "--batches",
-                               std::to_string(p.batches), "--records", std::to_string(p.records)};
+                               std::to_string(p.batches), "--records", std::to_string(p.records),
+                               "--pin", p.pin ? "yes" : "no"};
     std::vector<char*> av;
     for (auto& s : a)
       av.push_back(s.data());
@@ -258,17 +288,22 @@ int main(int argc, char** argv) {
   }
   sys.spawn(driver, *lat, p.latency_batches, 1, 1, pace);
   wait_for(dir / "remote-latency", 600);
+  auto cpu_before = cpu_seconds();
   sys.spawn(driver, *thr, p.batches, p.records, p.window, 0);
   wait_for(dir / "remote-throughput", 600);
+  auto cpu_sender = cpu_seconds() - cpu_before;
   int status = 0;
   ::waitpid(child, &status, 0);
   auto local = read_figures(dir / "local-latency", dir / "local-throughput");
   auto remote = read_figures(dir / "remote-latency", dir / "remote-throughput");
+  remote.cpu += cpu_sender; // both processes
   std::printf("one wire, %d probes of 1 record (1 ms apart); %d batches of %d records, %d in flight\n",
               p.latency_batches, p.batches, p.records, p.window);
-  std::printf("%-12s %10s %10s %16s\n", "wire", "p50 (us)", "p99 (us)", "records/s");
+  std::printf("%-12s %10s %10s %16s %14s\n", "wire", "p50 (us)", "p99 (us)", "records/s",
+              "CPU ns/record");
   for (auto& [name, x] : {std::pair{"in-process", local}, std::pair{"two nodes", remote}})
-    std::printf("%-12s %10.1f %10.1f %16.0f\n", name, x.p50_us, x.p99_us, x.records / x.seconds);
+    std::printf("%-12s %10.1f %10.1f %16.0f %14.0f\n", name, x.p50_us, x.p99_us,
+                x.records / x.seconds, x.cpu / x.records * 1e9);
   std::printf("cross-node hop p50 %.3f ms (target <= 0.5); throughput %.2fx in-process (target >= 0.5)\n",
               remote.p50_us / 1e3, (remote.records / remote.seconds) / (local.records / local.seconds));
   (*node)->stop();
