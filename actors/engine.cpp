@@ -1,4 +1,5 @@
 #include "actors/engine.hpp"
+#include "actors/scheduler.hpp"
 
 #include "actors/actors.hpp"
 #include "actors/control.hpp"
@@ -278,11 +279,7 @@ int run_flow(const flow& f, const run_options& opts) {
 
   caf::actor_system_config cfg;
   cfg.add_message_types<caf::id_block::fabrik>();
-  // CAF's idle workers poll for about 25 ms (500 sleeps of 50 us) after every job before
-  // they wait on a condition variable: with a few messages a second that is a steady 10 %
-  // of a core for nothing (bench/opcua). Poll briefly, then wait.
-  cfg.set("work-stealing.aggressive-poll-attempts", size_t{20});
-  cfg.set("work-stealing.moderate-poll-attempts", size_t{20});
+  tune_scheduler(cfg);
   if (!opts.node.empty()) {
     cfg.load<caf::io::middleman>();
     if (auto tls = tls_of(f, *find_node(f, opts.node))) {

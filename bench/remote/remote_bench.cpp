@@ -6,6 +6,7 @@
 
 #include "actors/actors.hpp"
 #include "actors/node.hpp"
+#include "actors/scheduler.hpp"
 #include "flows/flow.hpp"
 
 #include <caf/all.hpp>
@@ -45,6 +46,7 @@ double cpu_seconds() {
 }
 
 struct sink_state {
+  uint64_t warm_seen = 0;   ///< warm-up records arrived (not measured)
   double cpu_at_first = -1; ///< this process's CPU time when the first batch arrived
   std::vector<int64_t> latency; ///< per batch: arrival - send time of its first record
   uint64_t records = 0;
@@ -52,13 +54,22 @@ struct sink_state {
   bool written = false;
 };
 
-/// The consumer at the end of the wire: notes arrivals, writes its figures to `out` once
-/// `expect` records arrived ("p50_us p99_us records seconds cpu_seconds"; the CPU time of
-/// this process from the first arrival on).
-caf::behavior sink(caf::stateful_actor<sink_state>* self, uint64_t expect, fs::path out) {
+/// The consumer at the end of the wire: takes `warm` records unmeasured (then writes
+/// OUT.warm), notes arrivals, writes its figures to `out` once `expect` records arrived
+/// ("p50_us p99_us records seconds cpu_seconds"; the CPU time of this process from the
+/// first measured arrival on).
+caf::behavior sink(caf::stateful_actor<sink_state>* self, uint64_t warm, uint64_t expect,
+                   fs::path out) {
+  if (warm == 0)
+    std::ofstream{out.string() + ".warm"};
   return {[=](const record_batch& b) -> uint64_t {
     auto now = mono_ns();
     auto& s = self->state;
+    if (s.warm_seen < warm) {
+      if ((s.warm_seen += b.records.size()) >= warm)
+        std::ofstream{out.string() + ".warm"};
+      return b.records.size();
+    }
     if (s.cpu_at_first < 0)
       s.cpu_at_first = cpu_seconds();
     if (!b.records.empty()) {
@@ -158,6 +169,7 @@ struct params {
   int batches = 2000;
   int records = 100;
   int window = 4; ///< unanswered batches per wire (an emitter's max_in_flight, default 4)
+  int warmup = -1; ///< batches sent through each wire unmeasured first (-1: as many as measured)
   bool pin = false; ///< node a on CPU 0, node b on CPU 1: two machines of one core each
 };
 
@@ -184,10 +196,12 @@ int serve(const fs::path& dir, const params& p) {
     return 2;
   caf::actor_system_config cfg;
   cfg.add_message_types<caf::id_block::fabrik>();
+  tune_scheduler(cfg); // as fabrik run does
   cfg.load<caf::io::middleman>();
   caf::actor_system sys{cfg};
-  auto lat = sys.spawn(sink, uint64_t(p.latency_batches), dir / "remote-latency");
-  auto thr = sys.spawn(sink, uint64_t(p.batches) * p.records, dir / "remote-throughput");
+  auto lat = sys.spawn(sink, 0, uint64_t(p.latency_batches), dir / "remote-latency");
+  auto thr = sys.spawn(sink, uint64_t(p.warmup) * p.records, uint64_t(p.batches) * p.records,
+                       dir / "remote-throughput");
   auto node = node_runtime::start(sys, *f, "b", dir / "b", [=](const std::string& name) {
     return name == "lat" ? lat : name == "thr" ? thr : caf::actor{};
   }, [=] { return std::vector<caf::actor>{lat, thr}; });
@@ -217,15 +231,19 @@ int main(int argc, char** argv) {
       p.batches = std::stoi(args[i + 1]);
     else if (args[i] == "--records")
       p.records = std::stoi(args[i + 1]);
+    else if (args[i] == "--warmup")
+      p.warmup = std::stoi(args[i + 1]);
     else if (args[i] == "--window")
       p.window = std::stoi(args[i + 1]);
     else if (args[i] == "--pin")
       p.pin = args[i + 1] == "yes";
     else {
-      std::fprintf(stderr, "usage: remote_bench [--latency-batches N] [--batches N] [--records R] [--window W] [--pin yes]\n");
+      std::fprintf(stderr, "usage: remote_bench [--latency-batches N] [--batches N] [--records R] [--window W] [--warmup N] [--pin yes]\n");
       return 1;
     }
   }
+  if (p.warmup < 0)
+    p.warmup = p.batches;
   if (p.pin)
     pin_to(serve_dir ? 1 : 0);
   if (serve_dir)
@@ -247,7 +265,8 @@ int main(int argc, char** argv) {
     std::vector<std::string> a{argv[0], "--serve", dir.string(), "--latency-batches",
                                std::to_string(p.latency_batches), "--batches",
                                std::to_string(p.batches), "--records", std::to_string(p.records),
-                               "--pin", p.pin ? "yes" : "no"};
+                               "--pin", p.pin ? "yes" : "no", "--warmup",
+                               std::to_string(p.warmup)};
     std::vector<char*> av;
     for (auto& s : a)
       av.push_back(s.data());
@@ -257,15 +276,19 @@ int main(int argc, char** argv) {
   }
   caf::actor_system_config cfg;
   cfg.add_message_types<caf::id_block::fabrik>();
+  tune_scheduler(cfg); // as fabrik run does
   cfg.load<caf::io::middleman>();
   caf::actor_system sys{cfg};
   const int64_t pace = 1'000'000; // 1 ms between latency probes: nothing queues
   // In process: the same driver and sink, wired directly.
   {
-    auto lat = sys.spawn(sink, uint64_t(p.latency_batches), dir / "local-latency");
-    auto thr = sys.spawn(sink, uint64_t(p.batches) * p.records, dir / "local-throughput");
+    auto lat = sys.spawn(sink, 0, uint64_t(p.latency_batches), dir / "local-latency");
+    auto thr = sys.spawn(sink, uint64_t(p.warmup) * p.records, uint64_t(p.batches) * p.records,
+                         dir / "local-throughput");
     sys.spawn(driver, lat, p.latency_batches, 1, 1, pace);
     wait_for(dir / "local-latency", 600);
+    sys.spawn(driver, thr, p.warmup, p.records, p.window, 0);
+    wait_for(dir / "local-throughput.warm", 600);
     sys.spawn(driver, thr, p.batches, p.records, p.window, 0);
     wait_for(dir / "local-throughput", 600);
   }
@@ -288,6 +311,10 @@ int main(int argc, char** argv) {
   }
   sys.spawn(driver, *lat, p.latency_batches, 1, 1, pace);
   wait_for(dir / "remote-latency", 600);
+  // A link that has run a while reuses its spool file's pages; a new one grows it page by
+  // page, each new page zeroed by the kernel first (about a tenth of the CPU time).
+  sys.spawn(driver, *thr, p.warmup, p.records, p.window, 0);
+  wait_for(dir / "remote-throughput.warm", 600);
   auto cpu_before = cpu_seconds();
   sys.spawn(driver, *thr, p.batches, p.records, p.window, 0);
   wait_for(dir / "remote-throughput", 600);
@@ -297,8 +324,9 @@ int main(int argc, char** argv) {
   auto local = read_figures(dir / "local-latency", dir / "local-throughput");
   auto remote = read_figures(dir / "remote-latency", dir / "remote-throughput");
   remote.cpu += cpu_sender; // both processes
-  std::printf("one wire, %d probes of 1 record (1 ms apart); %d batches of %d records, %d in flight\n",
-              p.latency_batches, p.batches, p.records, p.window);
+  std::printf("one wire, %d probes of 1 record (1 ms apart); %d batches of %d records, %d in "
+              "flight, after %d unmeasured%s\n", p.latency_batches, p.batches, p.records,
+              p.window, p.warmup, p.pin ? "; one CPU per node" : "");
   std::printf("%-12s %10s %10s %16s %14s\n", "wire", "p50 (us)", "p99 (us)", "records/s",
               "CPU ns/record");
   for (auto& [name, x] : {std::pair{"in-process", local}, std::pair{"two nodes", remote}})
