@@ -4,6 +4,7 @@
 #include "cli/commands.hpp"
 
 #include "actors/time.hpp"
+#include "flows/nodes.hpp"
 #include "runtime/registry.hpp"
 
 #include <algorithm>
@@ -29,7 +30,8 @@ package is a version, numbered #1, #2... per name in order of arrival.
   fabrik workflows            the versions of every package
   fabrik workflows NAME       the versions of one package
 
-  FLOW            a flow file (.yaml): its data directory is data/ beside it
+  FLOW            a flow file (.yaml): its data directory is data/ beside it; for a
+                  flow split across nodes, data/NODE of each node, listed per node
   --data-dir DIR  the data directory (default: ./data, or data/ beside FLOW)
 
 Columns: name, version, #seq, the first 12 digits of the content's sha256 (enough to
@@ -50,7 +52,9 @@ energy). A failed run ends with the first line of its error.
   fabrik runs ID      one run in full: every measurement, the error with its
                       traceback, and the workflow's own log lines
 
-  FLOW            a flow file (.yaml): its data directory is data/ beside it
+  FLOW            a flow file (.yaml): its data directory is data/ beside it; for a
+                  flow split across nodes, data/NODE of each node (of A's, with
+                  --actor), listed per node
   --data-dir DIR  the data directory (default: ./data, or data/ beside FLOW)
   --actor A       only the runs of workflow actor A
   --limit N       at most N runs (default 100)
@@ -92,18 +96,65 @@ std::optional<registry_args> parse(const args& a, const std::string& cmd,
   return out;
 }
 
-/// Opens the registry of the data directory `c` names, read-only, and runs `fn` on it.
-int with_registry(const registry_args& r, const std::function<int(const registry&)>& fn) {
+/// The data directories to read: --data-dir, else data/ beside FLOW (or ./data); for a
+/// flow split across nodes, data/NODE of each node (of ACTOR's only, with --actor), as
+/// `fabrik run FLOW --node NODE` keeps them. Labelled with the node's name.
+expected<std::vector<std::pair<std::string, std::filesystem::path>>>
+registry_dirs(const registry_args& r) {
   auto data_dir = r.option("--data-dir");
-  auto dir = r.flow || data_dir ? data_dir_of(r.flow.value_or(""), data_dir)
-                                 : std::filesystem::absolute("data");
+  if (!r.flow || data_dir)
+    return std::vector<std::pair<std::string, std::filesystem::path>>{
+      {"", r.flow || data_dir ? data_dir_of(r.flow.value_or(""), data_dir)
+                              : std::filesystem::absolute("data")}};
+  auto f = load(*r.flow, false);
+  auto nodes = f ? node_names(*f) : std::vector<std::string>{};
+  if (nodes.empty())
+    return std::vector<std::pair<std::string, std::filesystem::path>>{
+      {"", data_dir_of(*r.flow, std::nullopt)}};
+  if (auto actor = r.option("--actor")) {
+    auto* decl = f->find(*actor);
+    if (!decl)
+      return make_error(ec::invalid_argument, "no actor '" + *actor + "' in flow " + *r.flow);
+    nodes = {decl->node};
+  }
+  std::vector<std::pair<std::string, std::filesystem::path>> out;
+  for (auto& n : nodes)
+    out.emplace_back(n, data_dir_of(*r.flow, std::nullopt, n));
+  return out;
+}
+
+/// Opens the registry of each data directory `r` names, read-only, and runs `fn` on it;
+/// several (the nodes of a split flow) each under a line naming the node.
+int with_registry(const registry_args& r, const std::function<int(const registry&)>& fn) {
+  auto dirs = registry_dirs(r);
+  if (!dirs)
+    return fail(1, dirs.err().message);
   std::error_code err;
-  if (!std::filesystem::exists(dir / "registry" / "data.mdb", err))
-    return fail(1, "no workflows stored in " + dir.string() + " (fabrik run has not stored any)");
-  auto reg = registry::open(dir / "registry", true);
-  if (!reg)
-    return fail(code_of(reg.err()), reg.err().message);
-  return fn(*reg);
+  std::erase_if(*dirs, [&](auto& d) {
+    return dirs->size() > 1 && !std::filesystem::exists(d.second / "registry" / "data.mdb", err);
+  });
+  if (dirs->empty())
+    return fail(1, "no workflows stored by any node of " + *r.flow + " (in data/NODE beside it)");
+  int code = 0;
+  bool first = true;
+  for (auto& [node, dir] : *dirs) {
+    if (!node.empty())
+      std::printf("%snode %s (%s)\n", first ? "" : "\n", node.c_str(), dir.string().c_str());
+    first = false;
+    if (!std::filesystem::exists(dir / "registry" / "data.mdb", err)) {
+      code = std::max(code, fail(1, "no workflows stored in " + dir.string()
+                                      + " (fabrik run has not stored any)"));
+      continue;
+    }
+    auto reg = registry::open(dir / "registry", true);
+    if (!reg) {
+      code = std::max(code, fail(code_of(reg.err()), reg.err().message));
+      continue;
+    }
+    std::fflush(stdout);
+    code = std::max(code, fn(*reg));
+  }
+  return code;
 }
 
 /// Local time, ISO 8601 with the offset: 2024-05-01T10:03:12+02:00.

@@ -72,6 +72,14 @@ TEST_CASE("fabrik train on a split flow asks the engine of the actor's node with
   REQUIRE(run_command({fabrik_binary(), "runs", "--data-dir", (dir / "data" / "cloud").string(),
                        id}, &out) == 0);
   CHECK(out.find("manual") != std::string::npos);
+  // fabrik runs and workflows read the nodes' state the same way: data/NODE per node.
+  REQUIRE(run_command({fabrik_binary(), "runs", flow, "--actor", "model"}, &out) == 0);
+  CHECK(out.starts_with("node cloud (" + (dir / "data" / "cloud").string() + ")\n"));
+  CHECK(out.find("run " + id + " model (pcb-classifier 1.0.0): succeeded") != std::string::npos);
+  REQUIRE(run_command({fabrik_binary(), "workflows", flow}, &out) == 0);
+  INFO(out);
+  CHECK(out.find("node cloud") != std::string::npos);
+  CHECK(out.find("pcb-classifier") != std::string::npos);
   // --data-dir still names the engine outright: the edge's has no actor model.
   CHECK(run_command({fabrik_binary(), "train", flow, "model", "--data-dir",
                      (dir / "data" / "edge").string()}, &out) == 1);
