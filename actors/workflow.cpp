@@ -185,10 +185,11 @@ struct workflow_state {
   bool waiting_tick = false;           ///< a retry tick is scheduled
   int64_t next_scheduled = 0;          ///< ns; 0: no schedule
   emitter em;
-  /// Batches that came while the model this actor served before a restart is being
-  /// deployed again: answered once it serves (a short wait, unlike a first training).
+  /// Batches that came while a deployment that serves without training is under way (the
+  /// model this actor served before a restart, or a package that never trains): answered
+  /// once it serves (a short wait, unlike a first training).
   std::deque<std::pair<record_batch, caf::response_promise>> held;
-  bool restoring = false;
+  bool serving_soon = false;
   uint64_t unserved = 0;
   uint64_t swaps = 0;
   std::map<std::string, window_buffer> windows;
@@ -308,9 +309,10 @@ void check_version(workflow_pointer self) {
   s.pending.reset();
   spdlog::info("{}: deploying {} {} (#{}, sha256 {})", s.st.name, v->name, v->version, v->seq,
                v->sha256.substr(0, 12));
-  if (!s.serving)
-    if (auto m = s.reg->serving(s.st.name, v->sha256); m && *m)
-      s.restoring = true;
+  if (!s.serving) {
+    auto stored = s.reg->serving(s.st.name, v->sha256);
+    s.serving_soon = (stored && *stored) || !(s.p.train || s.p.model_from);
+  }
   start_job(self, *v, nullptr, s.serving ? "new_version" : "on_deploy", 0);
 }
 
@@ -422,7 +424,7 @@ void on_job_done(workflow_pointer self, job_result& r) {
         s.pending = std::move(r.deployed);
       break;
   }
-  s.restoring = false;
+  s.serving_soon = false;
   for (auto held = std::exchange(s.held, {}); auto& [batch, rp] : held)
     serve(self, batch, rp);
   if (s.recheck) {
@@ -574,7 +576,7 @@ void make_samples(workflow_state& s, const record_batch& batch,
 
 void serve(workflow_pointer self, const record_batch& batch, caf::response_promise rp) {
   auto& s = self->state;
-  if (!s.serving && s.restoring) {
+  if (!s.serving && s.serving_soon) {
     s.held.emplace_back(batch, std::move(rp));
     return;
   }
@@ -915,7 +917,8 @@ const kind workflow_kind_decl{
     "compute_ms (time inside the worker). A new version (a zip dropped into the watched "
     "directory) or a retrained model is prepared in a second worker and swapped in "
     "between two batches. Records that arrive before the first model get no prediction "
-    "(counted as unserved in the status). Every training run is stored with its "
+    "(counted as unserved in the status); a workflow that does not train holds them "
+    "while its package deploys. Every training run is stored with its "
     "measurements: `fabrik runs`.",
   .check = &check_workflow,
 };
