@@ -81,7 +81,7 @@ void check_drained(node_state& s) {
 }
 
 /// Records `done` of the links that moved, in one transaction, then answers the
-/// deliveries taken meanwhile: a link erases a batch only once its mark is on disk.
+/// deliveries taken meanwhile (one transaction per burst, not per batch).
 void flush(node_pointer self) {
   auto& s = self->state;
   s.flush_queued = false;
