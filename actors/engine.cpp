@@ -316,11 +316,12 @@ int run_flow(const flow& f, const run_options& opts) {
                                          return caf::actor{};
                                        },
                                        [&api] {
-                                         std::vector<caf::actor> out;
+                                         std::vector<node_runtime::named_actor> out;
                                          auto v = api.view();
                                          if (v.actors)
                                            for (auto& a : *v.actors)
-                                             out.push_back(a.handle);
+                                             out.push_back({a.name, std::string{a.k->name},
+                                                            a.handle});
                                          return out;
                                        });
     if (!started) {

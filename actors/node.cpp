@@ -217,18 +217,31 @@ void report(node_pointer self, caf::response_promise rp) {
   };
   if (g->pending == 0)
     return g->rp.deliver(std::vector<actor_status>{}, std::vector<actor_status>{});
-  auto ask = [&](const caf::actor& a, bool link) {
+  // An actor that does not answer is shown as such, as the engine's own status list does
+  // (a busy detached actor, say); links are this module's and answer at once.
+  auto ask = [&](const caf::actor& a, bool link, std::optional<actor_status> silent) {
     self->request(caf::actor_cast<status_client>(a), std::chrono::seconds{2}, status_atom::value)
       .then([g, done, link](actor_status& st) {
               (link ? g->links : g->actors).push_back(std::move(st));
               done();
             },
-            [done](caf::error&) { done(); });
+            [g, done, silent](caf::error&) mutable {
+              if (silent) {
+                silent->state = "unresponsive";
+                silent->last_error = "no status within 2 s";
+                g->actors.push_back(std::move(*silent));
+              }
+              done();
+            });
   };
-  for (auto& a : actors)
-    ask(a, false);
+  for (auto& a : actors) {
+    actor_status silent;
+    silent.name = a.name;
+    silent.kind = a.kind;
+    ask(a.handle, false, std::move(silent));
+  }
   for (auto& l : links)
-    ask(l, true);
+    ask(l, true, std::nullopt);
 }
 
 caf::behavior node_actor_impl(node_pointer self, std::string flow, std::string node,

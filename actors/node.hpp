@@ -26,8 +26,13 @@ class node_runtime {
 public:
   /// This node's running actor named so, or an invalid handle (asked from the node actor).
   using local_fn = std::function<caf::actor(const std::string&)>;
-  /// Every running actor of this node.
-  using all_fn = std::function<std::vector<caf::actor>()>;
+  /// Every running actor of this node, with its name and kind (shown when it does not
+  /// answer).
+  struct named_actor {
+    std::string name, kind;
+    caf::actor handle;
+  };
+  using all_fn = std::function<std::vector<named_actor>()>;
 
   /// One node as the web UI shows it.
   struct node_report {

@@ -204,7 +204,9 @@ int serve(const fs::path& dir, const params& p) {
                        dir / "remote-throughput");
   auto node = node_runtime::start(sys, *f, "b", dir / "b", [=](const std::string& name) {
     return name == "lat" ? lat : name == "thr" ? thr : caf::actor{};
-  }, [=] { return std::vector<caf::actor>{lat, thr}; });
+  }, [=] {
+    return std::vector<node_runtime::named_actor>{{"lat", "sink", lat}, {"thr", "sink", thr}};
+  });
   if (!node)
     return 2;
   wait_for(dir / "remote-latency", 600);
@@ -295,7 +297,7 @@ int main(int argc, char** argv) {
   // Across nodes: through the link (spool, then the node actor of process b).
   auto node = node_runtime::start(sys, *f, "a", dir / "a", [](const std::string&) {
     return caf::actor{};
-  }, [] { return std::vector<caf::actor>{}; });
+  }, [] { return std::vector<node_runtime::named_actor>{}; });
   if (!node)
     return 2;
   auto lat = (*node)->remote(*f->find("lat"));
