@@ -34,9 +34,6 @@ constexpr auto deliver_timeout = 60s;
 /// share a transaction, and their producers are answered together.
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
 
-/// Meta key of the newest origin taken from one upstream link (see record_batch::origin).
-std::string origin_key(std::string_view upstream) { return "origin:" + std::string{upstream}; }
-
 std::string peer_name(const link_params& p) { return p.to_node + "/" + p.actor; }
 
 // -- the sender: spool -> peer --------------------------------------------------------
@@ -274,34 +271,13 @@ struct intake_state {
   };
   std::deque<waiting> pending;
   bool flush_queued = false;
-  /// Newest origin seq spooled per upstream link, read from the spool's side table once.
-  std::map<std::string, uint64_t> origins;
+  origin_filter origins; ///< replays after a crash upstream are dropped by it
   uint64_t in = 0, dropped = 0, replays = 0, errors = 0;
   std::string last_error;
   log_limiter limiter, drop_limiter, replay_limiter; // apart: none hides another
 };
 
 using intake_actor = caf::stateful_actor<intake_state>;
-
-/// Splits "LINK_ID:SEQ"; nullopt for a batch that did not cross a wire.
-std::optional<std::pair<std::string, uint64_t>> parse_origin(const std::string& origin) {
-  auto colon = origin.rfind(':');
-  if (origin.empty() || colon == std::string::npos)
-    return std::nullopt;
-  try {
-    return std::pair{origin.substr(0, colon), std::stoull(origin.substr(colon + 1))};
-  } catch (const std::exception&) {
-    return std::nullopt;
-  }
-}
-
-uint64_t newest_origin(intake_state& s, const std::string& upstream) {
-  auto [it, fresh] = s.origins.try_emplace(upstream, 0);
-  if (fresh)
-    if (auto v = s.buf->get_meta(origin_key(upstream)))
-      it->second = std::stoull(*v);
-  return it->second;
-}
 
 /// Drops the oldest spooled batch to make room (`drop_oldest`); false if none is left.
 bool drop_one(intake_state& s) {
@@ -324,22 +300,16 @@ void admit(intake_actor* self) {
   while (!s.pending.empty()) {
     auto held = s.buf->size();
     std::vector<intake_state::waiting> take;
-    std::map<std::string, uint64_t> newest; // origins this transaction records
     while (!s.pending.empty()) {
       auto& w = s.pending.front();
-      auto origin = parse_origin(w.origin);
-      if (origin) {
-        auto it = newest.find(origin->first);
-        auto have = it != newest.end() ? it->second : newest_origin(s, origin->first);
-        if (origin->second <= have) { // taken before a crash of the node that made it
-          if (++s.replays, s.replay_limiter.allow())
-            spdlog::info("link {}: dropped a batch it took before a restart (made again from "
-                         "a delivery replayed after a crash; {} so far)", peer_name(s.p),
-                         s.replays);
-          w.rp.deliver(w.records);
-          s.pending.pop_front();
-          continue;
-        }
+      if (s.origins.replay(w.origin)) {
+        if (++s.replays, s.replay_limiter.allow())
+          spdlog::info("link {}: dropped a batch it took before a restart (made again from "
+                       "a delivery replayed after a crash; {} so far)", peer_name(s.p),
+                       s.replays);
+        w.rp.deliver(w.records);
+        s.pending.pop_front();
+        continue;
       }
       if (held + take.size() >= s.p.max_batches) {
         if (!s.p.drop_oldest || !drop_one(s)) {
@@ -349,8 +319,7 @@ void admit(intake_actor* self) {
         }
         --held;
       }
-      if (origin)
-        newest[origin->first] = origin->second;
+      s.origins.take(w.origin);
       take.push_back(std::move(w));
       s.pending.pop_front();
     }
@@ -359,14 +328,10 @@ void admit(intake_actor* self) {
     std::vector<std::string_view> blobs;
     for (auto& w : take)
       blobs.push_back(w.blob);
-    std::vector<std::pair<std::string, std::string>> meta;
-    for (auto& [upstream, seq] : newest)
-      meta.emplace_back(origin_key(upstream), std::to_string(seq));
-    auto ok = s.buf->append(blobs, meta);
+    auto ok = s.buf->append(blobs, s.origins.pending_meta());
     if (ok) {
       spooled = true;
-      for (auto& [upstream, seq] : newest)
-        s.origins[upstream] = seq;
+      s.origins.committed();
       for (auto& w : take)
         w.rp.deliver(w.records);
       continue;
@@ -375,8 +340,12 @@ void admit(intake_actor* self) {
     s.last_error = ok.err().message;
     if (s.limiter.allow())
       spdlog::error("link {}: cannot spool: {}", peer_name(s.p), ok.err().message);
-    for (auto& w : take)
+    std::vector<std::string> refused;
+    for (auto& w : take) {
+      refused.push_back(w.origin);
       w.rp.deliver(caf::make_error(caf::sec::runtime_error, ok.err().message));
+    }
+    s.origins.refused(refused);
   }
   if (spooled)
     self->send(s.sender, tick_atom::value);
@@ -388,6 +357,10 @@ caf::behavior intake(intake_actor* self, link_params p, std::shared_ptr<spool> b
   s.p = std::move(p);
   s.buf = std::move(buf);
   s.sender = sender;
+  s.origins = origin_filter{[buf = s.buf](const std::string& upstream) -> uint64_t {
+    auto v = buf->get_meta(origin_filter::key(upstream));
+    return v ? std::strtoull(v->c_str(), nullptr, 10) : 0;
+  }};
   self->link_to(sender); // one stops, both stop
   self->send(sender, caf::actor{self});
   return {
