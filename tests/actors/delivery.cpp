@@ -40,7 +40,7 @@ TEST_CASE("a truncated group is refused at every cut, naming where", "[delivery]
   }
 }
 
-TEST_CASE("an origin's text is a link id and a seq; anything else is no origin",
+TEST_CASE("an origin's text is a link id and a seq, and anything else is no origin",
           "[delivery]") {
   auto o = origin_filter::parse("3f2a9b1c00d4e5f6:42");
   REQUIRE(o);
