@@ -37,21 +37,6 @@ namespace {
 
 // -- primitive writers --------------------------------------------------------
 
-void put_varint(std::string& out, uint64_t x) {
-  while (x >= 0x80) {
-    out.push_back(static_cast<char>((x & 0x7f) | 0x80));
-    x >>= 7;
-  }
-  out.push_back(static_cast<char>(x));
-}
-
-void put_le64(std::string& out, uint64_t x) {
-  char buf[8];
-  for (int i = 0; i < 8; ++i)
-    buf[i] = static_cast<char>((x >> (8 * i)) & 0xff);
-  out.append(buf, 8);
-}
-
 void put_be64(std::string& out, uint64_t x) {
   char buf[8];
   for (int i = 0; i < 8; ++i)
@@ -98,6 +83,18 @@ template <class W>
 void w_bytes(W& w, std::string_view s) {
   w_varint(w, s.size());
   w.put(s.data(), s.size());
+}
+
+/// Appends to a string (the digest's bytes, keys): short pieces, not the hot path.
+struct string_writer {
+  std::string& out;
+  void put(char c) { out.push_back(c); }
+  void put(const char* s, size_t k) { out.append(s, k); }
+};
+
+void put_le64(std::string& out, uint64_t x) {
+  string_writer w{out};
+  w_le64(w, x);
 }
 
 size_t varint_size(uint64_t x) {
