@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,7 +38,7 @@ public:
   expected<uint64_t> append(std::string_view data);
   /// Appends every entry of `data` and sets every side-table pair of `meta`, all in one
   /// transaction (all or none); returns the first entry's sequence number.
-  expected<uint64_t> append(const std::vector<std::string_view>& data,
+  expected<uint64_t> append(std::span<const std::string_view> data,
                             const std::vector<std::pair<std::string, std::string>>& meta);
   /// Up to `max` entries with seq >= `from`, in order.
   expected<std::vector<entry>> read(uint64_t from, size_t max) const;

@@ -210,7 +210,7 @@ TEST_CASE("several entries and meta pairs are appended in one transaction: all o
           "[spool]") {
   scratch_dir dir{"spool"};
   auto sp = open_spool(dir.path());
-  auto first = sp.append({"a", "b", "c"}, {{"origin:x", "7"}, {"origin:y", "9"}});
+  auto first = sp.append(std::vector<std::string_view>{"a", "b", "c"}, {{"origin:x", "7"}, {"origin:y", "9"}});
   REQUIRE(first);
   auto all = sp.read(0, 10);
   REQUIRE(all);
@@ -218,7 +218,7 @@ TEST_CASE("several entries and meta pairs are appended in one transaction: all o
   CHECK((*all)[1].data == "b");
   CHECK(sp.get_meta("origin:y") == std::optional<std::string>{"9"});
   // A bad meta key refuses the whole append: no entry is added.
-  CHECK_FALSE(sp.append({"d"}, {{"", "1"}}));
+  CHECK_FALSE(sp.append(std::vector<std::string_view>{"d"}, {{"", "1"}}));
   CHECK(sp.size() == 3);
   // Meta only, no entries: the next entry still gets the next seq.
   REQUIRE(sp.put_meta({{"k1", "1"}, {"k2", "2"}}));
@@ -231,7 +231,7 @@ TEST_CASE("several entries and meta pairs are appended in one transaction: all o
 TEST_CASE("visit hands out entries in order without copies and stops when told", "[spool]") {
   scratch_dir dir{"spool"};
   auto sp = open_spool(dir.path());
-  REQUIRE(sp.append({"one", "two", "three", "four"}, {}));
+  REQUIRE(sp.append(std::vector<std::string_view>{"one", "two", "three", "four"}, {}));
   std::vector<std::string> seen;
   REQUIRE(sp.visit(0, 10, [&](uint64_t, std::string_view data) {
     seen.emplace_back(data);
