@@ -281,10 +281,14 @@ using intake_actor = caf::stateful_actor<intake_state>;
 
 /// Drops the oldest spooled batch to make room (`drop_oldest`); false if none is left.
 bool drop_one(intake_state& s) {
-  auto head = s.buf->read(0, 1);
-  if (!head || head->empty())
+  std::optional<uint64_t> head; // its seq only: no copy of the batch
+  auto ok = s.buf->visit(0, 1, [&](uint64_t seq, std::string_view) {
+    head = seq;
+    return true;
+  });
+  if (!ok || !head)
     return false;
-  (void)s.buf->erase({head->front().seq});
+  (void)s.buf->erase({*head});
   ++s.dropped;
   if (s.drop_limiter.allow())
     spdlog::warn("link {}: buffer full ({} batches), dropped the oldest ({} so far)",
