@@ -124,28 +124,24 @@ registry_dirs(const registry_args& r) {
 }
 
 /// Opens the registry of each data directory `r` names, read-only, and runs `fn` on it;
-/// several (the nodes of a split flow) each under a line naming the node.
+/// several (the nodes of a split flow) each under a line naming the node, skipping the
+/// nodes that stored nothing.
 int with_registry(const registry_args& r, const std::function<int(const registry&)>& fn) {
   auto dirs = registry_dirs(r);
   if (!dirs)
     return fail(1, dirs.err().message);
-  std::error_code err;
-  std::erase_if(*dirs, [&](auto& d) {
-    return dirs->size() > 1 && !std::filesystem::exists(d.second / "registry" / "data.mdb", err);
-  });
-  if (dirs->empty())
-    return fail(1, "no workflows stored by any node of " + *r.flow + " (in data/NODE beside it)");
   int code = 0;
-  bool first = true;
+  bool shown = false;
   for (auto& [node, dir] : *dirs) {
-    if (!node.empty())
-      std::printf("%snode %s (%s)\n", first ? "" : "\n", node.c_str(), dir.string().c_str());
-    first = false;
+    std::error_code err;
     if (!std::filesystem::exists(dir / "registry" / "data.mdb", err)) {
-      code = std::max(code, fail(1, "no workflows stored in " + dir.string()
-                                      + " (fabrik run has not stored any)"));
+      if (dirs->size() == 1)
+        return fail(1, "no workflows stored in " + dir.string() + " (fabrik run has not stored any)");
       continue;
     }
+    if (!node.empty())
+      std::printf("%snode %s (%s)\n", shown ? "\n" : "", node.c_str(), dir.string().c_str());
+    shown = true;
     auto reg = registry::open(dir / "registry", true);
     if (!reg) {
       code = std::max(code, fail(code_of(reg.err()), reg.err().message));
@@ -154,6 +150,8 @@ int with_registry(const registry_args& r, const std::function<int(const registry
     std::fflush(stdout);
     code = std::max(code, fn(*reg));
   }
+  if (!shown)
+    return fail(1, "no workflows stored by any node of " + *r.flow + " (in data/NODE beside it)");
   return code;
 }
 
