@@ -7,6 +7,7 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <arpa/inet.h>
 #include <csignal>
 #include <cstdio>
@@ -14,6 +15,7 @@
 #include <fstream>
 #include <netinet/in.h>
 #include <random>
+#include <set>
 #include <sstream>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -161,6 +163,25 @@ std::map<int64_t, int> answers_per_seq(subscriber& sub, int64_t first) {
     if (auto seq = nlohmann::json::parse(payload).at("seq").get<int64_t>(); seq >= first)
       ++out[seq];
   return out;
+}
+
+std::set<std::string> values_of(subscriber& sub, const std::string& key, int64_t first) {
+  std::set<std::string> out;
+  for (auto& [topic, payload] : sub.messages()) {
+    auto j = nlohmann::json::parse(payload);
+    if (j.at("seq").get<int64_t>() >= first)
+      out.insert(j.at(key).get<std::string>());
+  }
+  return out;
+}
+
+void check_answered_once(subscriber& sub, int64_t first, size_t n,
+                         std::chrono::milliseconds pause) {
+  REQUIRE(wait_until([&] { return answers_per_seq(sub, first).size() >= n; }));
+  std::this_thread::sleep_for(pause); // a late double would show now
+  auto answers = answers_per_seq(sub, first);
+  CHECK(answers.size() == n);
+  CHECK(std::all_of(answers.begin(), answers.end(), [](auto& a) { return a.second == 1; }));
 }
 
 bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {

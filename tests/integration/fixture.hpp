@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -179,6 +180,12 @@ private:
 /// How many of `sub`'s messages (JSON objects with a "seq", such as predictions) answer
 /// each seq >= first.
 std::map<int64_t, int> answers_per_seq(subscriber& sub, int64_t first);
+/// The set of a field's values in the messages answering seq >= first.
+std::set<std::string> values_of(subscriber& sub, const std::string& key, int64_t first);
+/// Waits until seqs first..first+n-1 are answered, gives a late double `pause` to show,
+/// then checks that each of the n seqs was answered exactly once.
+void check_answered_once(subscriber& sub, int64_t first, size_t n,
+                         std::chrono::milliseconds pause = std::chrono::milliseconds{500});
 } // namespace fabrik::test
 
 namespace fabrik::test {

@@ -54,17 +54,6 @@ int fabrik_cli(std::vector<std::string> args, std::string& out) {
   return run_command(args, &out);
 }
 
-/// The set of a field's values in the predictions answering seq >= first.
-std::set<std::string> values_of(subscriber& sub, const std::string& key, int64_t first) {
-  std::set<std::string> out;
-  for (auto& [topic, payload] : sub.messages()) {
-    auto j = nlohmann::json::parse(payload);
-    if (j.at("seq").get<int64_t>() >= first)
-      out.insert(j.at(key).get<std::string>());
-  }
-  return out;
-}
-
 /// Predictions received, by the seq of the record they answer: field `key`'s value.
 std::map<int64_t, std::string> predictions_by_seq(subscriber& sub, const std::string& key,
                                                   int64_t first) {
@@ -268,12 +257,7 @@ TEST_CASE("fabrik train retrains under load: the new model is swapped in with no
     CHECK(out.find("succeeded") != std::string::npos);
   }
   REQUIRE(load.wait(std::chrono::seconds{60}) == 0);
-  REQUIRE(wait_until([&] { return answers_per_seq(predictions, first).size()
-                                  >= static_cast<size_t>(n); }));
-  std::this_thread::sleep_for(std::chrono::milliseconds{500}); // a late double would show now
-  auto answers = answers_per_seq(predictions, first);
-  CHECK(answers.size() == static_cast<size_t>(n));
-  CHECK(std::all_of(answers.begin(), answers.end(), [](auto& a) { return a.second == 1; }));
+  check_answered_once(predictions, first, static_cast<size_t>(n));
   // The boards were answered by more than one model: the swaps happened under load.
   CHECK(values_of(predictions, "model", first).size() >= 2);
   fabrik.signal(SIGTERM);
