@@ -44,64 +44,68 @@ void put_be64(std::string& out, uint64_t x) {
   out.append(buf, 8);
 }
 
+size_t varint_size(uint64_t x) {
+  return (static_cast<size_t>(std::bit_width(x | 1)) + 6) / 7;
+}
+
+uint64_t to_le(uint64_t x) {
+  return std::endian::native == std::endian::little ? x : __builtin_bswap64(x);
+}
+
 // The record encoding is written twice per record: once into a counter for its exact size,
 // then straight into the output. No byte-wise growth of a string and no second copy: this
 // runs for every record stored and every record that crosses a node.
 struct size_counter {
   size_t n = 0;
-  void put(char) { ++n; }
-  void put(const char*, size_t k) { n += k; }
+  void byte(char) { ++n; }
+  void bytes(const char*, size_t k) { n += k; }
+  void le64(uint64_t) { n += 8; }
+  void varint(uint64_t x) { n += varint_size(x); }
 };
 
+/// Writes into a buffer sized by size_counter. Each write works on a local copy of the
+/// cursor: a store through a char* may alias the member, which would reload it per byte.
 struct pointer_writer {
   char* p;
-  void put(char c) { *p++ = c; }
-  void put(const char* s, size_t k) {
+  void byte(char c) { *p++ = c; }
+  void bytes(const char* s, size_t k) {
     std::memcpy(p, s, k);
     p += k;
   }
-};
-
-template <class W>
-void w_varint(W& w, uint64_t x) {
-  while (x >= 0x80) {
-    w.put(static_cast<char>((x & 0x7f) | 0x80));
-    x >>= 7;
+  void le64(uint64_t x) {
+    x = to_le(x);
+    std::memcpy(p, &x, 8);
+    p += 8;
   }
-  w.put(static_cast<char>(x));
-}
-
-template <class W>
-void w_le64(W& w, uint64_t x) {
-  char buf[8];
-  for (int i = 0; i < 8; ++i)
-    buf[i] = static_cast<char>((x >> (8 * i)) & 0xff);
-  w.put(buf, 8);
-}
-
-template <class W>
-void w_bytes(W& w, std::string_view s) {
-  w_varint(w, s.size());
-  w.put(s.data(), s.size());
-}
+  void varint(uint64_t x) {
+    char* q = p;
+    while (x >= 0x80) {
+      *q++ = static_cast<char>((x & 0x7f) | 0x80);
+      x >>= 7;
+    }
+    *q++ = static_cast<char>(x);
+    p = q;
+  }
+};
 
 /// Appends to a string (the digest's bytes, keys): short pieces, not the hot path.
 struct string_writer {
   std::string& out;
-  void put(char c) { out.push_back(c); }
-  void put(const char* s, size_t k) { out.append(s, k); }
+  void bytes(const char* s, size_t k) { out.append(s, k); }
+  void le64(uint64_t x) {
+    x = to_le(x);
+    bytes(reinterpret_cast<const char*>(&x), 8);
+  }
 };
 
-void put_le64(std::string& out, uint64_t x) {
-  string_writer w{out};
-  w_le64(w, x);
+template <class W>
+void w_bytes(W& w, std::string_view s) {
+  w.varint(s.size());
+  w.bytes(s.data(), s.size());
 }
 
-size_t varint_size(uint64_t x) {
-  size_t n = 1;
-  for (; x >= 0x80; x >>= 7)
-    ++n;
-  return n;
+void put_le64(std::string& out, uint64_t x) {
+  string_writer{out}.le64(x);
 }
 
 uint64_t zigzag(int64_t x) {
@@ -140,14 +144,18 @@ public:
   bool le64(uint64_t& x) {
     if (remaining() < 8)
       return false;
-    x = 0;
-    for (int i = 0; i < 8; ++i)
-      x |= static_cast<uint64_t>(byte(i)) << (8 * i);
+    std::memcpy(&x, in_.data() + pos_, 8);
+    x = to_le(x);
     pos_ += 8;
     return true;
   }
 
   bool varint(uint64_t& x) {
+    if (pos_ < in_.size() && byte(0) < 0x80) { // most lengths and counts: one byte
+      x = byte(0);
+      ++pos_;
+      return true;
+    }
     x = 0;
     for (int shift = 0; shift < 64; shift += 7) {
       uint8_t b = 0;
@@ -191,26 +199,26 @@ constexpr uint8_t tag_double = 0, tag_int = 1, tag_bool = 2, tag_string = 3, tag
 
 template <class W>
 void w_value(W& w, const value& v) {
-  w.put(static_cast<char>(v.index()));
+  w.byte(static_cast<char>(v.index()));
   switch (v.index()) {
-    case tag_double: w_le64(w, std::bit_cast<uint64_t>(std::get<double>(v))); break;
-    case tag_int: w_varint(w, zigzag(std::get<int64_t>(v))); break;
-    case tag_bool: w.put(std::get<bool>(v) ? 1 : 0); break;
-    case tag_string: w_bytes(w, std::get<std::string>(v)); break;
-    case tag_bytes: w_bytes(w, std::get<bytes>(v).data); break;
+    case tag_double: w.le64(std::bit_cast<uint64_t>(*std::get_if<double>(&v))); break;
+    case tag_int: w.varint(zigzag(*std::get_if<int64_t>(&v))); break;
+    case tag_bool: w.byte(*std::get_if<bool>(&v) ? 1 : 0); break;
+    case tag_string: w_bytes(w, *std::get_if<std::string>(&v)); break;
+    case tag_bytes: w_bytes(w, std::get_if<bytes>(&v)->data); break;
   }
 }
 
 template <class W>
 void w_record(W& w, const record& r) {
-  w.put(static_cast<char>(record_format_version));
+  w.byte(static_cast<char>(record_format_version));
   w_bytes(w, r.stream);
-  w_le64(w, static_cast<uint64_t>(r.time));
-  w_le64(w, static_cast<uint64_t>(r.ingest_time));
-  w_varint(w, r.seq);
-  w.put(static_cast<char>(r.quality & 0xff));
-  w.put(static_cast<char>(r.quality >> 8));
-  w_varint(w, r.fields.size());
+  w.le64(static_cast<uint64_t>(r.time));
+  w.le64(static_cast<uint64_t>(r.ingest_time));
+  w.varint(r.seq);
+  w.byte(static_cast<char>(r.quality & 0xff));
+  w.byte(static_cast<char>(r.quality >> 8));
+  w.varint(r.fields.size());
   for (auto& f : r.fields) {
     w_bytes(w, f.name);
     w_value(w, f.v);
@@ -223,7 +231,8 @@ size_t encoded_size(const record& r) {
   return c.n;
 }
 
-/// Reads one value into `v`; on failure returns the error (the hot path builds none).
+/// Reads one value into `v` (a fresh double); on failure returns the error (the hot path
+/// builds none).
 std::optional<error> get_value(reader& r, value& v) {
   uint8_t tag = 0;
   if (!r.u8(tag))
@@ -254,14 +263,14 @@ std::optional<error> get_value(reader& r, value& v) {
       std::string_view s;
       if (!r.bytes(s))
         return truncated(r, "string");
-      v = std::string{s};
+      v.emplace<tag_string>(s);
       return std::nullopt;
     }
     case tag_bytes: {
       std::string_view s;
       if (!r.bytes(s))
         return truncated(r, "bytes");
-      v = bytes{std::string{s}};
+      v.emplace<tag_bytes>(bytes{std::string{s}});
       return std::nullopt;
     }
   }
@@ -299,12 +308,12 @@ std::optional<error> get_record(std::string_view in, record& rec) {
   // A field takes at least 3 bytes: a garbage count must not make us reserve gigabytes.
   if (count > r.remaining() / 3)
     return truncated(r, "field count");
-  rec.fields.resize(static_cast<size_t>(count));
-  for (auto& f : rec.fields) {
+  rec.fields.reserve(static_cast<size_t>(count));
+  for (uint64_t i = 0; i < count; ++i) {
     std::string_view name;
     if (!r.bytes(name))
       return truncated(r, "field name");
-    f.name.assign(name);
+    auto& f = rec.fields.emplace_back(field{std::string{name}, 0.0});
     if (auto e = get_value(r, f.v))
       return e;
   }
@@ -443,9 +452,9 @@ void encode(const record_batch& b, std::string& out) {
   auto at = out.size();
   out.resize(at + total);
   pointer_writer w{out.data() + at};
-  w_varint(w, b.records.size());
+  w.varint(b.records.size());
   for (size_t i = 0; i < b.records.size(); ++i) {
-    w_varint(w, sizes[i]);
+    w.varint(sizes[i]);
     w_record(w, b.records[i]);
   }
 }
@@ -461,12 +470,12 @@ expected<record_batch> decode_batch(std::string_view in) {
                                          + " records announced in "
                                          + std::to_string(r.remaining()) + " bytes");
   record_batch b;
-  b.records.resize(static_cast<size_t>(count));
+  b.records.reserve(static_cast<size_t>(count));
   for (uint64_t i = 0; i < count; ++i) {
     std::string_view one;
     if (!r.bytes(one))
       return make_error(ec::parse_error, "batch truncated at record " + std::to_string(i));
-    if (auto e = get_record(one, b.records[i]))
+    if (auto e = get_record(one, b.records.emplace_back()))
       return make_error(e->code, "batch record " + std::to_string(i) + ": " + e->message);
   }
   if (r.remaining() != 0)
