@@ -5,6 +5,10 @@ namespace fabrik {
 // Per part: its seq (8 bytes) and its length (4 bytes), little-endian, then its bytes.
 constexpr size_t part_head = 12;
 
+size_t group_part_size(size_t batch_size) {
+  return part_head + batch_size;
+}
+
 void encode_group_part(const delivery_part& part, std::string& out) {
   char head[part_head];
   for (int i = 0; i < 8; ++i)

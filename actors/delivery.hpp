@@ -21,6 +21,8 @@ struct delivery_part {
   std::string_view batch; ///< a batch in the record encoding (docs/records.md)
 };
 
+/// The bytes one part of `batch_size` bytes takes in a group.
+size_t group_part_size(size_t batch_size);
 /// Appends one part to a group.
 void encode_group_part(const delivery_part& part, std::string& out);
 
