@@ -71,7 +71,7 @@ void log_status(caf::actor_system& sys, const std::vector<running_actor>& actors
     ask(a.handle, a.name);
   if (node)
     for (auto& l : node->links())
-      ask(l, "a link");
+      ask(l.handle, l.name);
 }
 
 /// Stops `actors` and waits until each is gone: sources first, which stop taking input

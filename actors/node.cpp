@@ -43,7 +43,7 @@ struct node_state {
   std::string flow, node;
   node_runtime::local_fn local;
   node_runtime::all_fn all;
-  std::function<std::vector<caf::actor>()> links;
+  node_runtime::all_fn links;
   std::optional<spool> marks; ///< `done` per link id, in the spool's side table
   std::map<std::string, inbox> inboxes;
   std::set<std::string> unmarked; ///< links whose `done` moved since the last flush
@@ -217,36 +217,35 @@ void report(node_pointer self, caf::response_promise rp) {
   };
   if (g->pending == 0)
     return g->rp.deliver(std::vector<actor_status>{}, std::vector<actor_status>{});
-  // An actor that does not answer is shown as such, as the engine's own status list does
-  // (a busy detached actor, say); links are this module's and answer at once.
-  auto ask = [&](const caf::actor& a, bool link, std::optional<actor_status> silent) {
-    self->request(caf::actor_cast<status_client>(a), std::chrono::seconds{2}, status_atom::value)
+  // An actor or link that does not answer is shown as such, as the engine's own status list
+  // does (a busy detached actor, say; a link whose spool write hangs on a full disk).
+  auto ask = [&](const node_runtime::named_actor& a, bool link) {
+    actor_status silent;
+    silent.name = a.name;
+    silent.kind = a.kind;
+    silent.details = a.details;
+    silent.state = "unresponsive";
+    silent.last_error = "no status within 2 s";
+    self->request(caf::actor_cast<status_client>(a.handle), std::chrono::seconds{2},
+                  status_atom::value)
       .then([g, done, link](actor_status& st) {
               (link ? g->links : g->actors).push_back(std::move(st));
               done();
             },
-            [g, done, silent](caf::error&) mutable {
-              if (silent) {
-                silent->state = "unresponsive";
-                silent->last_error = "no status within 2 s";
-                g->actors.push_back(std::move(*silent));
-              }
+            [g, done, link, silent](caf::error&) mutable {
+              (link ? g->links : g->actors).push_back(std::move(silent));
               done();
             });
   };
-  for (auto& a : actors) {
-    actor_status silent;
-    silent.name = a.name;
-    silent.kind = a.kind;
-    ask(a.handle, false, std::move(silent));
-  }
+  for (auto& a : actors)
+    ask(a, false);
   for (auto& l : links)
-    ask(l, true, std::nullopt);
+    ask(l, true);
 }
 
 caf::behavior node_actor_impl(node_pointer self, std::string flow, std::string node,
                               node_runtime::local_fn local, node_runtime::all_fn all,
-                              std::function<std::vector<caf::actor>()> links, spool marks) {
+                              node_runtime::all_fn links, spool marks) {
   auto& s = self->state;
   s.flow = std::move(flow);
   s.node = std::move(node);
@@ -386,7 +385,7 @@ expected<std::unique_ptr<node_runtime>> node_runtime::start(caf::actor_system& s
 expected<caf::actor> node_runtime::remote(const actor_decl& actor) {
   std::lock_guard lock{mutex_};
   if (auto it = links_.find(actor.name); it != links_.end())
-    return it->second;
+    return it->second.handle;
   auto* peer = find_node(f_, actor.node);
   auto* self = find_node(f_, name_);
   if (!peer || !self)
@@ -409,7 +408,8 @@ expected<caf::actor> node_runtime::remote(const actor_decl& actor) {
   auto link = spawn_link(sys_, std::move(p));
   if (!link)
     return link.err();
-  links_.emplace(actor.name, *link);
+  links_.emplace(actor.name, named_actor{"link:" + actor.node + "/" + actor.name, "link", *link,
+                                         {{"peer", actor.node}, {"actor", actor.name}}});
   return *link;
 }
 
@@ -461,9 +461,9 @@ std::vector<node_runtime::node_report> node_runtime::report(std::chrono::millise
   return out;
 }
 
-std::vector<caf::actor> node_runtime::links() const {
+std::vector<node_runtime::named_actor> node_runtime::links() const {
   std::lock_guard lock{mutex_};
-  std::vector<caf::actor> out;
+  std::vector<named_actor> out;
   for (auto& [name, l] : links_)
     out.push_back(l);
   return out;
@@ -489,7 +489,7 @@ void node_runtime::drain(std::chrono::seconds timeout) {
 void node_runtime::stop() {
   std::lock_guard lock{mutex_};
   for (auto& [name, l] : links_)
-    caf::anon_send_exit(l, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(l.handle, caf::exit_reason::user_shutdown);
   links_.clear();
   peers_.clear();
   if (node_)

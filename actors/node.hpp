@@ -31,6 +31,7 @@ public:
   struct named_actor {
     std::string name, kind;
     caf::actor handle;
+    std::map<std::string, std::string> details; ///< shown with it when it does not answer
   };
   using all_fn = std::function<std::vector<named_actor>()>;
 
@@ -58,8 +59,8 @@ public:
   /// Every node of the flow, asked (at most `timeout` each) for its actors and links.
   /// Blocks: for the web server's threads.
   std::vector<node_report> report(std::chrono::milliseconds timeout);
-  /// The links made so far, by remote actor name.
-  std::vector<caf::actor> links() const;
+  /// The links made so far, named as their status names them ("link:NODE/ACTOR").
+  std::vector<named_actor> links() const;
   /// Takes no more deliveries from other nodes and waits (at most `timeout`) until the
   /// actors here took every batch already handed to them. Called before the actors stop.
   void drain(std::chrono::seconds timeout);
@@ -76,7 +77,7 @@ private:
   std::filesystem::path data_dir_;
   caf::actor node_;
   mutable std::mutex mutex_;
-  std::map<std::string, caf::actor> links_;
+  std::map<std::string, named_actor> links_; ///< by remote actor name
   std::map<std::string, caf::actor> peers_; ///< node actors of other nodes, for report()
 };
 

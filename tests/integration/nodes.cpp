@@ -5,6 +5,8 @@
 
 #include "tests/integration/fixture.hpp"
 
+#include "actors/lmdb.hpp"
+
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -367,6 +369,60 @@ TEST_CASE("a full link buffer: block holds the producer back and loses nothing, 
       stop_nodes({&edge, &fog});
     }
   }
+}
+
+// A disk that hangs: the test holds the LMDB write lock of the edge's link spool, so the
+// link's next spool write waits and the link cannot answer. The one view shows it as
+// unresponsive (it used to leave it out); once the lock is let go, nothing was lost.
+TEST_CASE("a link stuck in a spool write is shown unresponsive in the one view, and loses "
+          "nothing once the write goes through", "[e2e][nodes][view]") {
+  temp_dir dir;
+  broker b{dir / "broker"};
+  three_nodes nodes;
+  auto text = buffer_flow(b, nodes, "block");
+  text.replace(text.find("link_buffer: 3"), 14, "link_buffer: 1000");
+  write_file(dir / "flow.yaml", text);
+  auto edge = start_node(dir, "edge", "edge.log");
+  REQUIRE(wait_until([&] { return logged(edge, "src: connected")
+                                  && logged(edge, "http: web UI on"); }));
+  auto link_of = [&](const nlohmann::json& v) {
+    for (auto& n : v.at("nodes"))
+      if (n.at("name") == "edge")
+        for (auto& l : n.at("links"))
+          if (l.at("details").at("actor") == "store")
+            return l;
+    return nlohmann::json{};
+  };
+  auto view = [&] { return link_of(api_nodes(nodes.http["edge"], dir / "edge")); };
+  REQUIRE(wait_until([&] { return view().value("state", "") == "unreachable"; }));
+
+  lmdb::env_options eo;
+  eo.dir = dir / "edge" / "links" / "out" / "fog" / "store";
+  auto env = lmdb::env::open(eo);
+  REQUIRE(env);
+  auto held = env->begin_write(); // the lock the link's next write waits for
+  REQUIRE(held);
+  std::vector<std::string> lines;
+  for (int i = 0; i < 100; ++i)
+    lines.push_back("{\"i\": " + std::to_string(i) + "}");
+  publish_lines(b.port(), "t/a", lines);
+  nlohmann::json stuck;
+  CHECK(wait_until([&] {
+    stuck = view();
+    return stuck.value("state", "") == "unresponsive";
+  }));
+  INFO(stuck.dump(2));
+  CHECK(stuck.at("name") == "link:fog/store");
+  CHECK(stuck.at("last_error") == "no status within 2 s");
+
+  held->abort();
+  CHECK(wait_until([&] { return view().value("state", "") == "unreachable"; }));
+  auto fog = start_node(dir, "fog", "fog.log");
+  CHECK(wait_until([&] {
+    return stored_count(dir / "fog" / "storage" / "store", "src/t/a") == 100;
+  }));
+  INFO(edge.log());
+  stop_nodes({&edge, &fog});
 }
 
 // The crash window of a SIGKILL, made certain: the cloud's workflow predicted a batch and
