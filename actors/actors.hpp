@@ -79,6 +79,8 @@ using deliver_atom = caf::atom_constant<caf::atom("deliver")>;
 /// (`model_from`): (model_atom, model id the asker has) -> (model id, package zip, model in
 /// the registry's encoding); the last two are empty when the asker has that model already.
 using model_atom = caf::atom_constant<caf::atom("model")>;
+/// Node to node: are you there? (a link's probe of a connected peer, see peer_timeout)
+using ping_atom = caf::atom_constant<caf::atom("ping")>;
 /// To the local node actor at shutdown: take no more deliveries.
 using drain_atom = caf::atom_constant<caf::atom("drain")>;
 
@@ -109,6 +111,8 @@ using node_actor = caf::typed_actor<
   /// Handshake: (protocol version, flow, calling node) -> (version, this node's name).
   /// Refused when the versions or flows differ, naming both.
   caf::replies_to<hello_atom, uint32_t, std::string, std::string>::with<uint32_t, std::string>,
+  /// A link's probe while it is connected: a silent peer is noticed without a delivery.
+  caf::replies_to<ping_atom>::with<bool>,
   /// (link id, actor, group of spooled batches, actors/delivery.hpp): hands
   /// each batch to the actor and replies the number of batches once it took them all. A seq
   /// the link delivered before is not delivered again (links resend after a reconnect).

@@ -30,6 +30,9 @@ constexpr size_t group_bytes = 256 << 10;
 /// A delivery unanswered this long counts as a lost link (the peer reconnects and resends).
 constexpr auto deliver_timeout = 60s;
 
+/// To the sender: time to probe the peer of this epoch (see probe()).
+using probe_atom = caf::atom_constant<caf::atom("probe")>;
+
 /// To the intake: spool what arrived since the last flush. Batches that came in one burst
 /// share a transaction, and their producers are answered together.
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
@@ -84,6 +87,33 @@ void lost(sender_actor* self, const std::string& why) {
   s.backoff = std::min(s.backoff * 2, s.p.reconnect_max);
 }
 
+/// While connected, asks the peer every third of `peer_timeout` whether it is there. A cut
+/// that closes no connection (a cable pulled between two switches, a route that drops
+/// everything) answers nothing: without a probe an idle link would show connected forever,
+/// and a busy one only after its delivery timeout.
+void probe(sender_actor* self, uint64_t epoch) {
+  auto& s = self->state;
+  if (epoch != s.epoch || !s.peer)
+    return;
+  self->request(s.peer, s.p.peer_timeout, ping_atom::value)
+    .then(
+      [=](bool) {
+        auto& s = self->state;
+        if (epoch == s.epoch)
+          self->delayed_send(self, s.p.peer_timeout / 3, probe_atom::value, epoch);
+      },
+      [=](caf::error& err) {
+        auto& s = self->state;
+        if (epoch != s.epoch)
+          return;
+        if (err == caf::sec::request_timeout)
+          lost(self, fmt::format("no answer from {}:{} for {:g} s (peer_timeout)", s.p.host,
+                                 s.p.port, std::chrono::duration<double>(s.p.peer_timeout).count()));
+        else
+          lost(self, describe_peer_error(err, s.p.host, s.p.port));
+      });
+}
+
 void connect(sender_actor* self) {
   auto& s = self->state;
   if (s.peer || s.connecting)
@@ -123,9 +153,15 @@ void connect(sender_actor* self) {
               spdlog::info("link {}: connected to {}:{}; {} batch(es) to forward",
                            peer_name(s.p), s.p.host, s.p.port, s.buf->size());
               pump(self);
+              probe(self, epoch);
             },
             [=](caf::error& err) {
-              if (epoch == self->state.epoch)
+              auto& s = self->state;
+              if (epoch != s.epoch)
+                return;
+              if (err == caf::sec::request_timeout) // a connection that carries nothing
+                lost(self, describe_peer_error(err, s.p.host, s.p.port));
+              else
                 lost(self, "handshake refused: " + caf::to_string(err));
             });
       },
@@ -222,6 +258,7 @@ caf::behavior sender(sender_actor* self, link_params p, std::shared_ptr<spool> b
   self->send(self, connect_atom::value);
   return {
     [=](connect_atom) { connect(self); },
+    [=](probe_atom, uint64_t epoch) { probe(self, epoch); },
     [=](const caf::actor& intake) { self->state.intake = intake; },
     [=](tick_atom) { pump(self); },
     [=](wake_atom) { // the intake waits for room: now, or after the next acknowledgement

@@ -30,6 +30,7 @@ struct link_params {
   uint64_t max_batches = 100000;
   bool drop_oldest = false;   ///< when full; else the producer waits
   std::chrono::nanoseconds reconnect_max = std::chrono::seconds{10};
+  std::chrono::nanoseconds peer_timeout = std::chrono::seconds{15}; ///< see flows/nodes.cpp
   bool tls = false;           ///< connect through caf::openssl's manager
 };
 

@@ -279,6 +279,7 @@ caf::behavior node_actor_impl(node_pointer self, std::string flow, std::string n
       spdlog::info("node {}: node {} attached", s.node, from);
       return {node_protocol_version, s.node};
     },
+    [](ping_atom) { return true; },
     [=](deliver_atom, const std::string& link, const std::string& actor,
         const std::string& group) -> caf::result<uint64_t> {
       return take_group(self, link, actor, group);
@@ -404,6 +405,7 @@ expected<caf::actor> node_runtime::remote(const actor_decl& actor) {
   p.max_batches = static_cast<uint64_t>(self->integer("link_buffer"));
   p.drop_oldest = self->str("when_full") == "drop_oldest";
   p.reconnect_max = std::chrono::nanoseconds{self->integer("reconnect_max")};
+  p.peer_timeout = std::chrono::nanoseconds{self->integer("peer_timeout")};
   p.tls = tls_of(f_, *self).has_value();
   auto link = spawn_link(sys_, std::move(p));
   if (!link)

@@ -34,6 +34,10 @@ const settings_table node_settings{{
   {.name = "reconnect_max", .type = setting_type::duration, .default_value = "10s",
    .doc = "longest pause between attempts to reach a peer that is away (the pause doubles "
           "from 100ms)", .min = 100e6},
+  {.name = "peer_timeout", .type = setting_type::duration, .default_value = "15s",
+   .doc = "a connected peer that answers no probe for this long is taken for lost (a cut "
+          "cable, a route that drops everything): the link reconnects and resends",
+   .min = 1e9},
 }};
 
 const section nodes_section{

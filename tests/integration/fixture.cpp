@@ -562,6 +562,7 @@ delay_proxy::~delay_proxy() {
 }
 
 void delay_proxy::cut() { command(SIGUSR1, "delay_proxy: link cut"); }
+void delay_proxy::silence() { command(SIGHUP, "delay_proxy: link silenced"); }
 void delay_proxy::restore() { command(SIGUSR2, "delay_proxy: link restored"); }
 
 void delay_proxy::command(int sig, const std::string& line) {

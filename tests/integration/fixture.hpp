@@ -251,6 +251,9 @@ public:
   /// Closes the proxy's connections and refuses new ones until restore(): a broken wire
   /// while both nodes run. Returns once the proxy has done it.
   void cut();
+  /// Keeps every connection open, old and new, but lets no byte through until restore():
+  /// a silent cut, which only a timeout can notice.
+  void silence();
   void restore();
   std::string log() const { return proc_.log(); }
 

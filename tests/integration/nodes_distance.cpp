@@ -21,11 +21,12 @@ struct edge_and_far_fog {
   loopback_nodes nodes{{"edge", "fog"}};
   temp_dir& dir;
   delay_proxy proxy;
-  edge_and_far_fog(temp_dir& d, int delay_ms)
-    : dir(d), proxy(d / "proxy", nodes.listen["fog"], delay_ms) {}
+  std::string edge_settings; ///< the edge's node settings
+  edge_and_far_fog(temp_dir& d, int delay_ms, std::string edge = "reconnect_max: 2s")
+    : dir(d), proxy(d / "proxy", nodes.listen["fog"], delay_ms), edge_settings(std::move(edge)) {}
 
   std::string section() const {
-    return nodes.section({{"edge", "reconnect_max: 2s"},
+    return nodes.section({{"edge", edge_settings},
                           {"fog", "address: \"127.0.0.1:" + std::to_string(proxy.port()) + "\""}});
   }
   /// The edge's link to the fog's actor `actor`, as GET /api/nodes of the edge shows it.
@@ -201,5 +202,59 @@ TEST_CASE("a link cut by the delay proxy while both nodes run: the edge keeps in
   check_stored_once(nodes, history + n);
   check_answered_once(predictions, first, static_cast<size_t>(n));
   CHECK(at_edge() == history + n);
+  stop_nodes({&edge, &fog});
+}
+
+TEST_CASE("a silent cut (the proxy holds every byte and closes nothing) is noticed by the "
+          "link's probe after peer_timeout: the link shows unreachable, the edge keeps "
+          "storing, and once the wire is back the fog gets every record once",
+          "[e2e][nodes][distance][silent]") {
+  temp_dir dir;
+  broker b{dir / "broker"};
+  edge_and_far_fog nodes{dir, 0, "reconnect_max: 1s, peer_timeout: 2s"};
+  write_file(dir / "flow.yaml",
+             "name: silent-test\n"
+             "brokers: {local: {url: \"" + b.url() + "\"}}\n" + nodes.section() +
+             "actors:\n"
+             "  src: {kind: mqtt.source, broker: local, topics: [\"t/#\"], batch_size: 10, on: edge}\n"
+             "  local: {kind: storage, on: edge}\n"
+             "  store: {kind: storage, on: fog}\n"
+             "wires: [src -> local, src -> store]\n");
+  auto fog = start_node(dir, "fog", "fog.log");
+  auto edge = start_node(dir, "edge", "edge.log");
+  INFO(edge.log());
+  REQUIRE(wait_until([&] { return logged(edge, "src: connected")
+                                  && logged(edge, "link fog/store: connected"); }));
+  auto at_fog = [&] { return stored_count(dir / "fog" / "storage" / "store", "src/t/a"); };
+  auto at_edge = [&] { return stored_count(dir / "edge" / "storage" / "local", "src/t/a"); };
+  auto publish = [&](int from, int n) {
+    std::vector<std::string> lines;
+    for (int i = from; i < from + n; ++i)
+      lines.push_back("{\"i\": " + std::to_string(i) + "}");
+    publish_lines(b.port(), "t/a", lines);
+  };
+  publish(0, 200);
+  REQUIRE(wait_until([&] { return at_fog() == 200 && at_edge() == 200; }));
+
+  nodes.proxy.silence();
+  nlohmann::json link;
+  REQUIRE(wait_until([&] {
+    link = nodes.link("store");
+    return link.at("state") == "unreachable";
+  }));
+  {
+    INFO(link.dump());
+    auto proxy_at = "127.0.0.1:" + std::to_string(nodes.proxy.port());
+    CHECK(logged(edge, "link fog/store: lost (no answer from " + proxy_at
+                         + " for 2 s (peer_timeout))"));
+  }
+  publish(200, 300);
+  REQUIRE(wait_until([&] { return at_edge() == 500; })); // the edge goes on alone
+  REQUIRE(wait_until([&] { link = nodes.link("store"); return detail(link, "backlog") > 0; }));
+  CHECK(at_fog() == 200);
+
+  nodes.proxy.restore();
+  REQUIRE(wait_until([&] { return at_fog() == 500; }));
+  check_stored_once(nodes, 500);
   stop_nodes({&edge, &fog});
 }

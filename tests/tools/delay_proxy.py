@@ -11,7 +11,9 @@ released when due, so the delay does not cap throughput). Point the receiving no
   /usr/bin/python3 tests/tools/delay_proxy.py --port 7101 --target 7001 --delay-ms 20
 
 Signals: SIGUSR1 cuts the link (closes every open connection without flushing what is
-in flight, and closes new ones at once); SIGUSR2 restores it; SIGTERM or SIGINT stop.
+in flight, and closes new ones at once); SIGHUP silences it (connections stay open, old
+and new, but no byte gets through: a pulled cable or a route that drops everything);
+SIGUSR2 restores it (held bytes go on, in order); SIGTERM or SIGINT stop.
 Python 3.11 standard library only.
 """
 
@@ -33,10 +35,11 @@ def log(text):
 class Connection:
     """One client connection and its upstream: two delayed one-way pipes."""
 
-    def __init__(self, client, upstream, delay):
+    def __init__(self, client, upstream, delay, flowing):
         self.client = client  # (reader, writer)
         self.upstream = upstream
         self.delay = delay
+        self.flowing = flowing  # cleared while the link is silenced
         self.tasks = []
 
     def abort(self):
@@ -72,6 +75,7 @@ class Connection:
                 due, data = await queue.get()
                 if (wait := due - loop.time()) > 0:
                     await asyncio.sleep(wait)
+                await self.flowing.wait()
                 if not data:  # the sender's FIN, delayed like its bytes
                     if writer.can_write_eof():
                         writer.write_eof()
@@ -93,6 +97,8 @@ class Proxy:
         self.target = target
         self.delay = delay
         self.cut = False
+        self.flowing = asyncio.Event()
+        self.flowing.set()
         self.open = set()
 
     async def accept(self, reader, writer):
@@ -112,7 +118,7 @@ class Proxy:
             return
         for w in (writer, upstream[1]):
             w.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = Connection((reader, writer), upstream, self.delay)
+        conn = Connection((reader, writer), upstream, self.delay, self.flowing)
         self.open.add(conn)
         try:
             await conn.run()
@@ -126,8 +132,13 @@ class Proxy:
             conn.abort()
         log(f"link cut: closed {n} connection(s), refusing new ones")
 
+    def silence_link(self):
+        self.flowing.clear()
+        log(f"link silenced: holding every byte of {len(self.open)} connection(s) and of new ones")
+
     def restore_link(self):
         self.cut = False
+        self.flowing.set()
         log("link restored: accepting connections")
 
 
@@ -141,7 +152,7 @@ def loopback(host):
 async def main():
     parser = argparse.ArgumentParser(
         description="TCP proxy on loopback with a fixed one-way delay; "
-                    "SIGUSR1 cuts the link, SIGUSR2 restores it")
+                    "SIGUSR1 cuts the link, SIGHUP silences it, SIGUSR2 restores it")
     parser.add_argument("--host", default="127.0.0.1",
                         help="loopback address to listen on and forward to (default 127.0.0.1)")
     parser.add_argument("--port", type=int, required=True, help="port to listen on (0: any)")
@@ -160,6 +171,7 @@ async def main():
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
     loop.add_signal_handler(signal.SIGUSR1, proxy.cut_link)
+    loop.add_signal_handler(signal.SIGHUP, proxy.silence_link)
     loop.add_signal_handler(signal.SIGUSR2, proxy.restore_link)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
