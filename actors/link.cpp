@@ -27,6 +27,18 @@ constexpr size_t window = 4;
 /// A delivery takes the spooled batches there are, up to this many or this many bytes.
 constexpr size_t group_batches = 64;
 constexpr size_t group_bytes = 256 << 10;
+/// While the peer is connected, the spool runs at most this many batches ahead of it: a
+/// producer faster than the wire waits instead of growing the spool. Spooling far ahead
+/// buys nothing (the wire does not get faster) and costs: a spool that grew to hundreds of
+/// MiB and drained keeps a long free list in LMDB, and every later write pays for it (five
+/// times slower appends, bench/remote). While the peer is away, `link_buffer` is the bound.
+constexpr uint64_t connected_ahead = 1024;
+
+/// The batches the spool may hold now.
+uint64_t spool_limit(const link_params& p, bool connected) {
+  return connected ? std::min(p.max_batches, connected_ahead) : p.max_batches;
+}
+
 /// A delivery unanswered this long counts as a lost link (the peer reconnects and resends).
 constexpr auto deliver_timeout = 60s;
 
@@ -69,6 +81,8 @@ void lost(sender_actor* self, const std::string& why) {
   if (s.peer) {
     self->demonitor(s.peer);
     s.peer = nullptr;
+    self->send(s.intake, connect_atom::value, false); // the spool may fill up to link_buffer
+    s.intake_waits = false;
     spdlog::warn("link {}: lost ({}); {} batch(es) kept, reconnecting", peer_name(s.p), why,
                  s.buf->size());
   } else if (s.limiter.allow()) {
@@ -144,6 +158,7 @@ void connect(sender_actor* self) {
                                     + "'");
               s.connecting = false;
               s.peer = node;
+              self->send(s.intake, connect_atom::value, true);
               self->monitor(node);
               s.backoff = 100ms;
               if (s.st.errors > 0)
@@ -263,7 +278,7 @@ caf::behavior sender(sender_actor* self, link_params p, std::shared_ptr<spool> b
     [=](tick_atom) { pump(self); },
     [=](wake_atom) { // the intake waits for room: now, or after the next acknowledgement
       auto& s = self->state;
-      if (s.buf->size() < s.p.max_batches)
+      if (s.buf->size() < spool_limit(s.p, s.peer != nullptr))
         self->send(s.intake, wake_atom::value);
       else
         s.intake_waits = true;
@@ -319,6 +334,7 @@ struct intake_state {
   };
   std::deque<waiting> pending;
   bool flush_queued = false;
+  bool peer_up = false; ///< told by the sender: see spool_limit()
   origin_filter origins; ///< replays after a crash upstream are dropped by it
   uint64_t in = 0, dropped = 0, replays = 0, errors = 0;
   std::string last_error;
@@ -363,9 +379,11 @@ void admit(intake_actor* self) {
         s.pending.pop_front();
         continue;
       }
-      if (held + take.size() >= s.p.max_batches) {
-        if (!s.p.drop_oldest || !drop_one(s)) {
-          // `block`: the producer waits until the peer takes some; the sender says when.
+      if (held + take.size() >= spool_limit(s.p, s.peer_up)) {
+        // Only a full link_buffer drops (`drop_oldest`); a busy wire never does.
+        bool full = held + take.size() >= s.p.max_batches;
+        if (!full || !s.p.drop_oldest || !drop_one(s)) {
+          // The producer waits until the peer takes some; the sender says when.
           self->send(s.sender, wake_atom::value);
           break;
         }
@@ -435,6 +453,10 @@ caf::behavior intake(intake_actor* self, link_params p, std::shared_ptr<spool> b
       admit(self);
     },
     [=](wake_atom) { admit(self); }, // the sender made room
+    [=](connect_atom, bool up) {
+      self->state.peer_up = up;
+      admit(self);
+    },
     // The sender holds the connection: it answers these.
     [=](query_atom, const scan_request& q) -> caf::result<record_batch> {
       self->delegate(self->state.sender, query_atom::value, q);

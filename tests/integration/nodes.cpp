@@ -10,6 +10,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <map>
 #include <set>
@@ -422,6 +423,59 @@ TEST_CASE("a link stuck in a spool write is shown unresponsive in the one view, 
     return stored_count(dir / "fog" / "storage" / "store", "src/t/a") == 100;
   }));
   INFO(edge.log());
+  stop_nodes({&edge, &fog});
+}
+
+// A peer that is connected but does not keep up (here: stopped with SIGSTOP, so its
+// connection stays open and nothing is answered): the link spools at most 1024 batches
+// ahead of it and then holds the producer back, instead of growing its spool to
+// link_buffer; when the peer goes on, every record arrives once.
+TEST_CASE("a link to a connected peer that does not keep up spools at most 1024 batches "
+          "ahead and holds the producer back, losing nothing", "[e2e][nodes][buffer]") {
+  temp_dir dir;
+  broker b{dir / "broker"};
+  three_nodes nodes;
+  auto text = buffer_flow(b, nodes, "block");
+  // One message a batch; a peer that answers nothing is not taken for lost in this test.
+  text.replace(text.find("link_buffer: 3"), 14, "peer_timeout: 120s");
+  text.replace(text.find("batch_size: 10"), 14, "batch_size: 1");
+  write_file(dir / "flow.yaml", text);
+  auto fog = start_node(dir, "fog", "fog.log");
+  auto edge = start_node(dir, "edge", "edge.log");
+  INFO(edge.log());
+  REQUIRE(wait_until([&] { return logged(edge, "src: connected")
+                                  && logged(edge, "link fog/store: connected")
+                                  && logged(edge, "http: web UI on"); }));
+  auto backlog = [&] {
+    auto view = api_nodes(nodes.http["edge"], dir / "edge");
+    INFO(view.dump());
+    for (auto& n : view.at("nodes"))
+      if (n.at("name") == "edge")
+        for (auto& l : n.at("links"))
+          if (l.at("details").at("actor") == "store") {
+            CHECK(l.at("state") == "connected");
+            return std::stoll(l.at("details").at("backlog").get<std::string>());
+          }
+    return -1LL; // not listed (yet)
+  };
+  fog.signal(SIGSTOP);
+  std::vector<std::string> lines;
+  for (int i = 0; i < 3000; ++i)
+    lines.push_back("{\"i\": " + std::to_string(i) + "}");
+  publish_lines(b.port(), "t/a", lines);
+  REQUIRE(wait_until([&] { return backlog() >= 1000; }));
+  // Held there while the producer has 2000 more to give (the source's 4 in flight wait
+  // in the link, counted in its backlog too).
+  long long most = 0;
+  for (int i = 0; i < 10; ++i) {
+    most = std::max(most, backlog());
+    std::this_thread::sleep_for(std::chrono::milliseconds{200});
+  }
+  CHECK(most <= 1024 + 4);
+  fog.signal(SIGCONT);
+  CHECK(wait_until([&] {
+    return stored_count(dir / "fog" / "storage" / "store", "src/t/a") == 3000;
+  }));
   stop_nodes({&edge, &fog});
 }
 
