@@ -150,11 +150,32 @@ public:
     return true;
   }
 
-  bool varint(uint64_t& x) {
+  // Inlined: called for every length, count and int of every record decoded.
+  [[gnu::always_inline]] bool varint(uint64_t& x) {
     if (pos_ < in_.size() && byte(0) < 0x80) { // most lengths and counts: one byte
       x = byte(0);
       ++pos_;
       return true;
+    }
+    return long_varint(x);
+  }
+
+  [[gnu::noinline]] bool long_varint(uint64_t& x) {
+    if (remaining() >= 10) { // a whole varint fits: no bounds check per byte
+      auto p = reinterpret_cast<const unsigned char*>(in_.data() + pos_);
+      uint64_t v = 0;
+      for (int i = 0; i < 10; ++i) {
+        uint64_t b = p[i];
+        if (i == 9 && b > 1) // the tenth byte may only carry the top bit
+          return false;
+        v |= (b & 0x7f) << (7 * i);
+        if (b < 0x80) {
+          x = v;
+          pos_ += static_cast<size_t>(i) + 1;
+          return true;
+        }
+      }
+      return false;
     }
     x = 0;
     for (int shift = 0; shift < 64; shift += 7) {
@@ -171,7 +192,7 @@ public:
     return false;
   }
 
-  bool bytes(std::string_view& s) {
+  [[gnu::always_inline]] bool bytes(std::string_view& s) {
     uint64_t n = 0;
     if (!varint(n) || n > remaining())
       return false;
@@ -278,7 +299,8 @@ std::optional<error> get_value(reader& r, value& v) {
                                        + " at byte " + std::to_string(r.pos() - 1));
 }
 
-/// Reads one record into `rec` (decoded in place: no record is moved afterwards).
+/// Reads one record into `rec`, a default-constructed one (decoded in place: no record is
+/// moved afterwards).
 std::optional<error> get_record(std::string_view in, record& rec) {
   reader r{in};
   uint8_t version = 0;
@@ -293,7 +315,7 @@ std::optional<error> get_record(std::string_view in, record& rec) {
   uint64_t time = 0, ingest = 0, seq = 0, count = 0;
   if (!r.bytes(stream))
     return truncated(r, "stream");
-  rec.stream.assign(stream);
+  rec.stream.append(stream); // into an empty string: cheaper than assign
   if (!r.le64(time) || !r.le64(ingest))
     return truncated(r, "time");
   rec.time = static_cast<int64_t>(time);
@@ -313,7 +335,8 @@ std::optional<error> get_record(std::string_view in, record& rec) {
     std::string_view name;
     if (!r.bytes(name))
       return truncated(r, "field name");
-    auto& f = rec.fields.emplace_back(field{std::string{name}, 0.0});
+    auto& f = rec.fields.emplace_back();
+    f.name.append(name);
     if (auto e = get_value(r, f.v))
       return e;
   }
