@@ -321,7 +321,7 @@ int run_flow(const flow& f, const run_options& opts) {
                                          if (v.actors)
                                            for (auto& a : *v.actors)
                                              out.push_back({a.name, std::string{a.k->name},
-                                                            a.handle});
+                                                            a.handle, {}});
                                          return out;
                                        });
     if (!started) {
