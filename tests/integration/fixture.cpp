@@ -204,6 +204,13 @@ int run_command(const std::vector<std::string>& argv, std::string* out) {
   return rc;
 }
 
+std::vector<std::string> numbered_lines(int from, int n) {
+  std::vector<std::string> lines;
+  for (int i = from; i < from + n; ++i)
+    lines.push_back("{\"i\": " + std::to_string(i) + "}");
+  return lines;
+}
+
 void publish_lines(int port, const std::string& topic, const std::vector<std::string>& lines,
                    int qos, bool retain) {
   temp_dir tmp;
@@ -541,6 +548,16 @@ nlohmann::json api_nodes(int http_port, const std::filesystem::path& data_dir) {
   INFO(res->body);
   REQUIRE(res->status == 200);
   return nlohmann::json::parse(res->body);
+}
+
+nlohmann::json link_in_view(const nlohmann::json& view, const std::string& node,
+                            const std::string& actor) {
+  for (auto& n : view.at("nodes"))
+    if (n.at("name") == node)
+      for (auto& l : n.at("links"))
+        if (l.at("details").at("actor") == actor)
+          return l;
+  return nullptr;
 }
 
 delay_proxy::delay_proxy(const std::filesystem::path& dir, int target, int delay_ms)

@@ -88,6 +88,8 @@ int run_command(const std::vector<std::string>& argv, std::string* out = nullptr
 /// Publishes each line of `lines` as one message with mosquitto_pub -l (fast).
 void publish_lines(int port, const std::string& topic, const std::vector<std::string>& lines,
                    int qos = 1, bool retain = false);
+/// `n` JSON messages {"i": from}, {"i": from + 1}, ...
+std::vector<std::string> numbered_lines(int from, int n);
 
 /// Path of the fabrik binary under test and of the source tree.
 std::string fabrik_binary();
@@ -238,6 +240,9 @@ void stop_nodes(std::initializer_list<process*> nodes);
 /// GET /api/nodes of the node whose web UI is on 127.0.0.1:`http_port`, with the token
 /// in its data directory; fails the test unless it answers 200.
 nlohmann::json api_nodes(int http_port, const std::filesystem::path& data_dir);
+/// In such a view, node `node`'s link to the actor `actor` (null when it lists none).
+nlohmann::json link_in_view(const nlohmann::json& view, const std::string& node,
+                            const std::string& actor);
 
 /// The project's delay proxy (tests/tools/delay_proxy.py) on a free 127.0.0.1 port,
 /// forwarding to 127.0.0.1:`target` with `delay_ms` each way: distance between two nodes

@@ -281,11 +281,10 @@ TEST_CASE("one view: the web API of any node shows every node, the links between
     FAIL("no node " << name);
     return nlohmann::json{};
   };
-  auto link_state = [](const nlohmann::json& n, const std::string& actor) {
-    for (auto& l : n.at("links"))
-      if (l.at("details").at("actor") == actor)
-        return l.at("state").get<std::string>();
-    return std::string{"none"};
+  auto link_state = [](const nlohmann::json& v, const std::string& node,
+                       const std::string& actor) {
+    auto l = link_in_view(v, node, actor);
+    return l.is_null() ? std::string{"none"} : l.at("state").get<std::string>();
   };
   auto v = view();
   INFO(v.dump(2));
@@ -294,13 +293,13 @@ TEST_CASE("one view: the web API of any node shows every node, the links between
   auto edge_view = node_of(v, "edge");
   CHECK(edge_view.at("reachable") == true);
   CHECK(edge_view.at("http") == "127.0.0.1:" + std::to_string(nodes.http["edge"]));
-  CHECK(link_state(edge_view, "store") == "connected");
-  CHECK(link_state(edge_view, "model") == "connected");
+  CHECK(link_state(v, "edge", "store") == "connected");
+  CHECK(link_state(v, "edge", "model") == "connected");
   CHECK(edge_view.at("actors").size() == 2); // src, out
   CHECK(node_of(v, "fog").at("here") == true);
   CHECK(node_of(v, "fog").at("actors").at(0).at("name") == "store");
   CHECK(node_of(v, "cloud").at("actors").at(0).at("name") == "model");
-  CHECK(link_state(node_of(v, "cloud"), "out") == "connected");
+  CHECK(link_state(v, "cloud", "out") == "connected");
 
   cloud.signal(SIGTERM);
   REQUIRE(cloud.wait() == 0);
@@ -311,7 +310,7 @@ TEST_CASE("one view: the web API of any node shows every node, the links between
   CHECK(wait_until([&] {
     after = view();
     return node_of(after, "cloud").at("reachable") == false
-           && link_state(node_of(after, "edge"), "model") == "unreachable"
+           && link_state(after, "edge", "model") == "unreachable"
            && node_of(after, "cloud").at("error")
                 == "cannot connect to " + cloud_at + " (is the node running there?)";
   }));
@@ -347,10 +346,7 @@ TEST_CASE("a full link buffer: block holds the producer back and loses nothing, 
       write_file(dir / "flow.yaml", buffer_flow(b, nodes, when));
       auto edge = start_node(dir, "edge", "edge.log");
       REQUIRE(wait_until([&] { return logged(edge, "src: connected"); }));
-      std::vector<std::string> lines;
-      for (int i = 0; i < 300; ++i)
-        lines.push_back("{\"i\": " + std::to_string(i) + "}");
-      publish_lines(b.port(), "t/a", lines);
+      publish_lines(b.port(), "t/a", numbered_lines(0, 300));
       // The fog is away: the link fills its 3 batches.
       REQUIRE(wait_until([&] { return logged(edge, "backlog="); }));
       auto fog = start_node(dir, "fog", "fog.log");
@@ -386,15 +382,10 @@ TEST_CASE("a link stuck in a spool write is shown unresponsive in the one view, 
   auto edge = start_node(dir, "edge", "edge.log");
   REQUIRE(wait_until([&] { return logged(edge, "src: connected")
                                   && logged(edge, "http: web UI on"); }));
-  auto link_of = [&](const nlohmann::json& v) {
-    for (auto& n : v.at("nodes"))
-      if (n.at("name") == "edge")
-        for (auto& l : n.at("links"))
-          if (l.at("details").at("actor") == "store")
-            return l;
-    return nlohmann::json{};
+  auto view = [&] {
+    auto l = link_in_view(api_nodes(nodes.http["edge"], dir / "edge"), "edge", "store");
+    return l.is_null() ? nlohmann::json::object() : l;
   };
-  auto view = [&] { return link_of(api_nodes(nodes.http["edge"], dir / "edge")); };
   REQUIRE(wait_until([&] { return view().value("state", "") == "unreachable"; }));
 
   lmdb::env_options eo;
@@ -403,10 +394,7 @@ TEST_CASE("a link stuck in a spool write is shown unresponsive in the one view, 
   REQUIRE(env);
   auto held = env->begin_write(); // the lock the link's next write waits for
   REQUIRE(held);
-  std::vector<std::string> lines;
-  for (int i = 0; i < 100; ++i)
-    lines.push_back("{\"i\": " + std::to_string(i) + "}");
-  publish_lines(b.port(), "t/a", lines);
+  publish_lines(b.port(), "t/a", numbered_lines(0, 100));
   nlohmann::json stuck;
   CHECK(wait_until([&] {
     stuck = view();
@@ -449,20 +437,14 @@ TEST_CASE("a link to a connected peer that does not keep up spools at most 1024 
   auto backlog = [&] {
     auto view = api_nodes(nodes.http["edge"], dir / "edge");
     INFO(view.dump());
-    for (auto& n : view.at("nodes"))
-      if (n.at("name") == "edge")
-        for (auto& l : n.at("links"))
-          if (l.at("details").at("actor") == "store") {
-            CHECK(l.at("state") == "connected");
-            return std::stoll(l.at("details").at("backlog").get<std::string>());
-          }
-    return -1LL; // not listed (yet)
+    auto l = link_in_view(view, "edge", "store");
+    if (l.is_null())
+      return -1LL; // not listed (yet)
+    CHECK(l.at("state") == "connected");
+    return std::stoll(l.at("details").at("backlog").get<std::string>());
   };
   fog.signal(SIGSTOP);
-  std::vector<std::string> lines;
-  for (int i = 0; i < 3000; ++i)
-    lines.push_back("{\"i\": " + std::to_string(i) + "}");
-  publish_lines(b.port(), "t/a", lines);
+  publish_lines(b.port(), "t/a", numbered_lines(0, 3000));
   REQUIRE(wait_until([&] { return backlog() >= 1000; }));
   // Held there while the producer has 2000 more to give (the source's 4 in flight wait
   // in the link, counted in its backlog too).

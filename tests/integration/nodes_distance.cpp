@@ -32,13 +32,10 @@ struct edge_and_far_fog {
   /// The edge's link to the fog's actor `actor`, as GET /api/nodes of the edge shows it.
   nlohmann::json link(const std::string& actor) const {
     auto view = edge_view();
-    for (auto& n : view.at("nodes"))
-      if (n.at("name") == "edge")
-        for (auto& l : n.at("links"))
-          if (l.at("details").at("actor") == actor)
-            return l;
-    FAIL("the edge shows no link to " << actor << ": " << view.dump());
-    return {};
+    auto l = link_in_view(view, "edge", actor);
+    if (l.is_null())
+      FAIL("the edge shows no link to " << actor << ": " << view.dump());
+    return l;
   }
   nlohmann::json edge_view() const { return api_nodes(nodes.http.at("edge"), dir / "edge"); }
   /// The status of `actor` on `node`, as that node's GET /api/nodes shows it.
@@ -92,10 +89,7 @@ TEST_CASE("a link to a node 20 ms away (the delay proxy as its address) delivers
   REQUIRE(wait_until([&] { return logged(edge, "link fog/store: connected to 127.0.0.1:"
                                                + std::to_string(nodes.proxy.port())); }));
   const int n = 3000;
-  std::vector<std::string> lines;
-  for (int i = 0; i < n; ++i)
-    lines.push_back("{\"i\": " + std::to_string(i) + "}");
-  publish_lines(b.port(), "t/a", lines);
+  publish_lines(b.port(), "t/a", numbered_lines(0, n));
   auto stored = [&] { return stored_count(dir / "fog" / "storage" / "store", "src/t/a"); };
   REQUIRE(wait_until([&] { return stored() == n; }));
   std::vector<int64_t> seen, each(n);
@@ -227,12 +221,7 @@ TEST_CASE("a silent cut (the proxy holds every byte and closes nothing) is notic
                                   && logged(edge, "link fog/store: connected"); }));
   auto at_fog = [&] { return stored_count(dir / "fog" / "storage" / "store", "src/t/a"); };
   auto at_edge = [&] { return stored_count(dir / "edge" / "storage" / "local", "src/t/a"); };
-  auto publish = [&](int from, int n) {
-    std::vector<std::string> lines;
-    for (int i = from; i < from + n; ++i)
-      lines.push_back("{\"i\": " + std::to_string(i) + "}");
-    publish_lines(b.port(), "t/a", lines);
-  };
+  auto publish = [&](int from, int n) { publish_lines(b.port(), "t/a", numbered_lines(from, n)); };
   publish(0, 200);
   REQUIRE(wait_until([&] { return at_fog() == 200 && at_edge() == 200; }));
 
