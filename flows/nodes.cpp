@@ -19,7 +19,8 @@ const settings_table node_settings{{
    .doc = "the web UI and API address of this node (HOST:PORT or off) when it runs with "
           "`--node`; default: the flow's http.listen. Nodes on one machine need their own"},
   {.name = "link_buffer", .type = setting_type::integer, .default_value = "100000",
-   .doc = "batches a wire from this node to another keeps on disk while the peer is away",
+   .doc = "batches a wire from this node to another keeps on disk while the peer is away "
+          "(while it is connected, at most 1024 run ahead of it)",
    .min = 1},
   {.name = "when_full", .type = setting_type::choice, .default_value = "block",
    .doc = "when that buffer is full: `block` (the producer waits, nothing is lost) or "
