@@ -825,80 +825,80 @@ caf::actor spawn_workflow(spawn_context& ctx) {
 /// package named by path, that it is valid and its parameters and window match.
 void check_workflow(const flow& f, const actor_decl& a, const std::string& file,
                     std::vector<diagnostic>& diags) {
-  auto report = [&](std::string message, bool warning = false) {
-    diags.push_back({file, a.line, a.column, "actor '" + a.name + "': " + message, warning});
+  auto report = [&](const std::string& setting, std::string message, bool warning = false) {
+    diags.push_back(actor_diagnostic(a, file, setting, std::move(message), warning));
   };
   auto& c = a.settings;
   std::optional<package_info> info;
   if (is_path(c.str("package"))) {
     auto read = read_package(f.resolve(c.str("package")));
     if (!read)
-      report("package " + c.str("package") + ": " + read.err().message);
+      report("package", "package " + c.str("package") + ": " + read.err().message);
     else
       info = std::move(*read);
   } else if (!std::all_of(c.str("package").begin(), c.str("package").end(), [](char ch) {
                return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_'
                       || ch == '-';
              })) {
-    report("package '" + c.str("package") + "' is neither a workflow name ([a-z0-9_-]+) nor "
+    report("package", "package '" + c.str("package") + "' is neither a workflow name ([a-z0-9_-]+) nor "
            "a path to a .zip");
   }
   if (c.has("model_from")) {
     auto& from = c.str("model_from");
     auto* d = f.find(from);
     if (c.has("train"))
-      report("model_from and train exclude each other: a workflow either trains its models "
+      report("model_from", "model_from and train exclude each other: a workflow either trains its models "
              "or serves another's");
     else if (!d)
-      report("model_from names no actor: '" + from + "'");
+      report("model_from", "model_from names no actor: '" + from + "'");
     else if (d->k->name != "workflow" || d->name == a.name)
-      report("model_from '" + from + "' must be another workflow actor");
+      report("model_from", "model_from '" + from + "' must be another workflow actor");
   }
   if (c.has("train")) {
     auto& t = c.object("train");
     auto& storage = t.str("storage");
     auto* d = f.find(storage);
     if (!d)
-      report("train.storage names no actor: '" + storage + "'");
+      report("train", "train.storage names no actor: '" + storage + "'");
     else if (d->k->name != "storage")
-      report("train.storage '" + storage + "' is a " + std::string{d->k->name}
+      report("train", "train.storage '" + storage + "' is a " + std::string{d->k->name}
              + ", not a storage");
     if (auto w = parse_when(t.str("when")); !w)
-      report(w.err().message);
+      report("train", w.err().message);
     for (const char* key : {"from", "to"})
       if (t.has(key))
         if (auto x = parse_time(t.str(key)); !x)
-          report("train." + std::string{key} + ": " + x.err().message);
+          report("train", "train." + std::string{key} + ": " + x.err().message);
     if (info && info->manifest.kind == workflow_kind::process_input)
-      report("package " + info->manifest.name + " is predict-only (process_input): it cannot "
+      report("train", "package " + info->manifest.name + " is predict-only (process_input): it cannot "
              "train");
   }
   if (c.has("window")) {
     auto& w = c.object("window");
     if (w.has("size") == w.has("span"))
-      report("window needs either size (records) or span (time), not both or neither");
+      report("window", "window needs either size (records) or span (time), not both or neither");
     if (w.has("span") && w.has("step"))
-      report("window.step counts records; a time window (span) takes every");
+      report("window", "window.step counts records; a time window (span) takes every");
     if (w.has("size") && w.has("every"))
-      report("window.every is for time windows (span); a count window takes step");
+      report("window", "window.every is for time windows (span); a count window takes step");
   }
   if (!info)
     return;
   if (c.has("window") && !info->manifest.images.empty())
-    report("package " + info->manifest.name + " takes images, which go with samples of one "
+    report("window", "package " + info->manifest.name + " takes images, which go with samples of one "
            "record: remove window");
   if (c.has("params")) {
     std::vector<std::string> errors;
     effective_params(info->manifest, c.scalar_map("params"), errors);
     for (auto& e : errors)
-      report(e);
+      report("params", e);
   }
   if (c.has("window") && c.object("window").has("size")) {
     auto it = info->manifest.parameters.find("window");
     auto size = c.object("window").integer("size");
     if (it != info->manifest.parameters.end())
       if (auto* n = std::get_if<int64_t>(&it->second); n && *n != size)
-        report("window.size " + std::to_string(size) + " differs from the package's window "
+        report("window", "window.size " + std::to_string(size) + " differs from the package's window "
                "parameter " + std::to_string(*n), true);
   }
 }

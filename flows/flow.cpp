@@ -432,6 +432,12 @@ void loader::load_actors(const YAML::Node& key, const YAML::Node& value,
         error(on_node->IsNull() ? bp : where(*on_node),
               "'on' of actor '" + name + "' must be a node name, got " + what_is(*on_node));
     }
+    if (!local)
+      for (auto j = body.begin(); j != body.end(); ++j)
+        if (j->first.IsScalar()) {
+          auto at = where(j->second.IsNull() ? j->first : j->second);
+          decl.setting_at[j->first.Scalar()] = {at.line, at.column};
+        }
     if (decl.k) {
       static const settings_table none;
       const settings_table& table = decl.k->settings ? *decl.k->settings : none;
@@ -680,6 +686,13 @@ std::optional<flow> load_flow_text(const std::string& text, const std::filesyste
   if (failed)
     return std::nullopt;
   return f;
+}
+
+diagnostic actor_diagnostic(const actor_decl& a, const std::string& file,
+                            const std::string& setting, std::string message, bool warning) {
+  auto at = a.setting_at.find(setting);
+  auto [line, column] = at == a.setting_at.end() ? std::pair{a.line, a.column} : at->second;
+  return {file, line, column, "actor '" + a.name + "': " + std::move(message), warning};
 }
 
 std::optional<flow> load_flow(const std::filesystem::path& file, std::vector<diagnostic>& diags) {

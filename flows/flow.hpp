@@ -21,7 +21,16 @@ struct actor_decl {
   config settings;
   int line = 0;
   int column = 0;
+  /// Where each top-level setting's value is written (line, column). Empty for an actor of
+  /// the local fragment: its settings may come from two files.
+  std::map<std::string, std::pair<int, int>> setting_at;
 };
+
+/// A kind check's finding about actor `a` ("actor 'NAME': MESSAGE"), placed at `setting`'s
+/// value when the flow file writes it there, else at the actor.
+diagnostic actor_diagnostic(const actor_decl& a, const std::string& file,
+                            const std::string& setting, std::string message,
+                            bool warning = false);
 
 struct wire_decl {
   std::string file; ///< where it is written: the flow file, or its fragment

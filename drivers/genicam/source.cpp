@@ -327,9 +327,8 @@ void check_source(const flow&, const actor_decl& a, const std::string& file,
     return;
   for (auto& item : a.settings.strings("features"))
     if (!split_feature(item))
-      diags.push_back({file, a.line, a.column,
-                       "actor '" + a.name + "': features: '" + item
-                         + "' is not Name=value (e.g. Gain=6)"});
+      diags.push_back(actor_diagnostic(a, file, "features", "features: '" + item
+                                         + "' is not Name=value (e.g. Gain=6)"));
 }
 
 const kind source_kind{

@@ -257,28 +257,28 @@ caf::actor spawn_source(spawn_context& ctx) {
 
 void check_source(const flow& f, const actor_decl& a, const std::string& file,
                   std::vector<diagnostic>& diags) {
-  auto report = [&](const std::string& message) {
-    diags.push_back({file, a.line, a.column, "actor '" + a.name + "': " + message});
+  auto report = [&](const std::string& setting, const std::string& message) {
+    diags.push_back(actor_diagnostic(a, file, setting, message));
   };
   auto& c = a.settings;
   if (auto url = parse_endpoint_url(c.str("endpoint")); !url)
-    report("endpoint: " + url.err().message);
+    report("endpoint", "endpoint: " + url.err().message);
   auto nodes = c.has("nodes") ? c.strings("nodes") : std::vector<std::string>{};
   auto folders = c.has("folders") ? c.strings("folders") : std::vector<std::string>{};
   if (nodes.empty() && folders.empty())
-    report("name the variables to monitor in `nodes` or `folders`");
+    report("", "name the variables to monitor in `nodes` or `folders`");
   auto ns = static_cast<uint16_t>(c.integer("namespace"));
   for (auto [key, list] : {std::pair{"nodes", &nodes}, std::pair{"folders", &folders}})
     for (auto& n : *list) {
       if (is_node_id_text(n)) {
         if (auto id = parse_node_id(n); !id)
-          report(std::string{key} + ": " + id.err().message);
+          report(key, std::string{key} + ": " + id.err().message);
       } else if (auto path = parse_browse_path(n, ns); !path) {
-        report(std::string{key} + ": " + path.err().message);
+        report(key, std::string{key} + ": " + path.err().message);
       }
     }
   if (c.has("password") && !c.has("user"))
-    report("a password needs a user");
+    report("password", "a password needs a user");
 }
 
 const kind source_kind{
