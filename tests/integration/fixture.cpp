@@ -17,6 +17,7 @@
 #include <random>
 #include <set>
 #include <sstream>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <thread>
@@ -52,8 +53,14 @@ int free_port() {
 }
 
 process::process(std::vector<std::string> argv, std::filesystem::path log) : log_(std::move(log)) {
+  const pid_t test = ::getpid();
   pid_ = ::fork();
   if (pid_ == 0) {
+    // A test that aborts (a crash, Catch2 giving up) runs no destructor: its nodes and
+    // brokers must not outlive it and hold ports and CPU for the next tests.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != test)
+      ::_exit(127);
     int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     ::dup2(fd, 1);
     ::dup2(fd, 2);
