@@ -320,17 +320,20 @@ TEST_CASE("one view: the web API of any node shows every node, the links between
 }
 
 namespace {
-/// edge: an MQTT source; fog: its storage. The edge's wire to the fog holds 3 batches.
-std::string buffer_flow(const broker& b, const three_nodes& n, const std::string& when_full) {
+/// edge: an MQTT source of `batch_size` messages a batch; fog: its storage. `edge` holds
+/// the edge node's settings for its wire to the fog (link_buffer, when_full, ...).
+std::string buffer_flow(const broker& b, const three_nodes& n, const std::string& edge,
+                        int batch_size = 10) {
   auto addr = [](int port) { return "\"127.0.0.1:" + std::to_string(port) + "\""; };
   return "name: buffer-test\n"
          "brokers: {local: {url: \"" + b.url() + "\"}}\n"
          "nodes:\n"
          "  edge: {listen: " + addr(n.listen.at("edge")) + ", http: " + addr(n.http.at("edge"))
-         + ", link_buffer: 3, when_full: " + when_full + ", reconnect_max: 500ms}\n"
+         + ", " + edge + ", reconnect_max: 500ms}\n"
          "  fog: {listen: " + addr(n.listen.at("fog")) + ", http: " + addr(n.http.at("fog")) + "}\n"
          "actors:\n"
-         "  src: {kind: mqtt.source, broker: local, topics: [\"t/#\"], batch_size: 10, on: edge}\n"
+         "  src: {kind: mqtt.source, broker: local, topics: [\"t/#\"], batch_size: "
+         + std::to_string(batch_size) + ", on: edge}\n"
          "  store: {kind: storage, on: fog}\n"
          "wires: [src -> store]\n";
 }
@@ -343,7 +346,9 @@ TEST_CASE("a full link buffer: block holds the producer back and loses nothing, 
       temp_dir dir;
       broker b{dir / "broker"};
       three_nodes nodes;
-      write_file(dir / "flow.yaml", buffer_flow(b, nodes, when));
+      // The edge's wire to the fog holds 3 batches.
+      write_file(dir / "flow.yaml",
+                 buffer_flow(b, nodes, "link_buffer: 3, when_full: " + when));
       auto edge = start_node(dir, "edge", "edge.log");
       REQUIRE(wait_until([&] { return logged(edge, "src: connected"); }));
       publish_lines(b.port(), "t/a", numbered_lines(0, 300));
@@ -376,9 +381,7 @@ TEST_CASE("a link stuck in a spool write is shown unresponsive in the one view, 
   temp_dir dir;
   broker b{dir / "broker"};
   three_nodes nodes;
-  auto text = buffer_flow(b, nodes, "block");
-  text.replace(text.find("link_buffer: 3"), 14, "link_buffer: 1000");
-  write_file(dir / "flow.yaml", text);
+  write_file(dir / "flow.yaml", buffer_flow(b, nodes, "link_buffer: 1000, when_full: block"));
   auto edge = start_node(dir, "edge", "edge.log");
   REQUIRE(wait_until([&] { return logged(edge, "src: connected")
                                   && logged(edge, "http: web UI on"); }));
@@ -423,11 +426,8 @@ TEST_CASE("a link to a connected peer that does not keep up spools at most 1024 
   temp_dir dir;
   broker b{dir / "broker"};
   three_nodes nodes;
-  auto text = buffer_flow(b, nodes, "block");
   // One message a batch; a peer that answers nothing is not taken for lost in this test.
-  text.replace(text.find("link_buffer: 3"), 14, "peer_timeout: 120s");
-  text.replace(text.find("batch_size: 10"), 14, "batch_size: 1");
-  write_file(dir / "flow.yaml", text);
+  write_file(dir / "flow.yaml", buffer_flow(b, nodes, "peer_timeout: 120s, when_full: block", 1));
   auto fog = start_node(dir, "fog", "fog.log");
   auto edge = start_node(dir, "edge", "edge.log");
   INFO(edge.log());

@@ -37,6 +37,18 @@ struct edge_and_far_fog {
       FAIL("the edge shows no link to " << actor << ": " << view.dump());
     return l;
   }
+  /// Starts the fog, then the edge, and waits until the edge's source is connected and
+  /// its link reaches the fog through the proxy.
+  void start(process& fog, process& edge) const {
+    fog = start_node(dir, "fog", "fog.log");
+    edge = start_node(dir, "edge", "edge.log");
+    INFO(edge.log());
+    REQUIRE(wait_until([&] {
+      return logged(edge, "src: connected")
+             && logged(edge, "link fog/store: connected to 127.0.0.1:"
+                               + std::to_string(proxy.port()));
+    }));
+  }
   nlohmann::json edge_view() const { return api_nodes(nodes.http.at("edge"), dir / "edge"); }
   /// The status of `actor` on `node`, as that node's GET /api/nodes shows it.
   nlohmann::json actor(const std::string& node, const std::string& actor) const {
@@ -82,12 +94,9 @@ TEST_CASE("a link to a node 20 ms away (the delay proxy as its address) delivers
              "wires: [src -> store]\n");
   std::string out;
   REQUIRE(run_command({fabrik_binary(), "check", (dir / "flow.yaml").string()}, &out) == 0);
-  auto fog = start_node(dir, "fog", "fog.log");
-  auto edge = start_node(dir, "edge", "edge.log");
+  process fog, edge;
+  nodes.start(fog, edge);
   INFO(edge.log());
-  REQUIRE(wait_until([&] { return logged(edge, "src: connected"); }));
-  REQUIRE(wait_until([&] { return logged(edge, "link fog/store: connected to 127.0.0.1:"
-                                               + std::to_string(nodes.proxy.port())); }));
   const int n = 3000;
   publish_lines(b.port(), "t/a", numbered_lines(0, n));
   auto stored = [&] { return stored_count(dir / "fog" / "storage" / "store", "src/t/a"); };
@@ -142,11 +151,9 @@ TEST_CASE("a link cut by the delay proxy while both nodes run: the edge keeps in
              "wires: [src -> local, src -> store, src -> model, model -> out]\n");
   std::string out;
   REQUIRE(run_command({fabrik_binary(), "check", (dir / "flow.yaml").string()}, &out) == 0);
-  auto fog = start_node(dir, "fog", "fog.log");
-  auto edge = start_node(dir, "edge", "edge.log");
+  process fog, edge;
+  nodes.start(fog, edge);
   INFO(edge.log());
-  REQUIRE(wait_until([&] { return logged(edge, "src: connected")
-                                  && logged(edge, "link fog/store: connected"); }));
   const auto stream = "src/Line1/default";
   auto at_fog = [&] { return stored_count(dir / "fog" / "storage" / "store", stream); };
   auto at_edge = [&] { return stored_count(dir / "edge" / "storage" / "local", stream); };
@@ -214,11 +221,9 @@ TEST_CASE("a silent cut (the proxy holds every byte and closes nothing) is notic
              "  local: {kind: storage, on: edge}\n"
              "  store: {kind: storage, on: fog}\n"
              "wires: [src -> local, src -> store]\n");
-  auto fog = start_node(dir, "fog", "fog.log");
-  auto edge = start_node(dir, "edge", "edge.log");
+  process fog, edge;
+  nodes.start(fog, edge);
   INFO(edge.log());
-  REQUIRE(wait_until([&] { return logged(edge, "src: connected")
-                                  && logged(edge, "link fog/store: connected"); }));
   auto at_fog = [&] { return stored_count(dir / "fog" / "storage" / "store", "src/t/a"); };
   auto at_edge = [&] { return stored_count(dir / "edge" / "storage" / "local", "src/t/a"); };
   auto publish = [&](int from, int n) { publish_lines(b.port(), "t/a", numbered_lines(from, n)); };
