@@ -64,6 +64,7 @@ struct sender_state {
   uint64_t epoch = 0; ///< bumped at every loss: replies of an older epoch change no counter
   uint64_t next = 0;  ///< the next spool seq to send in this epoch
   size_t in_flight = 0; ///< deliveries
+  size_t group_hint = 0; ///< bytes to reserve for the next delivery (the last one's size)
   bool connecting = false;
   std::chrono::nanoseconds backoff = 100ms;
   actor_status st;
@@ -196,26 +197,19 @@ void connect(sender_actor* self) {
 void pump(sender_actor* self) {
   auto& s = self->state;
   while (s.peer && s.in_flight < window) {
-    // Measured first, then copied once: grown batch by batch, a delivery of 256 KiB was
-    // copied twice over on the way and asked malloc for ever larger blocks.
-    size_t batches = 0, bytes = 0;
-    auto ok = s.buf->visit(s.next, group_batches, [&](uint64_t, std::string_view batch) {
-      if (batches > 0 && bytes + batch.size() > group_bytes)
-        return false;
-      ++batches;
-      bytes += group_part_size(batch.size());
-      return true;
-    });
+    // Sized like the last delivery: grown batch by batch, a delivery of 256 KiB was copied
+    // twice over on the way and asked malloc for ever larger blocks.
     std::string group;
     std::vector<uint64_t> seqs;
-    group.reserve(bytes);
-    seqs.reserve(batches);
-    if (ok)
-      ok = s.buf->visit(s.next, batches, [&](uint64_t seq, std::string_view batch) {
-        encode_group_part({seq, batch}, group);
-        seqs.push_back(seq);
-        return true;
-      });
+    group.reserve(s.group_hint);
+    seqs.reserve(group_batches);
+    auto ok = s.buf->visit(s.next, group_batches, [&](uint64_t seq, std::string_view batch) {
+      if (!seqs.empty() && group.size() + group_part_size(batch.size()) > group_bytes)
+        return false;
+      encode_group_part({seq, batch}, group);
+      seqs.push_back(seq);
+      return true;
+    });
     if (!ok) {
       if (s.limiter.allow())
         spdlog::error("link {}: cannot read its spool: {}", peer_name(s.p), ok.err().message);
@@ -224,6 +218,7 @@ void pump(sender_actor* self) {
     if (seqs.empty())
       return;
     s.next = seqs.back() + 1;
+    s.group_hint = std::min(group.size() + group.size() / 4, group_bytes + group_bytes / 4);
     ++s.in_flight;
     auto epoch = s.epoch;
     auto sent = std::chrono::steady_clock::now();
@@ -536,7 +531,6 @@ expected<caf::actor> spawn_link(caf::actor_system& sys, link_params p) {
     if (auto ok = buf->put_meta("link_id", *id); !ok)
       return ok.err();
   }
-  // Detached, both: LMDB writes block.
   auto shared = std::make_shared<spool>(std::move(*buf));
   auto out = sys.spawn(sender, p, shared, std::move(*id));
   return sys.spawn(intake, std::move(p), std::move(shared), std::move(out));

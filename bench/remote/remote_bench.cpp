@@ -161,6 +161,7 @@ bool wait_for(const fs::path& p, int seconds) {
 
 struct figures {
   double p50_us = 0, p99_us = 0, records = 0, seconds = 0, cpu = 0;
+  double cpu_a = 0; ///< two nodes: node a's share of `cpu` (the rest is node b's)
 };
 /// What a sink wrote: its latency figures or one round's throughput figures.
 figures read_figures(const fs::path& file) {
@@ -334,6 +335,7 @@ int main(int argc, char** argv) {
     wait_for(dir / ("remote-throughput" + round), 600);
     auto cpu_sender = cpu_seconds() - cpu_before;
     remote.push_back(read_figures(dir / ("remote-throughput" + round)));
+    remote.back().cpu_a = cpu_sender;
     remote.back().cpu += cpu_sender; // both processes
   }
   int status = 0;
@@ -347,14 +349,16 @@ int main(int argc, char** argv) {
   for (auto& [name, x] : {std::pair{"in-process", local_hop}, std::pair{"two nodes", remote_hop}})
     std::printf("%-12s %10.1f %10.1f\n", name, x.p50_us, x.p99_us);
   std::printf("%-6s %16s %16s %7s %25s\n", "round", "in-process rec/s", "two nodes rec/s",
-              "ratio", "CPU ns/rec (in-process, two nodes)");
+              "ratio", "CPU ns/rec (in-process; two nodes: a + b)");
   std::vector<double> ratios;
   auto rate = [](const figures& x) { return x.records / x.seconds; };
   for (int r = 0; r < p.rounds; ++r) {
     ratios.push_back(rate(remote[r]) / rate(local[r]));
-    std::printf("%-6d %16.0f %16.0f %6.2fx %14.0f %10.0f\n", r + 1, rate(local[r]),
-                rate(remote[r]), ratios.back(), local[r].cpu / local[r].records * 1e9,
-                remote[r].cpu / remote[r].records * 1e9);
+    auto ns = [](double cpu, const figures& x) { return cpu / x.records * 1e9; };
+    std::printf("%-6d %16.0f %16.0f %6.2fx %14.0f %10.0f = %3.0f + %3.0f\n", r + 1,
+                rate(local[r]), rate(remote[r]), ratios.back(), ns(local[r].cpu, local[r]),
+                ns(remote[r].cpu, remote[r]), ns(remote[r].cpu_a, remote[r]),
+                ns(remote[r].cpu - remote[r].cpu_a, remote[r]));
   }
   auto sorted = ratios;
   std::sort(sorted.begin(), sorted.end());
