@@ -75,6 +75,8 @@ using streams_atom = caf::atom_constant<caf::atom("streams")>;
 using hello_atom = caf::atom_constant<caf::atom("hello")>;
 /// Node to node: a batch over a cross-node wire.
 using deliver_atom = caf::atom_constant<caf::atom("deliver")>;
+/// Node to link: a delivery was taken (or refused), see node_actor.
+using delivered_atom = caf::atom_constant<caf::atom("delivered")>;
 /// To a workflow actor: its serving model, for a workflow that serves what it trains
 /// (`model_from`): (model_atom, model id the asker has) -> (model id, package zip, model in
 /// the registry's encoding); the last two are empty when the asker has that model already.
@@ -113,10 +115,13 @@ using node_actor = caf::typed_actor<
   caf::replies_to<hello_atom, uint32_t, std::string, std::string>::with<uint32_t, std::string>,
   /// A link's probe while it is connected: a silent peer is noticed without a delivery.
   caf::replies_to<ping_atom>::with<bool>,
-  /// (link id, actor, group of spooled batches, actors/delivery.hpp): hands
-  /// each batch to the actor and replies the number of batches once it took them all. A seq
-  /// the link delivered before is not delivered again (links resend after a reconnect).
-  caf::replies_to<deliver_atom, std::string, std::string, std::string>::with<uint64_t>,
+  /// (link id, actor, group of spooled batches (actors/delivery.hpp), delivery number):
+  /// hands each batch to the actor; once it took them all, sends the link (delivered_atom,
+  /// delivery number, batches, ""), or (delivered_atom, delivery number, 0, why) when it
+  /// refuses the delivery. An acknowledgement rather than a reply: a request's timeout
+  /// would wake CAF's clock thread twice for each delivery. A seq the link delivered
+  /// before is not delivered again (links resend after a reconnect).
+  caf::reacts_to<deliver_atom, std::string, std::string, std::string, uint64_t>,
   /// A range query or the stream list of a storage on this node (remote training data).
   caf::replies_to<query_atom, std::string, scan_request>::with<record_batch>,
   caf::replies_to<streams_atom, std::string>::with<std::vector<stream_info>>,

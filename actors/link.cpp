@@ -39,7 +39,8 @@ uint64_t spool_limit(const link_params& p, bool connected) {
   return connected ? std::min(p.max_batches, connected_ahead) : p.max_batches;
 }
 
-/// A delivery unanswered this long counts as a lost link (the peer reconnects and resends).
+/// A delivery unacknowledged this long counts as a lost link (the link reconnects and
+/// resends); checked at each probe.
 constexpr auto deliver_timeout = 60s;
 
 /// To the sender: time to probe the peer of this epoch (see probe()).
@@ -63,7 +64,14 @@ struct sender_state {
   caf::actor peer; ///< the peer's node actor while connected
   uint64_t epoch = 0; ///< bumped at every loss: replies of an older epoch change no counter
   uint64_t next = 0;  ///< the next spool seq to send in this epoch
-  size_t in_flight = 0; ///< deliveries
+  /// Deliveries sent in this epoch and not yet acknowledged, by number: their seqs and
+  /// when they left.
+  struct in_flight_delivery {
+    std::vector<uint64_t> seqs;
+    std::chrono::steady_clock::time_point sent;
+  };
+  std::map<uint64_t, in_flight_delivery> in_flight;
+  uint64_t last_delivery = 0; ///< numbers are never reused: a late acknowledgement is known
   size_t group_hint = 0; ///< bytes to reserve for the next delivery (the last one's size)
   bool connecting = false;
   std::chrono::nanoseconds backoff = 100ms;
@@ -95,7 +103,7 @@ void lost(sender_actor* self, const std::string& why) {
   s.st.last_error = why;
   ++s.st.errors;
   ++s.epoch;
-  s.in_flight = 0;
+  s.in_flight.clear(); // resent: an acknowledgement that still comes changes nothing
   s.next = 0;
   s.connecting = false;
   self->delayed_send(self, s.backoff, connect_atom::value);
@@ -114,8 +122,14 @@ void probe(sender_actor* self, uint64_t epoch) {
     .then(
       [=](bool) {
         auto& s = self->state;
-        if (epoch == s.epoch)
-          self->delayed_send(self, s.p.peer_timeout / 3, probe_atom::value, epoch);
+        if (epoch != s.epoch)
+          return;
+        if (!s.in_flight.empty()
+            && std::chrono::steady_clock::now() - s.in_flight.begin()->second.sent
+                 > deliver_timeout)
+          return lost(self, fmt::format("no acknowledgement of a delivery from {}:{} in {} s",
+                                        s.p.host, s.p.port, deliver_timeout.count()));
+        self->delayed_send(self, s.p.peer_timeout / 3, probe_atom::value, epoch);
       },
       [=](caf::error& err) {
         auto& s = self->state;
@@ -196,7 +210,7 @@ void connect(sender_actor* self) {
 /// Sends what is spooled, in groups, while fewer than `window` deliveries are in flight.
 void pump(sender_actor* self) {
   auto& s = self->state;
-  while (s.peer && s.in_flight < window) {
+  while (s.peer && s.in_flight.size() < window) {
     // Sized like the last delivery: grown batch by batch, a delivery of 256 KiB was copied
     // twice over on the way and asked malloc for ever larger blocks.
     std::string group;
@@ -219,34 +233,33 @@ void pump(sender_actor* self) {
       return;
     s.next = seqs.back() + 1;
     s.group_hint = std::min(group.size() + group.size() / 4, group_bytes + group_bytes / 4);
-    ++s.in_flight;
-    auto epoch = s.epoch;
-    auto sent = std::chrono::steady_clock::now();
-    self->request(s.peer, deliver_timeout, deliver_atom::value, s.id, s.p.actor,
-                  std::move(group))
-      .then(
-        [=](uint64_t) {
-          auto& s = self->state;
-          if (auto ok = s.buf->erase(seqs); !ok && s.limiter.allow())
-            spdlog::error("link {}: cannot erase from its spool: {}", peer_name(s.p),
-                          ok.err().message);
-          if (std::exchange(s.intake_waits, false))
-            self->send(s.intake, wake_atom::value); // room for the producer that waits
-          if (epoch != s.epoch)
-            return;
-          s.st.out += seqs.size();
-          --s.in_flight;
-          double us = std::chrono::duration<double, std::micro>(
-                        std::chrono::steady_clock::now() - sent).count();
-          s.rtt_us = s.rtt_us == 0 ? us : 0.9 * s.rtt_us + 0.1 * us;
-          pump(self);
-        },
-        [=](caf::error& err) {
-          auto& s = self->state;
-          if (epoch == s.epoch)
-            lost(self, describe_peer_error(err, s.p.host, s.p.port));
-        });
+    auto number = ++s.last_delivery;
+    s.in_flight.emplace(number,
+                        sender_state::in_flight_delivery{seqs, std::chrono::steady_clock::now()});
+    self->send(s.peer, deliver_atom::value, s.id, s.p.actor, std::move(group), number);
   }
+}
+
+/// The peer took delivery `number` (`batches` of them), or refused it (`refused` says why).
+void acknowledged(sender_actor* self, uint64_t number, const std::string& refused) {
+  auto& s = self->state;
+  auto it = s.in_flight.find(number);
+  if (it == s.in_flight.end()) // of an epoch before a loss: resent since
+    return;
+  if (!refused.empty())
+    return lost(self, "delivery refused: " + refused);
+  auto d = std::move(it->second);
+  s.in_flight.erase(it);
+  s.st.out += d.seqs.size();
+  double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - d.sent)
+                .count();
+  s.rtt_us = s.rtt_us == 0 ? us : 0.9 * s.rtt_us + 0.1 * us;
+  // The next delivery first: the peer waits for it, the spool's cleanup does not wait.
+  pump(self);
+  if (auto ok = s.buf->erase(d.seqs); !ok && s.limiter.allow())
+    spdlog::error("link {}: cannot erase from its spool: {}", peer_name(s.p), ok.err().message);
+  if (std::exchange(s.intake_waits, false))
+    self->send(s.intake, wake_atom::value); // room for the producer that waits
 }
 
 caf::error unreachable(const sender_state& s) {
@@ -271,6 +284,9 @@ caf::behavior sender(sender_actor* self, link_params p, std::shared_ptr<spool> b
     [=](probe_atom, uint64_t epoch) { probe(self, epoch); },
     [=](const caf::actor& intake) { self->state.intake = intake; },
     [=](tick_atom) { pump(self); },
+    [=](delivered_atom, uint64_t number, uint64_t, const std::string& refused) {
+      acknowledged(self, number, refused);
+    },
     [=](wake_atom) { // the intake waits for room: now, or after the next acknowledgement
       auto& s = self->state;
       if (s.buf->size() < spool_limit(s.p, s.peer != nullptr))
@@ -436,8 +452,11 @@ caf::behavior intake(intake_actor* self, link_params p, std::shared_ptr<spool> b
       encode(batch, blob);
       auto rp = self->make_response_promise();
       s.pending.push_back({std::move(blob), batch.records.size(), batch.origin, rp});
-      // Behind whatever else is in the mailbox already: those join this transaction.
-      if (!s.flush_queued) {
+      if (s.flush_queued)
+        return caf::delegated<uint64_t>{};
+      if (self->mailbox().empty()) { // nothing to wait for: no message to itself
+        admit(self);
+      } else { // behind what is in the mailbox already: those join this transaction
         s.flush_queued = true;
         self->send(self, flush_atom::value);
       }

@@ -19,11 +19,15 @@
 namespace fabrik {
 namespace {
 
-/// One delivery (a group of batches) from a link: answered once the actor took them all.
+/// One delivery (a group of batches) from a link: acknowledged once the actor took them all.
 struct group_wait {
   size_t pending = 0;
   uint64_t batches = 0;
-  caf::response_promise rp;
+  caf::actor link;
+  uint64_t delivery = 0;
+  void acknowledge() const {
+    caf::anon_send(link, delivered_atom::value, delivery, batches, std::string{});
+  }
 };
 using group_ptr = std::shared_ptr<group_wait>;
 
@@ -93,7 +97,7 @@ void flush(node_pointer self) {
     if (auto ok = s.marks->put_meta(marks); !ok && s.limiter.allow())
       spdlog::error("node {}: cannot record deliveries: {}", s.node, ok.err().message);
   for (auto& g : s.ready)
-    g->rp.deliver(g->batches);
+    g->acknowledge();
   s.ready.clear();
   check_drained(s);
 }
@@ -149,23 +153,27 @@ void forward(node_pointer self, std::string link, std::string actor, uint64_t se
 }
 
 /// Takes one delivery: each batch not seen before goes to the actor (tagged with its
-/// origin, see record_batch::origin); the reply waits for all of them.
-caf::result<uint64_t> take_group(node_pointer self, const std::string& link,
-                                 const std::string& actor, const std::string& group) {
+/// origin, see record_batch::origin); the acknowledgement waits for all of them.
+void take_group(node_pointer self, const std::string& link, const std::string& actor,
+                const std::string& group, uint64_t delivery) {
   auto& s = self->state;
-  if (s.draining) // the link keeps it and resends to the next run of this node
-    return caf::make_error(caf::sec::runtime_error, "node " + s.node + " is stopping");
+  auto g = std::make_shared<group_wait>();
+  g->link = caf::actor_cast<caf::actor>(self->current_sender());
+  g->delivery = delivery;
+  if (s.draining) { // the link keeps it and resends to the next run of this node
+    caf::anon_send(g->link, delivered_atom::value, delivery, uint64_t{0},
+                   "node " + s.node + " is stopping");
+    return;
+  }
   auto parts = decode_group(group);
   if (!parts) {
     // Resending cannot mend it: say so, count it, and let the link move on.
     ++s.undecodable;
     spdlog::error("node {}: a delivery for {} cannot be decoded ({}); dropped", s.node, actor,
                   parts.err().message);
-    return uint64_t{0};
+    return g->acknowledge();
   }
-  auto g = std::make_shared<group_wait>();
   g->batches = parts->size();
-  g->rp = self->make_response_promise();
   auto& in = inbox_of(s, link);
   for (auto& part : *parts) {
     auto seq = part.seq;
@@ -194,8 +202,7 @@ caf::result<uint64_t> take_group(node_pointer self, const std::string& link,
     forward(self, link, actor, seq, caf::make_message(std::move(*batch)));
   }
   if (g->pending == 0)
-    return g->batches;
-  return caf::delegated<uint64_t>{};
+    g->acknowledge();
 }
 
 /// Asks every actor and link of this node for its status; answers once all did (or 2 s).
@@ -281,8 +288,8 @@ caf::behavior node_actor_impl(node_pointer self, std::string flow, std::string n
     },
     [](ping_atom) { return true; },
     [=](deliver_atom, const std::string& link, const std::string& actor,
-        const std::string& group) -> caf::result<uint64_t> {
-      return take_group(self, link, actor, group);
+        const std::string& group, uint64_t delivery) {
+      take_group(self, link, actor, group, delivery);
     },
     [=](query_atom, const std::string& actor, const scan_request& q) -> caf::result<record_batch> {
       auto target = self->state.local(actor);

@@ -57,12 +57,15 @@ struct sink_state {
 /// The consumer at the end of the wire: takes `warm` records unmeasured (then writes
 /// OUT.warm), then measures rounds of `expect` records each, writing each round's figures
 /// to OUT.ROUND ("p50_us p99_us records seconds cpu_seconds"; the CPU time of this process
-/// from the round's first arrival on).
+/// from the round's first arrival on). With `work_ns`, it is busy that long with each
+/// batch, as a consumer that does something with the records is.
 caf::behavior sink(caf::stateful_actor<sink_state>* self, uint64_t warm, uint64_t expect,
-                   fs::path out) {
+                   fs::path out, int64_t work_ns) {
   if (warm == 0)
     std::ofstream{out.string() + ".warm"};
   return {[=](const record_batch& b) -> uint64_t {
+    for (auto until = mono_ns() + work_ns; work_ns > 0 && mono_ns() < until;)
+      ; // the consumer's own work: the CPU is busy, as it would be
     auto now = mono_ns();
     auto& s = self->state;
     if (s.warm_seen < warm) {
@@ -181,6 +184,8 @@ struct params {
   /// After the first round only the cross-node wire runs (its ratios use the first
   /// in-process figure): for a profiler attached to the nodes, which then sees the link alone.
   bool only_remote = false;
+  /// Nanoseconds the consumer works on each throughput batch (0: it only counts them).
+  int64_t consumer_ns = 0;
 };
 
 /// Pins this process (the threads it starts from now on) to one CPU.
@@ -209,9 +214,10 @@ int serve(const fs::path& dir, const params& p) {
   tune_scheduler(cfg); // as fabrik run does
   cfg.load<caf::io::middleman>();
   caf::actor_system sys{cfg};
-  auto lat = sys.spawn(sink, 0, uint64_t(p.latency_batches), dir / "remote-latency");
+  auto lat = sys.spawn(sink, 0, uint64_t(p.latency_batches), dir / "remote-latency",
+                       int64_t{0});
   auto thr = sys.spawn(sink, uint64_t(p.warmup) * p.records, uint64_t(p.batches) * p.records,
-                       dir / "remote-throughput");
+                       dir / "remote-throughput", p.consumer_ns);
   auto node = node_runtime::start(sys, *f, "b", dir / "b", [=](const std::string& name) {
     return name == "lat" ? lat : name == "thr" ? thr : caf::actor{};
   }, [=] {
@@ -253,8 +259,10 @@ int main(int argc, char** argv) {
       p.pin = args[i + 1] == "yes";
     else if (args[i] == "--only-remote")
       p.only_remote = args[i + 1] == "yes";
+    else if (args[i] == "--consumer-ns")
+      p.consumer_ns = std::stoll(args[i + 1]);
     else {
-      std::fprintf(stderr, "usage: remote_bench [--latency-batches N] [--batches N] [--rounds K] [--records R] [--window W] [--warmup N] [--pin yes] [--only-remote yes]\n");
+      std::fprintf(stderr, "usage: remote_bench [--latency-batches N] [--batches N] [--rounds K] [--records R] [--window W] [--warmup N] [--pin yes] [--only-remote yes] [--consumer-ns N]\n");
       return 1;
     }
   }
@@ -283,7 +291,8 @@ int main(int argc, char** argv) {
                                std::to_string(p.batches), "--rounds", std::to_string(p.rounds),
                                "--records", std::to_string(p.records),
                                "--pin", p.pin ? "yes" : "no", "--warmup",
-                               std::to_string(p.warmup)};
+                               std::to_string(p.warmup), "--consumer-ns",
+                               std::to_string(p.consumer_ns)};
     std::vector<char*> av;
     for (auto& s : a)
       av.push_back(s.data());
@@ -298,9 +307,11 @@ int main(int argc, char** argv) {
   caf::actor_system sys{cfg};
   const int64_t pace = 1'000'000; // 1 ms between latency probes: nothing queues
   // In process: the same driver and sink, wired directly.
-  auto local_lat = sys.spawn(sink, 0, uint64_t(p.latency_batches), dir / "local-latency");
+  auto local_lat = sys.spawn(sink, 0, uint64_t(p.latency_batches), dir / "local-latency",
+                             int64_t{0});
   auto local_thr = sys.spawn(sink, uint64_t(p.warmup) * p.records,
-                             uint64_t(p.batches) * p.records, dir / "local-throughput");
+                             uint64_t(p.batches) * p.records, dir / "local-throughput",
+                             p.consumer_ns);
   sys.spawn(driver, local_lat, p.latency_batches, 1, 1, pace);
   wait_for(dir / "local-latency.0", 600);
   sys.spawn(driver, local_thr, p.warmup, p.records, p.window, 0);
@@ -352,8 +363,11 @@ int main(int argc, char** argv) {
   auto local_hop = read_figures(dir / "local-latency.0");
   auto remote_hop = read_figures(dir / "remote-latency.0");
   std::printf("one wire, %d probes of 1 record (1 ms apart); %d rounds of %d batches of %d "
-              "records, %d in flight, after %d unmeasured%s\n", p.latency_batches, p.rounds,
+              "records, %d in flight, after %d unmeasured%s", p.latency_batches, p.rounds,
               p.batches, p.records, p.window, p.warmup, p.pin ? "; one CPU per node" : "");
+  if (p.consumer_ns > 0)
+    std::printf("; the consumer works %lld ns a batch", static_cast<long long>(p.consumer_ns));
+  std::printf("\n");
   std::printf("%-12s %10s %10s\n", "hop", "p50 (us)", "p99 (us)");
   for (auto& [name, x] : {std::pair{"in-process", local_hop}, std::pair{"two nodes", remote_hop}})
     std::printf("%-12s %10.1f %10.1f\n", name, x.p50_us, x.p99_us);
