@@ -62,9 +62,12 @@ TEST_CASE("three nodes on loopback run one flow: ingest at the edge, storage at 
   auto stored = [&] { return stored_count(dir / "fog" / "storage" / "store", stream); };
   publish_boards(b.port(), 1500, 1, 1);
   REQUIRE(wait_until([&] { return stored() == 1500; }));
-  INFO(cloud.log());
-  REQUIRE(wait_until([&] { return logged(cloud, "model: serving pcb-classifier 1.0.0"); },
-                     std::chrono::seconds{90}));
+  bool serving = wait_until([&] { return logged(cloud, "model: serving pcb-classifier 1.0.0"); },
+                            std::chrono::seconds{90});
+  // Both ends of the links checked below, as they were after the wait.
+  INFO("cloud log:\n" << cloud.log());
+  INFO("edge log:\n" << edge.log());
+  REQUIRE(serving);
   CHECK(logged(edge, "link cloud/model: connected"));
   CHECK(logged(edge, "link fog/store: connected"));
   CHECK(logged(cloud, "link fog/store: connected"));
