@@ -25,8 +25,10 @@ struct group_wait {
   uint64_t batches = 0;
   caf::actor link;
   uint64_t delivery = 0;
-  void acknowledge() const {
-    caf::anon_send(link, delivered_atom::value, delivery, batches, std::string{});
+  /// Tells the link the delivery was taken, or why it was refused (then none was).
+  void acknowledge(const std::string& refused = {}) const {
+    caf::anon_send(link, delivered_atom::value, delivery, refused.empty() ? batches : 0,
+                   refused);
   }
 };
 using group_ptr = std::shared_ptr<group_wait>;
@@ -160,11 +162,8 @@ void take_group(node_pointer self, const std::string& link, const std::string& a
   auto g = std::make_shared<group_wait>();
   g->link = caf::actor_cast<caf::actor>(self->current_sender());
   g->delivery = delivery;
-  if (s.draining) { // the link keeps it and resends to the next run of this node
-    caf::anon_send(g->link, delivered_atom::value, delivery, uint64_t{0},
-                   "node " + s.node + " is stopping");
-    return;
-  }
+  if (s.draining) // the link keeps it and resends to the next run of this node
+    return g->acknowledge("node " + s.node + " is stopping");
   auto parts = decode_group(group);
   if (!parts) {
     // Resending cannot mend it: say so, count it, and let the link move on.
