@@ -137,7 +137,8 @@ void probe(sender_actor* self, uint64_t epoch) {
           return;
         if (err == caf::sec::request_timeout)
           lost(self, fmt::format("no answer from {}:{} for {:g} s (peer_timeout)", s.p.host,
-                                 s.p.port, std::chrono::duration<double>(s.p.peer_timeout).count()));
+                                 s.p.port,
+                                 std::chrono::duration<double>(s.p.peer_timeout).count()));
         else
           lost(self, describe_peer_error(err, s.p.host, s.p.port));
       });

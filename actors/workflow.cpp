@@ -840,15 +840,15 @@ void check_workflow(const flow& f, const actor_decl& a, const std::string& file,
                return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_'
                       || ch == '-';
              })) {
-    report("package", "package '" + c.str("package") + "' is neither a workflow name ([a-z0-9_-]+) nor "
-           "a path to a .zip");
+    report("package", "package '" + c.str("package")
+                        + "' is neither a workflow name ([a-z0-9_-]+) nor a path to a .zip");
   }
   if (c.has("model_from")) {
     auto& from = c.str("model_from");
     auto* d = f.find(from);
     if (c.has("train"))
-      report("model_from", "model_from and train exclude each other: a workflow either trains its models "
-             "or serves another's");
+      report("model_from", "model_from and train exclude each other: a workflow either "
+                           "trains its models or serves another's");
     else if (!d)
       report("model_from", "model_from names no actor: '" + from + "'");
     else if (d->k->name != "workflow" || d->name == a.name)
@@ -870,8 +870,8 @@ void check_workflow(const flow& f, const actor_decl& a, const std::string& file,
         if (auto x = parse_time(t.str(key)); !x)
           report("train", "train." + std::string{key} + ": " + x.err().message);
     if (info && info->manifest.kind == workflow_kind::process_input)
-      report("train", "package " + info->manifest.name + " is predict-only (process_input): it cannot "
-             "train");
+      report("train", "package " + info->manifest.name
+                        + " is predict-only (process_input): it cannot train");
   }
   if (c.has("window")) {
     auto& w = c.object("window");
@@ -885,8 +885,8 @@ void check_workflow(const flow& f, const actor_decl& a, const std::string& file,
   if (!info)
     return;
   if (c.has("window") && !info->manifest.images.empty())
-    report("window", "package " + info->manifest.name + " takes images, which go with samples of one "
-           "record: remove window");
+    report("window", "package " + info->manifest.name
+                       + " takes images, which go with samples of one record: remove window");
   if (c.has("params")) {
     std::vector<std::string> errors;
     effective_params(info->manifest, c.scalar_map("params"), errors);
@@ -898,8 +898,9 @@ void check_workflow(const flow& f, const actor_decl& a, const std::string& file,
     auto size = c.object("window").integer("size");
     if (it != info->manifest.parameters.end())
       if (auto* n = std::get_if<int64_t>(&it->second); n && *n != size)
-        report("window", "window.size " + std::to_string(size) + " differs from the package's window "
-               "parameter " + std::to_string(*n), true);
+        report("window", "window.size " + std::to_string(size)
+                           + " differs from the package's window parameter " + std::to_string(*n),
+               true);
   }
 }
 
