@@ -75,8 +75,10 @@ void encode(const record& r, std::string& out);
 /// Decodes one record; refuses other format versions with ec::version_mismatch.
 expected<record> decode_record(std::string_view in);
 
-/// Appends a batch (count, then length-prefixed records) to `out`.
+/// Appends a batch to `out` in the batch encoding (version 2: what records share with the
+/// one before them is written once).
 void encode(const record_batch& b, std::string& out);
+/// Decodes a batch of version 2, or of version 1 (an older fabrik's spool).
 expected<record_batch> decode_batch(std::string_view in);
 
 // -- identity ---------------------------------------------------------------
