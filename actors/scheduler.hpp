@@ -1,12 +1,31 @@
 #pragma once
-// How fabrik's actor systems schedule: one place, so `fabrik run` and the benchmarks that
-// compare against it run alike.
+// How fabrik's processes run (the actor scheduler, malloc): one place, so `fabrik run` and
+// the benchmarks that compare against it run alike.
 
 #include <caf/actor_system_config.hpp>
 
+#include <algorithm>
+#include <malloc.h>
+#include <sched.h>
+
 namespace fabrik {
 
+/// glibc lets threads spread over up to 8 malloc arenas a core. A record is allocated by
+/// one actor and freed by another, each on whichever worker runs it: with more arenas than
+/// CPUs, most frees go to an arena other threads allocate from, through glibc's slow paths
+/// (a third of a node's CPU, bench/remote). One arena for each CPU this process may run
+/// on keeps threads that really run at once apart and nothing more: node b of bench/remote
+/// took 10 % less CPU a record, and the in-process wire kept its speed.
+inline void tune_malloc() {
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  if (::sched_getaffinity(0, sizeof cpus, &cpus) == 0)
+    ::mallopt(M_ARENA_MAX, std::max(1, CPU_COUNT(&cpus)));
+}
+
+/// Call before the actor system starts its threads.
 inline void tune_scheduler(caf::actor_system_config& cfg) {
+  tune_malloc();
   // CAF's idle workers poll for about 25 ms (500 sleeps of 50 us) after every job before
   // they wait on a condition variable: with a few messages a second that is a steady 10 %
   // of a core for nothing (bench/opcua), and under load each of those sleeps is a context
