@@ -607,31 +607,46 @@ struct batch_context {
   uint64_t next_seq = 0;
 };
 
-/// Version 1: a varint count, then each record with a varint length before it. Still read:
-/// a spool written by an older fabrik holds such batches.
-expected<record_batch> decode_batch_v1(std::string_view in) {
-  reader r{in};
+/// A batch's records after its header: a varint count (refused when `min_bytes` a record
+/// cannot fit the rest: a garbage count must not reserve gigabytes), then each record,
+/// read by `one(i, rec)`, and nothing after the last.
+template <class F>
+expected<record_batch> decode_records(reader& r, size_t min_bytes, F one) {
   uint64_t count = 0;
   if (!r.varint(count))
     return make_error(ec::parse_error, "batch truncated (record count)");
-  // An encoded record takes at least 2 bytes with its length.
-  if (count > r.remaining() / 2)
+  if (count > r.remaining() / min_bytes)
     return make_error(ec::parse_error, "batch truncated: " + std::to_string(count)
                                          + " records announced in "
                                          + std::to_string(r.remaining()) + " bytes");
   record_batch b;
   b.records.reserve(static_cast<size_t>(count));
-  for (uint64_t i = 0; i < count; ++i) {
-    std::string_view one;
-    if (!r.bytes(one))
-      return make_error(ec::parse_error, "batch truncated at record " + std::to_string(i));
-    if (auto e = get_record(one, b.records.emplace_back()))
-      return make_error(e->code, "batch record " + std::to_string(i) + ": " + e->message);
-  }
+  for (uint64_t i = 0; i < count; ++i) // reserved: a record may point into the one before
+    if (auto e = one(i, b.records.emplace_back()))
+      return *e;
   if (r.remaining() != 0)
     return make_error(ec::parse_error, std::to_string(r.remaining())
                                          + " bytes of garbage after the batch");
   return b;
+}
+
+error in_record(uint64_t i, const error& e) {
+  return make_error(e.code, "batch record " + std::to_string(i) + ": " + e.message);
+}
+
+/// Version 1: a varint count, then each record with a varint length before it (so a record
+/// takes at least 2 bytes). Still read: a spool written by an older fabrik holds such
+/// batches.
+expected<record_batch> decode_batch_v1(std::string_view in) {
+  reader r{in};
+  return decode_records(r, 2, [&](uint64_t i, record& rec) -> std::optional<error> {
+    std::string_view one;
+    if (!r.bytes(one))
+      return make_error(ec::parse_error, "batch truncated at record " + std::to_string(i));
+    if (auto e = get_record(one, rec))
+      return in_record(i, *e);
+    return std::nullopt;
+  });
 }
 
 /// Reads one version 2 record into `rec` (a default-constructed one); `tags` holds the
@@ -693,31 +708,19 @@ std::optional<error> get_batch_record(reader& r, batch_context& c, std::vector<u
   return std::nullopt;
 }
 
+/// Version 2: the marker and version bytes, then a varint count and the records (a record
+/// takes at least 4 bytes: flags, time, ingest time, seq).
 expected<record_batch> decode_batch_v2(std::string_view in) {
   reader r{in.substr(2)};
-  uint64_t count = 0;
-  if (!r.varint(count))
-    return make_error(ec::parse_error, "batch truncated (record count)");
-  // A record takes at least 4 bytes: flags, time, ingest time, seq.
-  if (count > r.remaining() / 4)
-    return make_error(ec::parse_error, "batch truncated: " + std::to_string(count)
-                                         + " records announced in "
-                                         + std::to_string(r.remaining()) + " bytes");
-  record_batch b;
-  b.records.reserve(static_cast<size_t>(count));
   batch_context c;
   std::vector<uint8_t> tags;
-  for (uint64_t i = 0; i < count; ++i) {
-    auto& rec = b.records.emplace_back(); // reserved: `c` may point into the one before
+  return decode_records(r, 4, [&](uint64_t i, record& rec) -> std::optional<error> {
     if (auto e = get_batch_record(r, c, tags, rec))
-      return make_error(e->code, "batch record " + std::to_string(i) + ": " + e->message);
+      return in_record(i, *e);
     c.stream = rec.stream;
     c.layout = &rec.fields;
-  }
-  if (r.remaining() != 0)
-    return make_error(ec::parse_error, std::to_string(r.remaining())
-                                         + " bytes of garbage after the batch");
-  return b;
+    return std::nullopt;
+  });
 }
 
 } // namespace

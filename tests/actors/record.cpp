@@ -226,6 +226,14 @@ std::vector<record> mixed_records() {
   return rs;
 }
 
+void check_round_trip(const record_batch& b) {
+  std::string out;
+  encode(b, out);
+  auto back = decode_batch(out);
+  REQUIRE(back);
+  CHECK(*back == b);
+}
+
 } // namespace
 
 TEST_CASE("a batch round-trips and refuses truncation at every offset", "[record]") {
@@ -295,11 +303,7 @@ TEST_CASE("streams and names of one length that differ in any one byte stay apar
       r.fields[0].name[at] = 'm';
       b.records.push_back(r);
     }
-  std::string out;
-  encode(b, out);
-  auto back = decode_batch(out);
-  REQUIRE(back);
-  CHECK(*back == b);
+  check_round_trip(b);
 }
 
 TEST_CASE("long values round-trip in a batch", "[record]") {
@@ -309,11 +313,7 @@ TEST_CASE("long values round-trip in a batch", "[record]") {
     r.fields = {{"p", bytes{std::string(payload, 'b')}}, {"s", std::string(payload, 's')}};
     b.records.push_back(r);
   }
-  std::string out;
-  encode(b, out);
-  auto back = decode_batch(out);
-  REQUIRE(back);
-  CHECK(*back == b);
+  check_round_trip(b);
 }
 
 TEST_CASE("a version 1 batch, as an older spool holds it, still decodes", "[record]") {
