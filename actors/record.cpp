@@ -711,7 +711,10 @@ std::optional<error> get_batch_record(reader& r, batch_context& c, std::vector<u
 /// Version 2: the marker and version bytes, then a varint count and the records (a record
 /// takes at least 4 bytes: flags, time, ingest time, seq).
 expected<record_batch> decode_batch_v2(std::string_view in) {
-  reader r{in.substr(2)};
+  reader r{in};
+  uint8_t marker = 0, version = 0; // checked by decode_batch; read so that positions in
+  r.u8(marker);                    // errors count from the batch's first byte
+  r.u8(version);
   batch_context c;
   std::vector<uint8_t> tags;
   return decode_records(r, 4, [&](uint64_t i, record& rec) -> std::optional<error> {

@@ -10,12 +10,6 @@
 
 namespace fabrik {
 
-/// glibc lets threads spread over up to 8 malloc arenas a core. A record is allocated by
-/// one actor and freed by another, each on whichever worker runs it: with more arenas than
-/// CPUs, most frees go to an arena other threads allocate from, through glibc's slow paths
-/// (a third of a node's CPU, bench/remote). One arena for each CPU this process may run
-/// on keeps threads that really run at once apart and nothing more: node b of bench/remote
-/// took 10 % less CPU a record, and the in-process wire kept its speed.
 /// The CPUs this process may run on: its affinity (taskset, a container's cpuset).
 inline int usable_cpus() {
   cpu_set_t cpus;
@@ -25,6 +19,12 @@ inline int usable_cpus() {
   return std::max(1, CPU_COUNT(&cpus));
 }
 
+/// glibc lets threads spread over up to 8 malloc arenas a core. A record is allocated by
+/// one actor and freed by another, each on whichever worker runs it: with more arenas than
+/// CPUs, most frees go to an arena other threads allocate from, through glibc's slow paths
+/// (a third of a node's CPU, bench/remote). One arena for each CPU this process may run
+/// on keeps threads that really run at once apart and nothing more: node b of bench/remote
+/// took 10 % less CPU a record, and the in-process wire kept its speed.
 inline void tune_malloc() {
   ::mallopt(M_ARENA_MAX, usable_cpus());
 }
@@ -34,7 +34,7 @@ inline void tune_scheduler(caf::actor_system_config& cfg) {
   tune_malloc();
   // CAF starts at least 4 workers. More workers than CPUs only take turns on them, and a
   // batch handed between actors on two workers waits for a time slice (bench/remote, both
-  // nodes on 2 shared CPUs: 0.48x -> 0.53x, the in-process wire as fast as before). At
+  // nodes on 2 shared CPUs: 0.47x -> 0.55x, the in-process wire as fast as before). At
   // least 2: storage and workflows run on their own threads, but a link's spool write can
   // still take a while on a slow disk, and one worker would then stall every actor.
   cfg.set("scheduler.max-threads", static_cast<size_t>(std::max(2, usable_cpus())));

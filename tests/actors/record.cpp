@@ -358,7 +358,7 @@ TEST_CASE("unknown record flags and value types in a batch are refused", "[recor
   auto back = decode_batch(flags);
   REQUIRE_FALSE(back);
   CHECK(back.err().code == ec::parse_error);
-  CHECK(back.err().message.find("unknown flags 8") != std::string::npos);
+  CHECK(back.err().message.find("unknown flags 8 at byte 3") != std::string::npos);
   // The first field's type: after flags, the stream, the field count and its name.
   auto tag_at = 4 + 1 + b.records[0].stream.size() + 1 + 1 + std::string{"temperature"}.size();
   REQUIRE(bytes[tag_at] == 0); // double
