@@ -372,13 +372,22 @@ std::optional<error> get_payload(reader& r, uint8_t tag, value& v) {
   return make_error(ec::parse_error, "unknown value type tag " + std::to_string(tag));
 }
 
-std::optional<error> get_value(reader& r, value& v) {
-  uint8_t tag = 0;
+/// Reads a value's type tag (`what` names it when it is missing), refusing one that `value`
+/// does not have.
+[[gnu::always_inline]] inline std::optional<error> get_tag(reader& r, uint8_t& tag,
+                                                           const char* what) {
   if (!r.u8(tag))
-    return truncated(r, "value type");
+    return truncated(r, what);
   if (tag > tag_bytes)
     return make_error(ec::parse_error, "unknown value type tag " + std::to_string(tag)
                                          + " at byte " + std::to_string(r.pos() - 1));
+  return std::nullopt;
+}
+
+std::optional<error> get_value(reader& r, value& v) {
+  uint8_t tag = 0;
+  if (auto e = get_tag(r, tag, "value type"))
+    return e;
   return get_payload(r, tag, v);
 }
 
@@ -679,11 +688,10 @@ std::optional<error> get_batch_record(reader& r, batch_context& c, std::vector<u
     for (uint64_t i = 0; i < count; ++i) {
       std::string_view name;
       uint8_t tag = 0;
-      if (!r.bytes(name) || !r.u8(tag))
-        return truncated(r, "field name and type");
-      if (tag > tag_bytes)
-        return make_error(ec::parse_error, "unknown value type tag " + std::to_string(tag)
-                                             + " at byte " + std::to_string(r.pos() - 1));
+      if (!r.bytes(name))
+        return truncated(r, "field name");
+      if (auto e = get_tag(r, tag, "field type"))
+        return e;
       rec.fields.emplace_back().name.append(name);
       tags.push_back(tag);
     }
