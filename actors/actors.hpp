@@ -3,12 +3,12 @@
 // Drivers implement these interfaces and add no message types of their own, which is
 // what lets a wire cross from one node to another with no code change.
 
-#include "actors/record.hpp"
-#include "actors/status.hpp"
-#include "actors/store.hpp"
+#include "core/record.hpp"
+#include "core/status.hpp"
+#include "core/store.hpp"
 
-#include <caf/fwd.hpp>
 #include <caf/atom.hpp>
+#include <caf/fwd.hpp>
 #include <caf/replies_to.hpp>
 #include <caf/type_id.hpp>
 #include <caf/typed_actor.hpp>
@@ -36,8 +36,7 @@ typename Inspector::result_type inspect(Inspector& f, scan_request& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, stream_info& x) {
-  return f(caf::meta::type_name("fabrik::stream_info"), x.name, x.count, x.first, x.last,
-           x.bytes);
+  return f(caf::meta::type_name("fabrik::stream_info"), x.name, x.count, x.first, x.last, x.bytes);
 }
 
 // Records cross nodes in their own versioned encoding (docs/records.md), so the wire
@@ -59,6 +58,11 @@ typename Inspector::result_type inspect(Inspector& f, record_batch& x) {
     return f(caf::meta::type_name("fabrik::record_batch"), blob, caf::meta::load_callback(fill));
   }
 }
+
+/// The version of the node-to-node protocol below (node_actor, and the batch encoding it
+/// carries); a peer with another one is refused at the handshake with a message naming
+/// both (edge devices get upgraded later than clouds).
+constexpr uint32_t node_protocol_version = 5;
 
 // -- atoms (at most 10 characters) -------------------------------------------
 using status_atom = caf::atom_constant<caf::atom("status")>;

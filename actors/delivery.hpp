@@ -3,7 +3,7 @@
 // its spool seq (the receiving node deduplicates by it). A link sends what its spool holds
 // in groups, so one message and one acknowledgement cover many batches.
 
-#include "actors/error.hpp"
+#include "core/error.hpp"
 
 #include <cstdint>
 #include <functional>

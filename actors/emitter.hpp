@@ -5,7 +5,7 @@
 // sent to it again after a pause; consumers deduplicate, so a resend is harmless.
 
 #include "actors/actors.hpp"
-#include "actors/log.hpp"
+#include "core/log.hpp"
 
 #include <caf/all.hpp>
 
@@ -62,9 +62,8 @@ private:
               if (limiter_.allow())
                 spdlog::warn("{}: downstream refused a batch ({}), retrying in 1 s", owner_,
                              caf::to_string(err));
-              self_->delayed_send(self_, std::chrono::seconds{1}, retry_fn{[=, this] {
-                                    deliver(dst, msg, finish);
-                                  }});
+              self_->delayed_send(self_, std::chrono::seconds{1},
+                                  retry_fn{[=, this] { deliver(dst, msg, finish); }});
             });
   }
 

@@ -1,8 +1,8 @@
 #include "actors/link.hpp"
 
 #include "actors/delivery.hpp"
-#include "actors/log.hpp"
-#include "actors/spool.hpp"
+#include "core/log.hpp"
+#include "core/spool.hpp"
 #include "flows/nodes.hpp"
 
 #include <caf/all.hpp>
@@ -63,7 +63,7 @@ struct sender_state {
   bool intake_waits = false; ///< a full spool holds a producer back: say when there is room
   caf::actor peer; ///< the peer's node actor while connected
   uint64_t epoch = 0; ///< bumped at every loss: replies of an older epoch change no counter
-  uint64_t next = 0;  ///< the next spool seq to send in this epoch
+  uint64_t next = 0; ///< the next spool seq to send in this epoch
   /// Deliveries sent in this epoch and not yet acknowledged, by number: their seqs and
   /// when they left.
   struct in_flight_delivery {
@@ -96,7 +96,8 @@ void lost(sender_actor* self, const std::string& why) {
                  s.buf->size());
   } else if (s.limiter.allow()) {
     spdlog::warn("link {}: node {} at {}:{} unreachable ({}); {} batch(es) kept, next try in "
-                 "{} ms", peer_name(s.p), s.p.to_node, s.p.host, s.p.port, why, s.buf->size(),
+                 "{} ms",
+                 peer_name(s.p), s.p.to_node, s.p.host, s.p.port, why, s.buf->size(),
                  std::chrono::duration_cast<std::chrono::milliseconds>(s.backoff).count());
   }
   s.st.state = "unreachable";
@@ -136,9 +137,9 @@ void probe(sender_actor* self, uint64_t epoch) {
         if (epoch != s.epoch)
           return;
         if (err == caf::sec::request_timeout)
-          lost(self, fmt::format("no answer from {}:{} for {:g} s (peer_timeout)", s.p.host,
-                                 s.p.port,
-                                 std::chrono::duration<double>(s.p.peer_timeout).count()));
+          lost(self,
+               fmt::format("no answer from {}:{} for {:g} s (peer_timeout)", s.p.host, s.p.port,
+                           std::chrono::duration<double>(s.p.peer_timeout).count()));
         else
           lost(self, describe_peer_error(err, s.p.host, s.p.port));
       });
@@ -161,17 +162,15 @@ void connect(sender_actor* self) {
         if (!ptr)
           return lost(self, "no node actor at that address");
         auto node = caf::actor_cast<caf::actor>(ptr);
-        self->request(node, 10s, hello_atom::value, node_protocol_version, s.p.flow,
-                      s.p.from_node)
+        self->request(node, 10s, hello_atom::value, node_protocol_version, s.p.flow, s.p.from_node)
           .then(
             [=](uint32_t, const std::string& name) {
               auto& s = self->state;
               if (epoch != s.epoch)
                 return;
               if (name != s.p.to_node)
-                return lost(self, s.p.host + ":" + std::to_string(s.p.port)
-                                    + " answers as node '" + name + "', not '" + s.p.to_node
-                                    + "'");
+                return lost(self, s.p.host + ":" + std::to_string(s.p.port) + " answers as node '"
+                                    + name + "', not '" + s.p.to_node + "'");
               s.connecting = false;
               s.peer = node;
               self->send(s.intake, connect_atom::value, true);
@@ -181,8 +180,8 @@ void connect(sender_actor* self) {
                 ++s.reconnects;
               s.st.state = "connected";
               s.st.last_error.clear(); // the log keeps it; the page shows what is wrong now
-              spdlog::info("link {}: connected to {}:{}; {} batch(es) to forward",
-                           peer_name(s.p), s.p.host, s.p.port, s.buf->size());
+              spdlog::info("link {}: connected to {}:{}; {} batch(es) to forward", peer_name(s.p),
+                           s.p.host, s.p.port, s.buf->size());
               pump(self);
               probe(self, epoch);
             },
@@ -252,8 +251,8 @@ void acknowledged(sender_actor* self, uint64_t number, const std::string& refuse
   auto d = std::move(it->second);
   s.in_flight.erase(it);
   s.st.out += d.seqs.size();
-  double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - d.sent)
-                .count();
+  double us =
+    std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - d.sent).count();
   s.rtt_us = s.rtt_us == 0 ? us : 0.9 * s.rtt_us + 0.1 * us;
   // The next delivery first: the peer waits for it, the spool's cleanup does not wait.
   pump(self);
@@ -308,8 +307,7 @@ caf::behavior sender(sender_actor* self, link_params p, std::shared_ptr<spool> b
         return unreachable(s);
       return self->delegate(caf::actor_cast<node_actor>(s.peer), streams_atom::value, s.p.actor);
     },
-    [=](model_atom, const std::string& have)
-      -> caf::result<std::string, std::string, std::string> {
+    [=](model_atom, const std::string& have) -> caf::result<std::string, std::string, std::string> {
       auto& s = self->state;
       if (!s.peer)
         return unreachable(s);
@@ -385,8 +383,8 @@ void admit(intake_actor* self) {
       if (s.origins.replay(w.origin)) {
         if (++s.replays, s.replay_limiter.allow())
           spdlog::info("link {}: dropped a batch it took before a restart (made again from "
-                       "a delivery replayed after a crash; {} so far)", peer_name(s.p),
-                       s.replays);
+                       "a delivery replayed after a crash; {} so far)",
+                       peer_name(s.p), s.replays);
         w.rp.deliver(w.records);
         s.pending.pop_front();
         continue;
@@ -481,8 +479,7 @@ caf::behavior intake(intake_actor* self, link_params p, std::shared_ptr<spool> b
       self->delegate(self->state.sender, streams_atom::value);
       return caf::delegated<std::vector<stream_info>>{};
     },
-    [=](model_atom, const std::string& have)
-      -> caf::result<std::string, std::string, std::string> {
+    [=](model_atom, const std::string& have) -> caf::result<std::string, std::string, std::string> {
       self->delegate(self->state.sender, model_atom::value, have);
       return caf::delegated<std::string, std::string, std::string>{};
     },
@@ -541,8 +538,8 @@ std::string describe_peer_error(const caf::error& err, const std::string& host, 
 expected<caf::actor> spawn_link(caf::actor_system& sys, link_params p) {
   auto buf = spool::open(p.dir, durability::process);
   if (!buf)
-    return make_error(ec::io_error, "link to " + p.to_node + "/" + p.actor + ": "
-                                      + buf.err().message);
+    return make_error(ec::io_error,
+                      "link to " + p.to_node + "/" + p.actor + ": " + buf.err().message);
   // The id lives with the spool: a new spool (a wiped data directory) is a new link, whose
   // sequence numbers the peer must not take for ones it has seen.
   auto id = buf->get_meta("link_id");

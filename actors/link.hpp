@@ -20,18 +20,18 @@
 namespace fabrik {
 
 struct link_params {
-  std::string flow;      ///< both ends must run the same flow (the handshake checks)
+  std::string flow; ///< both ends must run the same flow (the handshake checks)
   std::string from_node; ///< this node
-  std::string to_node;   ///< the peer
-  std::string actor;     ///< the actor on the peer
-  std::string host;      ///< the peer's listen address
+  std::string to_node; ///< the peer
+  std::string actor; ///< the actor on the peer
+  std::string host; ///< the peer's listen address
   uint16_t port = 0;
-  std::filesystem::path dir;  ///< the spool: DATA_DIR/links/NODE/ACTOR
+  std::filesystem::path dir; ///< the spool: DATA_DIR/links/NODE/ACTOR
   uint64_t max_batches = 100000;
-  bool drop_oldest = false;   ///< when full; else the producer waits
+  bool drop_oldest = false; ///< when full; else the producer waits
   std::chrono::nanoseconds reconnect_max = std::chrono::seconds{10};
   std::chrono::nanoseconds peer_timeout = std::chrono::seconds{15}; ///< see flows/nodes.cpp
-  bool tls = false;           ///< connect through caf::openssl's manager
+  bool tls = false; ///< connect through caf::openssl's manager
 };
 
 /// What went wrong between two nodes, in words for the status page and the log (CAF's own

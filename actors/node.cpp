@@ -4,8 +4,8 @@
 #include "actors/delivery.hpp"
 #include "actors/emitter.hpp"
 #include "actors/link.hpp"
-#include "actors/log.hpp"
-#include "actors/spool.hpp"
+#include "core/log.hpp"
+#include "core/spool.hpp"
 #include "flows/nodes.hpp"
 
 #include <caf/all.hpp>
@@ -27,8 +27,7 @@ struct group_wait {
   uint64_t delivery = 0;
   /// Tells the link the delivery was taken, or why it was refused (then none was).
   void acknowledge(const std::string& refused = {}) const {
-    caf::anon_send(link, delivered_atom::value, delivery, refused.empty() ? batches : 0,
-                   refused);
+    caf::anon_send(link, delivered_atom::value, delivery, refused.empty() ? batches : 0, refused);
   }
 };
 using group_ptr = std::shared_ptr<group_wait>;
@@ -39,7 +38,7 @@ using group_ptr = std::shared_ptr<group_wait>;
 /// without a second delivery.
 struct inbox {
   uint64_t done = 0;
-  std::deque<uint64_t> order;  ///< forwarded and not yet covered by `done`, in order
+  std::deque<uint64_t> order; ///< forwarded and not yet covered by `done`, in order
   std::set<uint64_t> finished; ///< taken, but behind one that is not
   std::map<uint64_t, std::vector<group_ptr>> waiting; ///< by seq: the deliveries it is in
 };
@@ -53,7 +52,7 @@ struct node_state {
   std::optional<spool> marks; ///< `done` per link id, in the spool's side table
   std::map<std::string, inbox> inboxes;
   std::set<std::string> unmarked; ///< links whose `done` moved since the last flush
-  std::vector<group_ptr> ready;   ///< deliveries taken, answered at the next flush
+  std::vector<group_ptr> ready; ///< deliveries taken, answered at the next flush
   bool flush_queued = false;
   uint64_t delivered = 0, duplicates = 0, undecodable = 0;
   bool draining = false;
@@ -143,9 +142,8 @@ void forward(node_pointer self, std::string link, std::string actor, uint64_t se
     auto& s = self->state;
     if (s.limiter.allow())
       spdlog::warn("node {}: {} did not take a batch ({}), retrying in 1 s", s.node, actor, why);
-    self->delayed_send(self, std::chrono::seconds{1}, emitter::retry_fn{[=] {
-                         forward(self, link, actor, seq, batch);
-                       }});
+    self->delayed_send(self, std::chrono::seconds{1},
+                       emitter::retry_fn{[=] { forward(self, link, actor, seq, batch); }});
   };
   if (!target)
     return retry("not running");
@@ -232,16 +230,18 @@ void report(node_pointer self, caf::response_promise rp) {
     silent.details = a.details;
     silent.state = "unresponsive";
     silent.last_error = "no status within 2 s";
-    self->request(caf::actor_cast<status_client>(a.handle), std::chrono::seconds{2},
-                  status_atom::value)
-      .then([g, done, link](actor_status& st) {
-              (link ? g->links : g->actors).push_back(std::move(st));
-              done();
-            },
-            [g, done, link, silent](caf::error&) mutable {
-              (link ? g->links : g->actors).push_back(std::move(silent));
-              done();
-            });
+    self
+      ->request(caf::actor_cast<status_client>(a.handle), std::chrono::seconds{2},
+                status_atom::value)
+      .then(
+        [g, done, link](actor_status& st) {
+          (link ? g->links : g->actors).push_back(std::move(st));
+          done();
+        },
+        [g, done, link, silent](caf::error&) mutable {
+          (link ? g->links : g->actors).push_back(std::move(silent));
+          done();
+        });
   };
   for (auto& a : actors)
     ask(a, false);
@@ -269,27 +269,25 @@ caf::behavior node_actor_impl(node_pointer self, std::string flow, std::string n
       auto& s = self->state;
       if (version != node_protocol_version) {
         spdlog::warn("node {}: refused node {}: it speaks node protocol version {}, this "
-                     "node version {}", s.node, from, version, node_protocol_version);
+                     "node version {}",
+                     s.node, from, version, node_protocol_version);
         return caf::make_error(caf::sec::runtime_error,
-                               "node protocol version " + std::to_string(version) + " at "
-                                 + from + ", version "
-                                 + std::to_string(node_protocol_version) + " at " + s.node);
+                               "node protocol version " + std::to_string(version) + " at " + from
+                                 + ", version " + std::to_string(node_protocol_version) + " at "
+                                 + s.node);
       }
       if (flow != s.flow) {
-        spdlog::warn("node {}: refused node {}: it runs flow '{}', this node '{}'", s.node,
-                     from, flow, s.flow);
-        return caf::make_error(caf::sec::runtime_error,
-                               "node " + s.node + " runs flow '" + s.flow + "', not '" + flow
-                                 + "'");
+        spdlog::warn("node {}: refused node {}: it runs flow '{}', this node '{}'", s.node, from,
+                     flow, s.flow);
+        return caf::make_error(caf::sec::runtime_error, "node " + s.node + " runs flow '" + s.flow
+                                                          + "', not '" + flow + "'");
       }
       spdlog::info("node {}: node {} attached", s.node, from);
       return {node_protocol_version, s.node};
     },
     [](ping_atom) { return true; },
-    [=](deliver_atom, const std::string& link, const std::string& actor,
-        const std::string& group, uint64_t delivery) {
-      take_group(self, link, actor, group, delivery);
-    },
+    [=](deliver_atom, const std::string& link, const std::string& actor, const std::string& group,
+        uint64_t delivery) { take_group(self, link, actor, group, delivery); },
     [=](query_atom, const std::string& actor, const scan_request& q) -> caf::result<record_batch> {
       auto target = self->state.local(actor);
       if (!target)
@@ -315,10 +313,11 @@ caf::behavior node_actor_impl(node_pointer self, std::string flow, std::string n
         return unknown(actor);
       auto rp = self->make_response_promise();
       self->request(target, std::chrono::minutes{1}, model_atom::value, have)
-        .then([rp](std::string& id, std::string& zip, std::string& model) mutable {
-                rp.deliver(std::move(id), std::move(zip), std::move(model));
-              },
-              [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+        .then(
+          [rp](std::string& id, std::string& zip, std::string& model) mutable {
+            rp.deliver(std::move(id), std::move(zip), std::move(model));
+          },
+          [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
       return caf::delegated<std::string, std::string, std::string>{};
     },
     [=](status_atom) -> caf::result<std::vector<actor_status>, std::vector<actor_status>> {
@@ -347,8 +346,8 @@ node_runtime::node_runtime(caf::actor_system& sys, const flow& f, std::string na
 
 node_runtime::~node_runtime() { stop(); }
 
-expected<std::unique_ptr<node_runtime>> node_runtime::start(caf::actor_system& sys,
-                                                            const flow& f, std::string name,
+expected<std::unique_ptr<node_runtime>> node_runtime::start(caf::actor_system& sys, const flow& f,
+                                                            std::string name,
                                                             std::filesystem::path data_dir,
                                                             local_fn local, all_fn all) {
   auto* n = find_node(f, name);
@@ -356,11 +355,10 @@ expected<std::unique_ptr<node_runtime>> node_runtime::start(caf::actor_system& s
     std::string names;
     for (auto& x : node_names(f))
       names += (names.empty() ? "" : ", ") + x;
-    return make_error(ec::invalid_argument,
-                      names.empty() ? "flow " + f.name + " has no 'nodes' section; --node "
-                                        + name + " needs one"
-                                    : "flow " + f.name + " has no node '" + name
-                                        + "'; nodes: " + names);
+    return make_error(
+      ec::invalid_argument,
+      names.empty() ? "flow " + f.name + " has no 'nodes' section; --node " + name + " needs one"
+                    : "flow " + f.name + " has no node '" + name + "'; nodes: " + names);
   }
   auto addr = parse_listen(n->str("listen"));
   if (!addr)
@@ -371,9 +369,9 @@ expected<std::unique_ptr<node_runtime>> node_runtime::start(caf::actor_system& s
   std::unique_ptr<node_runtime> rt{new node_runtime(sys, f, name, data_dir)};
   // Detached: it writes delivery marks to LMDB.
   auto* raw = rt.get();
-  rt->node_ = sys.spawn(node_actor_impl, f.name, name, std::move(local),
-                                        std::move(all), [raw] { return raw->links(); },
-                                        std::move(*marks));
+  rt->node_ = sys.spawn(
+    node_actor_impl, f.name, name, std::move(local), std::move(all), [raw] { return raw->links(); },
+    std::move(*marks));
   auto tls = tls_of(f, *n);
   auto port = tls ? caf::openssl::publish(rt->node_, static_cast<uint16_t>(addr->second),
                                           addr->first.c_str(), true)
@@ -381,8 +379,8 @@ expected<std::unique_ptr<node_runtime>> node_runtime::start(caf::actor_system& s
                                      addr->first.c_str(), true);
   if (!port) {
     caf::anon_send_exit(rt->node_, caf::exit_reason::user_shutdown);
-    return make_error(ec::unavailable, "node " + name + ": cannot listen on "
-                                         + n->str("listen") + ": " + sys.render(port.error()));
+    return make_error(ec::unavailable, "node " + name + ": cannot listen on " + n->str("listen")
+                                         + ": " + sys.render(port.error()));
   }
   spdlog::info("node {}: listening on {} for the other nodes{}", name, n->str("listen"),
                tls ? " (TLS: peers need a certificate of " + tls->ca.string() + ")" : "");
@@ -416,7 +414,9 @@ expected<caf::actor> node_runtime::remote(const actor_decl& actor) {
   auto link = spawn_link(sys_, std::move(p));
   if (!link)
     return link.err();
-  links_.emplace(actor.name, named_actor{"link:" + actor.node + "/" + actor.name, "link", *link,
+  links_.emplace(actor.name, named_actor{"link:" + actor.node + "/" + actor.name,
+                                         "link",
+                                         *link,
                                          {{"peer", actor.node}, {"actor", actor.name}}});
   return *link;
 }
@@ -490,7 +490,8 @@ void node_runtime::drain(std::chrono::seconds timeout) {
     .receive([](bool) {},
              [&](caf::error& err) {
                spdlog::warn("node {}: deliveries still in flight at the stop ({}); their "
-                            "links resend them", name_, caf::to_string(err));
+                            "links resend them",
+                            name_, caf::to_string(err));
              });
 }
 

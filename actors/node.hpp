@@ -4,8 +4,8 @@
 // (deliveries, deduplicated per link; queries; status), and makes the links through which
 // this node's actors reach actors on other nodes.
 
-#include "actors/error.hpp"
-#include "actors/status.hpp"
+#include "core/error.hpp"
+#include "core/status.hpp"
 #include "flows/flow.hpp"
 
 #include <caf/actor.hpp>
@@ -39,9 +39,9 @@ public:
   struct node_report {
     std::string name, listen, http;
     std::string address; ///< where the other nodes connect (its `address`, else listen)
-    bool here = false;      ///< the node answering
+    bool here = false; ///< the node answering
     bool reachable = false; ///< it answered
-    std::string error;      ///< why not
+    std::string error; ///< why not
     std::vector<actor_status> actors, links;
   };
 

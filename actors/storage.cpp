@@ -3,12 +3,12 @@
 // reply (the MQTT source) knows its records are durable.
 
 #include "actors/actors.hpp"
-#include "actors/graph.hpp"
-#include "actors/kind.hpp"
-#include "actors/log.hpp"
-#include "actors/store.hpp"
-#include "actors/telemetry.hpp"
-#include "actors/time.hpp"
+#include "actors/spawn.hpp"
+#include "core/log.hpp"
+#include "core/store.hpp"
+#include "core/telemetry.hpp"
+#include "core/time.hpp"
+#include "flows/kind.hpp"
 
 #include <caf/all.hpp>
 
@@ -16,35 +16,55 @@ namespace fabrik {
 namespace {
 
 const settings_table retention_settings{{
-  {.name = "max_age", .type = setting_type::duration, .default_value = "0",
-   .doc = "delete records older than this (by source time); 0 keeps them forever", .min = 0},
-  {.name = "max_size", .type = setting_type::size, .default_value = "0",
+  {.name = "max_age",
+   .type = setting_type::duration,
+   .default_value = "0",
+   .doc = "delete records older than this (by source time); 0 keeps them forever",
+   .min = 0},
+  {.name = "max_size",
+   .type = setting_type::size,
+   .default_value = "0",
    .doc = "delete the stream's oldest records while it holds more than this; 0 = no limit",
    .min = 0},
 }};
 
 const settings_table storage_settings{{
-  {.name = "path", .type = setting_type::string,
+  {.name = "path",
+   .type = setting_type::string,
    .doc = "directory of the LMDB files; default DATA_DIR/storage/ACTOR; a relative path "
           "resolves against the flow file's folder"},
-  {.name = "durability", .type = setting_type::choice, .default_value = "process",
+  {.name = "durability",
+   .type = setting_type::choice,
+   .default_value = "process",
    .doc = "process: commits survive any crash of fabrik (no fsync); power: fsync'd, "
           "survive power loss, slower",
    .choices = {"process", "power"}},
-  {.name = "map_size", .type = setting_type::size, .default_value = "1GiB",
-   .doc = "initial LMDB map size; grown automatically when full", .min = 1 << 20},
-  {.name = "max_age", .type = setting_type::duration, .default_value = "0",
-   .doc = "retention: delete records older than this; 0 keeps them forever", .min = 0},
-  {.name = "max_size", .type = setting_type::size, .default_value = "0",
+  {.name = "map_size",
+   .type = setting_type::size,
+   .default_value = "1GiB",
+   .doc = "initial LMDB map size; grown automatically when full",
+   .min = 1 << 20},
+  {.name = "max_age",
+   .type = setting_type::duration,
+   .default_value = "0",
+   .doc = "retention: delete records older than this; 0 keeps them forever",
+   .min = 0},
+  {.name = "max_size",
+   .type = setting_type::size,
+   .default_value = "0",
    .doc = "retention: while the whole store holds more record data than this, delete the "
           "oldest records, whatever their stream; 0 = no limit",
    .min = 0},
-  {.name = "streams", .type = setting_type::object_map,
+  {.name = "streams",
+   .type = setting_type::object_map,
    .doc = "per-stream retention: a stream name, `prefix/*` or `*` -> max_age, max_size "
           "(an override replaces the store's max_age for that stream)",
    .children = &retention_settings},
-  {.name = "retention_interval", .type = setting_type::duration, .default_value = "1m",
-   .doc = "how often retention runs", .min = 1e9},
+  {.name = "retention_interval",
+   .type = setting_type::duration,
+   .default_value = "1m",
+   .doc = "how often retention runs",
+   .min = 1e9},
 }};
 
 struct storage_state {
@@ -58,9 +78,8 @@ struct storage_state {
   std::shared_ptr<telemetry> live; ///< recent values for the web UI; may be null
 };
 
-caf::behavior storage(caf::stateful_actor<storage_state>* self, store_options opts,
-                      actor_status st, int64_t retention_interval,
-                      std::shared_ptr<telemetry> live) {
+caf::behavior storage(caf::stateful_actor<storage_state>* self, store_options opts, actor_status st,
+                      int64_t retention_interval, std::shared_ptr<telemetry> live) {
   auto& s = self->state;
   s.st = std::move(st);
   s.live = std::move(live);
@@ -69,8 +88,7 @@ caf::behavior storage(caf::stateful_actor<storage_state>* self, store_options op
   if (!db) {
     s.st.state = "failed";
     s.st.last_error = db.err().what();
-    spdlog::error("{}: cannot open storage {}: {}", s.st.name, opts.dir.string(),
-                  db.err().message);
+    spdlog::error("{}: cannot open storage {}: {}", s.st.name, opts.dir.string(), db.err().message);
   } else {
     s.db.emplace(std::move(*db));
     s.st.state = "running";
@@ -157,9 +175,7 @@ caf::behavior storage(caf::stateful_actor<storage_state>* self, store_options op
   };
 }
 
-retention to_retention(const config& c) {
-  return {c.integer("max_age"), c.integer("max_size")};
-}
+retention to_retention(const config& c) { return {c.integer("max_age"), c.integer("max_size")}; }
 
 caf::actor spawn_storage(spawn_context& ctx) {
   auto& c = ctx.decl.settings;

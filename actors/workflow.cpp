@@ -7,11 +7,11 @@
 // actor swaps the two between batches, so no prediction is lost or answered twice.
 
 #include "actors/emitter.hpp"
-#include "actors/graph.hpp"
-#include "actors/kind.hpp"
-#include "actors/log.hpp"
-#include "actors/telemetry.hpp"
-#include "actors/time.hpp"
+#include "actors/spawn.hpp"
+#include "core/log.hpp"
+#include "core/telemetry.hpp"
+#include "core/time.hpp"
+#include "flows/kind.hpp"
 #include "runtime/deployment.hpp"
 #include "runtime/measure.hpp"
 
@@ -26,72 +26,114 @@ namespace fabrik {
 namespace {
 
 const settings_table train_settings{{
-  {.name = "storage", .type = setting_type::string, .doc = "the storage actor to train from",
+  {.name = "storage",
+   .type = setting_type::string,
+   .doc = "the storage actor to train from",
    .required = true},
-  {.name = "stream", .type = setting_type::string_list,
+  {.name = "stream",
+   .type = setting_type::string_list,
    .doc = "the stream(s) holding labelled records; several are concatenated in this order",
    .required = true},
-  {.name = "last", .type = setting_type::integer, .default_value = "100000",
-   .doc = "train on the newest N records of each stream", .min = 1, .max = 100000000},
-  {.name = "since", .type = setting_type::duration,
+  {.name = "last",
+   .type = setting_type::integer,
+   .default_value = "100000",
+   .doc = "train on the newest N records of each stream",
+   .min = 1,
+   .max = 100000000},
+  {.name = "since",
+   .type = setting_type::duration,
    .doc = "only records newer than this (source time), e.g. 7d"},
-  {.name = "from", .type = setting_type::string,
+  {.name = "from",
+   .type = setting_type::string,
    .doc = "only records at or after this source time (2026-11-25T08:00:00Z)"},
   {.name = "to", .type = setting_type::string, .doc = "only records before this source time"},
-  {.name = "min_records", .type = setting_type::integer, .default_value = "1000",
+  {.name = "min_records",
+   .type = setting_type::integer,
+   .default_value = "1000",
    .doc = "an automatic run waits until the selection holds this many records (looking "
           "every 10 s); a manual run fails with fewer",
-   .min = 1, .max = 100000000},
-  {.name = "when", .type = setting_type::string, .default_value = "on_deploy",
+   .min = 1,
+   .max = 100000000},
+  {.name = "when",
+   .type = setting_type::string,
+   .default_value = "on_deploy",
    .doc = "on_deploy: whenever a version without a model is deployed; manual: only by "
           "`fabrik train`; `every DURATION` (every 6h): also again that long after the last "
           "successful run"},
 }};
 
 const settings_table window_settings{{
-  {.name = "size", .type = setting_type::integer,
-   .doc = "records per window (a window by count)", .min = 1, .max = 100000},
-  {.name = "step", .type = setting_type::integer,
+  {.name = "size",
+   .type = setting_type::integer,
+   .doc = "records per window (a window by count)",
+   .min = 1,
+   .max = 100000},
+  {.name = "step",
+   .type = setting_type::integer,
    .doc = "records between the starts of two count windows; default: size (no overlap)",
-   .min = 1, .max = 100000},
-  {.name = "span", .type = setting_type::duration,
+   .min = 1,
+   .max = 100000},
+  {.name = "span",
+   .type = setting_type::duration,
    .doc = "source time a window covers (a window by time; its record count varies)",
    .min = 1e6},
-  {.name = "every", .type = setting_type::duration,
-   .doc = "source time between two time windows; default: span", .min = 1e6},
+  {.name = "every",
+   .type = setting_type::duration,
+   .doc = "source time between two time windows; default: span",
+   .min = 1e6},
 }};
 
 const settings_table workflow_settings{{
-  {.name = "package", .type = setting_type::string,
+  {.name = "package",
+   .type = setting_type::string,
    .doc = "the workflow's name (as in its manifest), deployed from the watched directory or "
           "an upload; or the path of a zip (ending in .zip, relative to the flow file)",
    .required = true},
-  {.name = "version", .type = setting_type::string,
+  {.name = "version",
+   .type = setting_type::string,
    .doc = "pin a version: the manifest's version string, or the first 8+ hex digits of the "
           "package's sha256; default: the newest stored"},
-  {.name = "params", .type = setting_type::scalar_map,
+  {.name = "params",
+   .type = setting_type::scalar_map,
    .doc = "parameter overrides, NAME: value (the package's parameters and their types)"},
-  {.name = "train", .type = setting_type::object,
+  {.name = "train",
+   .type = setting_type::object,
    .doc = "where and when to train; without it the package must be predict-only",
    .children = &train_settings},
-  {.name = "model_from", .type = setting_type::string,
+  {.name = "model_from",
+   .type = setting_type::string,
    .doc = "serve the models that workflow actor (on this node or another) trains: its "
           "package version and each new model are copied here and swapped in (training in "
           "the cloud, predictions at the edge); instead of train"},
-  {.name = "model_poll", .type = setting_type::duration, .default_value = "5s",
-   .doc = "how often model_from is asked for a newer model", .min = 1e8},
-  {.name = "window", .type = setting_type::object,
+  {.name = "model_poll",
+   .type = setting_type::duration,
+   .default_value = "5s",
+   .doc = "how often model_from is asked for a newer model",
+   .min = 1e8},
+  {.name = "window",
+   .type = setting_type::object,
    .doc = "make one sample of several consecutive records of a stream (size or span)",
    .children = &window_settings},
-  {.name = "predict_timeout", .type = setting_type::duration, .default_value = "10s",
+  {.name = "predict_timeout",
+   .type = setting_type::duration,
+   .default_value = "10s",
    .doc = "longest a batch of predictions may take before the worker is restarted",
    .min = 1e6},
-  {.name = "train_timeout", .type = setting_type::duration, .default_value = "10m",
-   .doc = "longest a training run (or a package import) may take", .min = 1e9},
-  {.name = "memory_limit", .type = setting_type::size, .default_value = "2GiB",
-   .doc = "address-space limit of each worker process (RLIMIT_AS)", .min = 64 << 20},
-  {.name = "max_in_flight", .type = setting_type::integer, .default_value = "4",
-   .doc = "prediction batches sent downstream and not yet acknowledged", .min = 1,
+  {.name = "train_timeout",
+   .type = setting_type::duration,
+   .default_value = "10m",
+   .doc = "longest a training run (or a package import) may take",
+   .min = 1e9},
+  {.name = "memory_limit",
+   .type = setting_type::size,
+   .default_value = "2GiB",
+   .doc = "address-space limit of each worker process (RLIMIT_AS)",
+   .min = 64 << 20},
+  {.name = "max_in_flight",
+   .type = setting_type::integer,
+   .default_value = "4",
+   .doc = "prediction batches sent downstream and not yet acknowledged",
+   .min = 1,
    .max = 1000},
 }};
 
@@ -135,9 +177,9 @@ struct workflow_params {
   std::chrono::milliseconds train_timeout{600000};
   uint64_t memory_limit = 0;
   size_t max_in_flight = 4;
-  size_t window = 0;      ///< records per count window; 0: none
+  size_t window = 0; ///< records per count window; 0: none
   size_t window_step = 1;
-  int64_t span = 0;       ///< ns of a time window; 0: none
+  int64_t span = 0; ///< ns of a time window; 0: none
   int64_t span_every = 0;
   double tdp_w = default_tdp_watts;
   caf::actor storage;
@@ -167,7 +209,7 @@ struct job_done {
 
 struct window_buffer {
   std::deque<record> records;
-  size_t since = 0;              ///< records since the last count window
+  size_t since = 0; ///< records since the last count window
   int64_t last_emit = INT64_MIN; ///< source time of the last time window
 };
 
@@ -178,12 +220,12 @@ struct workflow_state {
   std::shared_ptr<telemetry> live; ///< recent values for the web UI; may be null
   std::unique_ptr<deployment> serving;
   std::unique_ptr<deployment> pending; ///< deployed, waiting for training data
-  std::shared_ptr<job_control> job;    ///< set while a job runs
-  std::string job_sha;                 ///< the version the running job deploys
-  uint64_t job_run = 0;                ///< the run the running job trains, if any
-  bool recheck = false;                ///< a new version arrived during a job
-  bool waiting_tick = false;           ///< a retry tick is scheduled
-  int64_t next_scheduled = 0;          ///< ns; 0: no schedule
+  std::shared_ptr<job_control> job; ///< set while a job runs
+  std::string job_sha; ///< the version the running job deploys
+  uint64_t job_run = 0; ///< the run the running job trains, if any
+  bool recheck = false; ///< a new version arrived during a job
+  bool waiting_tick = false; ///< a retry tick is scheduled
+  int64_t next_scheduled = 0; ///< ns; 0: no schedule
   emitter em;
   /// Batches that came while a deployment that serves without training is under way (the
   /// model this actor served before a restart, or a package that never trains): answered
@@ -234,8 +276,9 @@ fetch_fn storage_reader(caf::actor_system& sys, caf::actor storage) {
     caf::scoped_actor self{sys};
     expected<std::vector<record>> out = make_error(ec::unavailable, "no answer");
     scan_request q{stream, from, to, last, true};
-    self->request(caf::actor_cast<storage_actor>(storage), std::chrono::minutes{5},
-                  query_atom::value, q)
+    self
+      ->request(caf::actor_cast<storage_actor>(storage), std::chrono::minutes{5}, query_atom::value,
+                q)
       .receive([&](record_batch& b) { out = std::move(b.records); },
                [&](caf::error& e) { out = make_error(ec::unavailable, caf::to_string(e)); });
     return out;
@@ -391,8 +434,8 @@ void on_job_done(workflow_pointer self, job_result& r) {
       s.st.last_error.clear();
       s.st.details["version"] = d.version.version + " (#" + std::to_string(d.version.seq) + ")";
       s.st.details["model"] = d.model_id.empty() ? "none" : d.model_id.substr(0, 12);
-      spdlog::info("{}: {} {} {}: {}", s.st.name, first ? "serving" : "now serving",
-                   d.version.name, d.version.version, r.message);
+      spdlog::info("{}: {} {} {}: {}", s.st.name, first ? "serving" : "now serving", d.version.name,
+                   d.version.version, r.message);
       r.deployed.reset(); // stops the previous worker
       schedule_next(self);
       break;
@@ -464,13 +507,14 @@ record prediction(const workflow_state& s, const record& in, const nlohmann::jso
   r.seq = in.seq;
   if (s.live) // from the input's arrival to its answer, our whole part included
     s.live->observe_prediction_latency(s.st.name,
-                                            static_cast<double>(r.ingest_time - in.ingest_time) / 1e9);
+                                       static_cast<double>(r.ingest_time - in.ingest_time) / 1e9);
   r.quality = in.quality;
   for (auto& [k, v] : outputs.items())
     r.fields.push_back({k, to_value(v)});
   r.fields.push_back({"workflow", d.manifest.name});
   r.fields.push_back({"version", d.manifest.version});
-  r.fields.push_back({"model", d.model_id.empty() ? std::string{"none"} : d.model_id.substr(0, 12)});
+  r.fields.push_back(
+    {"model", d.model_id.empty() ? std::string{"none"} : d.model_id.substr(0, 12)});
   r.fields.push_back({"compute_ms", compute_ms});
   return r;
 }
@@ -504,13 +548,15 @@ void serve_process_input(workflow_pointer self, const record_batch& batch,
   for (auto& in : batch.records) {
     nlohmann::json data = nlohmann::json::object();
     for (auto& f : in.fields)
-      std::visit([&](auto& v) {
-        using T = std::decay_t<decltype(v)>;
-        if constexpr (std::is_same_v<T, bytes>)
-          data[f.name] = nullptr; // binary values are not passed to process_input
-        else
-          data[f.name] = v;
-      }, f.v);
+      std::visit(
+        [&](auto& v) {
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<T, bytes>)
+            data[f.name] = nullptr; // binary values are not passed to process_input
+          else
+            data[f.name] = v;
+        },
+        f.v);
     auto out = s.serving->worker.process_input(data, s.p.predict_timeout);
     if (!out) {
       handle_failure(s, out.err(), rp);
@@ -526,8 +572,8 @@ void serve_process_input(workflow_pointer self, const record_batch& batch,
 
 /// One sample per record, per count window, or per time window; `answers` gets the
 /// record each sample's prediction answers (a window's newest record).
-void make_samples(workflow_state& s, const record_batch& batch,
-                  std::vector<worker::dataset>& calls, std::vector<const record*>& answers) {
+void make_samples(workflow_state& s, const record_batch& batch, std::vector<worker::dataset>& calls,
+                  std::vector<const record*>& answers) {
   auto& m = s.serving->manifest;
   if (s.p.window == 0 && s.p.span == 0) {
     calls.push_back(to_dataset(m, batch.records));
@@ -629,24 +675,23 @@ void take_model(workflow_pointer self, const std::string& id, const std::string&
   auto added = s.reg->add_package(zip, "model_from " + s.p.model_from_name);
   auto m = added ? decode_model(id, blob) : expected<model_record>{added.err()};
   auto put = m ? s.reg->put_model(*m) : expected<std::string>{m.err()};
-  auto set = put ? s.reg->set_serving(s.st.name, added->version.sha256, *put)
-                 : expected<void>{put.err()};
+  auto set =
+    put ? s.reg->set_serving(s.st.name, added->version.sha256, *put) : expected<void>{put.err()};
   if (!set)
-    return fail(s, "cannot keep model " + id.substr(0, 12) + " of " + s.p.model_from_name
-                     + ": " + set.err().message, false);
+    return fail(s,
+                "cannot keep model " + id.substr(0, 12) + " of " + s.p.model_from_name + ": "
+                  + set.err().message,
+                false);
   s.p.pin = added->version.sha256; // this version, whatever the watched directory holds
-  spdlog::info("{}: model {} of {} ({} {}) arrived; deploying it", s.st.name,
-               id.substr(0, 12), s.p.model_from_name, added->version.name,
-               added->version.version);
+  spdlog::info("{}: model {} of {} ({} {}) arrived; deploying it", s.st.name, id.substr(0, 12),
+               s.p.model_from_name, added->version.name, added->version.version);
   start_job(self, added->version, nullptr, "model_from", 0);
 }
 
 void poll_model(workflow_pointer self) {
   auto& s = self->state;
   auto have = s.serving ? s.serving->model_id : std::string{};
-  auto again = [self] {
-    self->delayed_send(self, self->state.p.model_poll, model_atom::value);
-  };
+  auto again = [self] { self->delayed_send(self, self->state.p.model_poll, model_atom::value); };
   self->request(s.p.model_from, std::chrono::minutes{1}, model_atom::value, have)
     .then(
       [=](std::string& id, std::string& zip, std::string& blob) {
@@ -656,10 +701,10 @@ void poll_model(workflow_pointer self) {
       [=](caf::error& err) {
         auto& s = self->state;
         if (s.limiter.allow())
-          spdlog::info("{}: no model from {} yet ({}); asking again every {} ms", s.st.name,
-                       s.p.model_from_name, caf::to_string(err),
-                       std::chrono::duration_cast<std::chrono::milliseconds>(s.p.model_poll)
-                         .count());
+          spdlog::info(
+            "{}: no model from {} yet ({}); asking again every {} ms", s.st.name,
+            s.p.model_from_name, caf::to_string(err),
+            std::chrono::duration_cast<std::chrono::milliseconds>(s.p.model_poll).count());
         again();
       });
 }
@@ -704,8 +749,7 @@ caf::behavior workflow(workflow_pointer self, workflow_params p, actor_status st
         return caf::make_error(caf::sec::runtime_error, id.err().message);
       return *id;
     },
-    [=](model_atom, const std::string& have)
-      -> caf::result<std::string, std::string, std::string> {
+    [=](model_atom, const std::string& have) -> caf::result<std::string, std::string, std::string> {
       auto& s = self->state;
       if (!s.serving || s.serving->model_id.empty())
         return caf::make_error(caf::sec::runtime_error, s.st.name + " serves no model yet");
@@ -715,8 +759,7 @@ caf::behavior workflow(workflow_pointer self, workflow_params p, actor_status st
       auto zip = s.reg->package_bytes(s.serving->version.sha256);
       auto m = s.reg->model(id);
       if (!zip || !m)
-        return caf::make_error(caf::sec::runtime_error,
-                               (zip ? m.err() : zip.err()).message);
+        return caf::make_error(caf::sec::runtime_error, (zip ? m.err() : zip.err()).message);
       return {id, std::move(*zip), encode_model(*m)};
     },
     [=](model_atom) { poll_model(self); },
@@ -798,8 +841,10 @@ caf::actor spawn_workflow(spawn_context& ctx) {
     p.model_poll = std::chrono::nanoseconds{c.integer("model_poll")};
     p.model_from = ctx.lookup(p.model_from_name);
     if (!p.model_from)
-      refuse("model_from '" + p.model_from_name + "' is not running (a workflow on this "
-             "node must be defined above " + ctx.decl.name + ")");
+      refuse("model_from '" + p.model_from_name
+             + "' is not running (a workflow on this "
+               "node must be defined above "
+             + ctx.decl.name + ")");
   }
   if (!ctx.workflows) {
     refuse("no workflow registry (internal)");
@@ -861,8 +906,8 @@ void check_workflow(const flow& f, const actor_decl& a, const std::string& file,
     if (!d)
       report("train", "train.storage names no actor: '" + storage + "'");
     else if (d->k->name != "storage")
-      report("train", "train.storage '" + storage + "' is a " + std::string{d->k->name}
-             + ", not a storage");
+      report("train",
+             "train.storage '" + storage + "' is a " + std::string{d->k->name} + ", not a storage");
     if (auto w = parse_when(t.str("when")); !w)
       report("train", w.err().message);
     for (const char* key : {"from", "to"})
@@ -898,8 +943,9 @@ void check_workflow(const flow& f, const actor_decl& a, const std::string& file,
     auto size = c.object("window").integer("size");
     if (it != info->manifest.parameters.end())
       if (auto* n = std::get_if<int64_t>(&it->second); n && *n != size)
-        report("window", "window.size " + std::to_string(size)
-                           + " differs from the package's window parameter " + std::to_string(*n),
+        report("window",
+               "window.size " + std::to_string(size)
+                 + " differs from the package's window parameter " + std::to_string(*n),
                true);
   }
 }
@@ -910,17 +956,16 @@ const kind workflow_kind_decl{
   .role = kind_role::stage,
   .settings = &workflow_settings,
   .spawn = &spawn_workflow,
-  .details =
-    "The package runs in its own fabrik-worker process (CPython embedded); a crash, hang "
-    "or memory blow-up there fails that call and restarts the worker, never the engine. "
-    "For every incoming sample the actor emits a prediction record on stream "
-    "ACTOR/INPUT_STREAM with the workflow's outputs plus workflow, version, model and "
-    "compute_ms (time inside the worker). A new version (a zip dropped into the watched "
-    "directory) or a retrained model is prepared in a second worker and swapped in "
-    "between two batches. Records that arrive before the first model get no prediction "
-    "(counted as unserved in the status); a workflow that does not train holds them "
-    "while its package deploys. Every training run is stored with its "
-    "measurements: `fabrik runs`.",
+  .details = "The package runs in its own fabrik-worker process (CPython embedded); a crash, hang "
+             "or memory blow-up there fails that call and restarts the worker, never the engine. "
+             "For every incoming sample the actor emits a prediction record on stream "
+             "ACTOR/INPUT_STREAM with the workflow's outputs plus workflow, version, model and "
+             "compute_ms (time inside the worker). A new version (a zip dropped into the watched "
+             "directory) or a retrained model is prepared in a second worker and swapped in "
+             "between two batches. Records that arrive before the first model get no prediction "
+             "(counted as unserved in the status); a workflow that does not train holds them "
+             "while its package deploys. Every training run is stored with its "
+             "measurements: `fabrik runs`.",
   .check = &check_workflow,
 };
 

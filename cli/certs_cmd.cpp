@@ -64,8 +64,7 @@ cert_ptr make_cert(const std::string& name, EVP_PKEY* key, X509* issuer, EVP_PKE
                    && add_ext(cert.get(), signer, NID_key_usage,
                               "critical,digitalSignature,keyEncipherment")
                    && add_ext(cert.get(), signer, NID_ext_key_usage, "serverAuth,clientAuth")
-                   && add_ext(cert.get(), signer, NID_subject_alt_name,
-                              ("DNS:" + name).c_str());
+                   && add_ext(cert.get(), signer, NID_subject_alt_name, ("DNS:" + name).c_str());
   if (!ok || X509_sign(cert.get(), issuer_key ? issuer_key : key, EVP_sha256()) == 0)
     return {nullptr, &X509_free};
   return cert;
@@ -95,8 +94,8 @@ std::unique_ptr<T, void (*)(T*)> read_pem(const std::filesystem::path& path, Rea
 
 bool valid_name(const std::string& s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-           || c == '-' || c == '_' || c == '.';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-'
+           || c == '_' || c == '.';
   });
 }
 

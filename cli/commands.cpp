@@ -2,10 +2,10 @@
 
 #include "cli/commands.hpp"
 
-#include "actors/engine.hpp"
-#include "actors/kind.hpp"
-#include "actors/time.hpp"
+#include "core/time.hpp"
+#include "engine/engine.hpp"
 #include "flows/flow.hpp"
+#include "flows/kind.hpp"
 #include "flows/nodes.hpp"
 
 #include <spdlog/spdlog.h>
@@ -131,8 +131,8 @@ int run(const args& a) {
       "  --log-level L             trace, debug, info (default), warn, error");
     return 0;
   }
-  auto c = parse_command_line(a, "run", {"--node", "--data-dir", "--http", "--status-interval",
-                                         "--log-level"});
+  auto c = parse_command_line(
+    a, "run", {"--node", "--data-dir", "--http", "--status-interval", "--log-level"});
   if (!c)
     return 1;
   if (c->positionals.size() != 1)
@@ -161,8 +161,10 @@ int run(const args& a) {
       std::string names;
       for (auto& n : node_names(*f))
         names += (names.empty() ? "" : ", ") + n;
-      return fail(1, names.empty() ? "--node " + *node + ": flow " + file + " has no 'nodes' section"
-                                   : "--node " + *node + ": flow " + file + " has no such node; nodes: " + names);
+      return fail(1,
+                  names.empty()
+                    ? "--node " + *node + ": flow " + file + " has no 'nodes' section"
+                    : "--node " + *node + ": flow " + file + " has no such node; nodes: " + names);
     }
     opts.node = *node;
   }

@@ -6,10 +6,10 @@
 
 #include <filesystem>
 #include <map>
-#include <set>
-#include <string_view>
 #include <optional>
+#include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace fabrik::cli {
@@ -22,9 +22,9 @@ int kinds(const args& a);
 int store(const args& a);
 int package(const args& a);
 int workflows(const args& a); ///< cli/workflows_cmd.cpp: stored package versions
-int runs(const args& a);      ///< cli/workflows_cmd.cpp: stored training runs
-int train(const args& a);     ///< cli/train_cmd.cpp: start a run in a running engine
-int certs(const args& a);     ///< cli/certs_cmd.cpp: a test CA and node certificates
+int runs(const args& a); ///< cli/workflows_cmd.cpp: stored training runs
+int train(const args& a); ///< cli/train_cmd.cpp: start a run in a running engine
+int certs(const args& a); ///< cli/certs_cmd.cpp: a test CA and node certificates
 
 /// `fabrik check FILE.zip`: validates a workflow package (cli/package_cmd.cpp).
 int check_package(const std::string& file);

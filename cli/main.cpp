@@ -42,8 +42,9 @@ int main(int argc, char** argv) {
   std::string cmd = argv[1];
   args rest(argv + 2, argv + argc);
   static const std::map<std::string, int (*)(const args&)> commands{
-    {"run", &run}, {"check", &check}, {"kinds", &kinds}, {"store", &store}, {"package", &package},
-    {"train", &train},  {"workflows", &workflows}, {"runs", &runs}, {"certs", &certs}};
+    {"run", &run},         {"check", &check}, {"kinds", &kinds},         {"store", &store},
+    {"package", &package}, {"train", &train}, {"workflows", &workflows}, {"runs", &runs},
+    {"certs", &certs}};
   if (cmd == "-h" || cmd == "--help" || cmd == "help") {
     std::fputs(usage, stdout);
     return 0;
@@ -54,8 +55,10 @@ int main(int argc, char** argv) {
   }
   auto it = commands.find(cmd);
   if (it == commands.end())
-    return fail(1, "unknown command '" + cmd
-                     + "'; commands: run, check, kinds, store, package, train, workflows, runs, certs, version");
+    return fail(
+      1,
+      "unknown command '" + cmd
+        + "'; commands: run, check, kinds, store, package, train, workflows, runs, certs, version");
   try {
     return it->second(rest);
   } catch (const std::exception& e) {

@@ -2,7 +2,7 @@
 
 #include "cli/commands.hpp"
 
-#include "actors/time.hpp"
+#include "core/time.hpp"
 
 #include "runtime/package.hpp"
 
@@ -13,7 +13,6 @@ namespace fabrik::cli {
 
 namespace {
 
-
 /// NAME VERSION, N files, SIZE, sha256 HASH
 std::string summary(const package_info& p) {
   auto n = p.entries.size();
@@ -23,9 +22,7 @@ std::string summary(const package_info& p) {
 }
 
 /// Bad packages are user errors; a disk or library failure is internal.
-int exit_code(const error& e) {
-  return e.code == ec::io_error || e.code == ec::internal ? 2 : 1;
-}
+int exit_code(const error& e) { return e.code == ec::io_error || e.code == ec::internal ? 2 : 1; }
 
 } // namespace
 
@@ -49,17 +46,16 @@ int check_package(const std::string& file) {
 
 int package(const args& a) {
   if (wants_help(a)) {
-    std::puts(
-      "usage: fabrik package DIR -o FILE.zip\n\n"
-      "Builds a workflow package from the source directory DIR: checks its\n"
-      "fabrik-workflow.yaml, zips every regular file (sorted, with fixed timestamps, so\n"
-      "the same sources give the same zip), skipping __pycache__/, *.pyc, *.pyo and .git,\n"
-      "then validates the zip as `fabrik check FILE.zip` does. FILE.zip is replaced only\n"
-      "by a valid package. Prints\n\n"
-      "  FILE.zip: NAME VERSION, N files, SIZE, sha256 HASH\n\n"
-      "SIZE is the unpacked size; HASH the content hash that names the version\n"
-      "(docs/workflows.md).\n\n"
-      "  -o, --output FILE.zip   the package to write (required)");
+    std::puts("usage: fabrik package DIR -o FILE.zip\n\n"
+              "Builds a workflow package from the source directory DIR: checks its\n"
+              "fabrik-workflow.yaml, zips every regular file (sorted, with fixed timestamps, so\n"
+              "the same sources give the same zip), skipping __pycache__/, *.pyc, *.pyo and .git,\n"
+              "then validates the zip as `fabrik check FILE.zip` does. FILE.zip is replaced only\n"
+              "by a valid package. Prints\n\n"
+              "  FILE.zip: NAME VERSION, N files, SIZE, sha256 HASH\n\n"
+              "SIZE is the unpacked size; HASH the content hash that names the version\n"
+              "(docs/workflows.md).\n\n"
+              "  -o, --output FILE.zip   the package to write (required)");
     return 0;
   }
   std::optional<std::string> dir, out;

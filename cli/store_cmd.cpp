@@ -2,9 +2,9 @@
 
 #include "cli/commands.hpp"
 
-#include "actors/record.hpp"
-#include "actors/store.hpp"
-#include "actors/time.hpp"
+#include "core/record.hpp"
+#include "core/store.hpp"
+#include "core/time.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -42,11 +42,12 @@ int code_of(const error& e) {
     case ec::not_found:
     case ec::invalid_argument:
     case ec::version_mismatch:
-    case ec::parse_error: return 1;
-    default: return 2;
+    case ec::parse_error:
+      return 1;
+    default:
+      return 2;
   }
 }
-
 
 /// "; stores inside: storage/a, ..." when `path` is, say, the data directory.
 std::string stores_inside(const std::filesystem::path& path) {
@@ -100,11 +101,10 @@ int list_streams(const fabrik::store& s, const std::string& path) {
   }
   for (auto& r : rows)
     std::printf("%-*s  %*s  %-*s  %-*s  %s\n", static_cast<int>(w[0]), r.name.c_str(),
-                static_cast<int>(w[1]), r.count.c_str(), static_cast<int>(w[2]),
-                r.first.c_str(), static_cast<int>(w[3]), r.last.c_str(), r.size.c_str());
+                static_cast<int>(w[1]), r.count.c_str(), static_cast<int>(w[2]), r.first.c_str(),
+                static_cast<int>(w[3]), r.last.c_str(), r.size.c_str());
   std::printf("%zu stream%s, %llu records, file %s\n", all->size(), all->size() == 1 ? "" : "s",
-              static_cast<unsigned long long>(total),
-              format_size_approx(s.file_size()).c_str());
+              static_cast<unsigned long long>(total), format_size_approx(s.file_size()).c_str());
   return 0;
 }
 
@@ -124,8 +124,8 @@ int print_records(const fabrik::store& s, const std::string& path, const scan_ra
       }
       names += (names.empty() ? "" : ", ") + i.name;
     }
-    return fail(1, "no stream " + range.stream + " in " + path + "; streams: "
-                     + (names.empty() ? "none" : names));
+    return fail(1, "no stream " + range.stream + " in " + path
+                     + "; streams: " + (names.empty() ? "none" : names));
   }
   std::string line;
   auto n = s.scan(range, [&](record&& r) {

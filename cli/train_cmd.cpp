@@ -3,8 +3,8 @@
 
 #include "cli/commands.hpp"
 
-#include "actors/control.hpp"
-#include "actors/time.hpp"
+#include "core/time.hpp"
+#include "engine/control.hpp"
 #include "runtime/registry.hpp"
 
 #include <nlohmann/json.hpp>
@@ -52,8 +52,10 @@ int code_of(const error& e) {
   switch (e.code) {
     case ec::unavailable:
     case ec::timeout:
-    case ec::invalid_argument: return 1;
-    default: return 2;
+    case ec::invalid_argument:
+      return 1;
+    default:
+      return 2;
   }
 }
 
@@ -145,8 +147,8 @@ int train(const args& a) {
     if (now >= deadline)
       return fail(1, "run " + std::to_string(run_id) + " still running after "
                        + format_duration(timeout_ns) + "; see fabrik runs");
-    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(poll_interval,
-                                                                              deadline - now));
+    std::this_thread::sleep_for(
+      std::min<std::chrono::steady_clock::duration>(poll_interval, deadline - now));
   }
 }
 

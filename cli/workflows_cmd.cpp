@@ -3,7 +3,7 @@
 
 #include "cli/commands.hpp"
 
-#include "actors/time.hpp"
+#include "core/time.hpp"
 #include "flows/nodes.hpp"
 #include "runtime/registry.hpp"
 
@@ -136,7 +136,8 @@ int with_registry(const registry_args& r, const std::function<int(const registry
     std::error_code err;
     if (!std::filesystem::exists(dir / "registry" / "data.mdb", err)) {
       if (dirs->size() == 1)
-        return fail(1, "no workflows stored in " + dir.string() + " (fabrik run has not stored any)");
+        return fail(1,
+                    "no workflows stored in " + dir.string() + " (fabrik run has not stored any)");
       continue;
     }
     if (!node.empty())
@@ -220,8 +221,8 @@ int print_run(const run_record& r) {
   line("deploy CPU", measured(r.m.deploy_cpu));
   line("train", measured(r.m.train_wall));
   line("train CPU", measured(r.m.train_cpu));
-  line("peak CPU", r.m.peak_cpu > 0 ? std::to_string(std::lround(r.m.peak_cpu * 100)) + "%"
-                                    : "not measured");
+  line("peak CPU",
+       r.m.peak_cpu > 0 ? std::to_string(std::lround(r.m.peak_cpu * 100)) + "%" : "not measured");
   line("peak RSS", r.m.peak_rss > 0 ? format_size_approx(r.m.peak_rss) : "not measured");
   line("energy", r.m.energy_j > 0 ? describe_energy(r.m.energy_j) : "not measured");
   line("energy method", r.m.energy_method.empty() ? "-" : r.m.energy_method);

@@ -9,9 +9,9 @@
 #include <climits>
 #include <fstream>
 #include <set>
-#include <tuple>
 #include <sstream>
 #include <system_error>
+#include <tuple>
 
 namespace fabrik {
 
@@ -101,10 +101,10 @@ struct loader {
   std::vector<diagnostic>& diags;
   flow& f;
   std::set<std::string> wired; // named in any well-formed wire, valid or not
-  std::optional<YAML::Node> local_root = {};            // the fragment, parsed
-  std::map<std::string, YAML::Node> main_actors = {};  // the flow file's actor bodies, for patches
-  std::string local_name = {};                          // its path, for diagnostics
-  bool local = false;                   // loading the fragment now
+  std::optional<YAML::Node> local_root = {}; // the fragment, parsed
+  std::map<std::string, YAML::Node> main_actors = {}; // the flow file's actor bodies, for patches
+  std::string local_name = {}; // its path, for diagnostics
+  bool local = false; // loading the fragment now
 
   void error(position p, std::string msg) {
     diags.push_back({file, p.line, p.column, std::move(msg), false});
@@ -119,8 +119,8 @@ struct loader {
                   const std::vector<std::string_view>& ignore, std::string_view context,
                   position key) {
     const size_t before = diags.size();
-    auto c = validate_settings(node.IsNull() ? YAML::Node{YAML::NodeType::Map} : node, table,
-                               file, sn, diags, ignore, context);
+    auto c = validate_settings(node.IsNull() ? YAML::Node{YAML::NodeType::Map} : node, table, file,
+                               sn, diags, ignore, context);
     for (size_t i = before; i < diags.size(); ++i)
       if (diags[i].line == 0) {
         diags[i].line = key.line;
@@ -150,8 +150,8 @@ void loader::load(const YAML::Node& root) {
     return;
   }
   if (!root.IsMap()) {
-    error(where(root), "a flow file must be a map of keys (name, actors, wires, ...), got "
-                         + what_is(root));
+    error(where(root),
+          "a flow file must be a map of keys (name, actors, wires, ...), got " + what_is(root));
     return;
   }
   // Collect the top-level keys first. yaml-cpp keeps every pair of a repeated key, so
@@ -171,8 +171,8 @@ void loader::load(const YAML::Node& root) {
       continue;
     }
     keys.emplace(key, std::pair{it->first, it->second});
-    bool fixed = std::find(std::begin(fixed_keys), std::end(fixed_keys), key)
-                 != std::end(fixed_keys);
+    bool fixed =
+      std::find(std::begin(fixed_keys), std::end(fixed_keys), key) != std::end(fixed_keys);
     if (fixed)
       continue;
     if (find_section(key)) {
@@ -265,11 +265,12 @@ void loader::load_local(const section_names& names, bool wires) {
   auto& root = *local_root;
   if (!root.IsMap()) {
     if (!wires)
-      error(where(root), "a local fragment is a map with 'actors' and 'wires', got "
-                           + what_is(root));
+      error(where(root),
+            "a local fragment is a map with 'actors' and 'wires', got " + what_is(root));
   } else if (!wires) {
     for (auto it = root.begin(); it != root.end(); ++it)
-      if (!it->first.IsScalar() || (it->first.Scalar() != "actors" && it->first.Scalar() != "wires"))
+      if (!it->first.IsScalar()
+          || (it->first.Scalar() != "actors" && it->first.Scalar() != "wires"))
         error(where(it->first), "a local fragment holds only 'actors' and 'wires', not "
                                   + what_is(it->first) + "; the rest belongs in the flow file");
     if (auto a = root["actors"]; a && !a.IsNull() && !(a.IsMap() && a.size() == 0)) {
@@ -278,8 +279,9 @@ void loader::load_local(const section_names& names, bool wires) {
       // A fragment's actor replaces the flow file's of the same name, in its place.
       for (size_t i = before; i < f.actors.size();) {
         f.actors[i].file = local_name;
-        auto same = std::find_if(f.actors.begin(), f.actors.begin() + static_cast<std::ptrdiff_t>(before),
-                                 [&](auto& x) { return x.name == f.actors[i].name; });
+        auto same =
+          std::find_if(f.actors.begin(), f.actors.begin() + static_cast<std::ptrdiff_t>(before),
+                       [&](auto& x) { return x.name == f.actors[i].name; });
         if (same == f.actors.begin() + static_cast<std::ptrdiff_t>(before)) {
           ++i;
           continue;
@@ -295,8 +297,7 @@ void loader::load_local(const section_names& names, bool wires) {
   local = false;
 }
 
-void loader::load_sections(const std::map<std::string, YAML::Node>& present,
-                           section_names& names) {
+void loader::load_sections(const std::map<std::string, YAML::Node>& present, section_names& names) {
   // Pass 1: every entry name, so references between sections work in any order.
   struct entry {
     std::string name;
@@ -343,8 +344,8 @@ void loader::load_sections(const std::map<std::string, YAML::Node>& present,
     for (const auto& e : es) {
       if (!s->single)
         f.entry_at[sec + "/" + e.name] = where(e.key);
-      out[e.name] = settings(e.value, table, names, {}, s->single ? sec : sec + "." + e.name,
-                             where(e.key));
+      out[e.name] =
+        settings(e.value, table, names, {}, s->single ? sec : sec + "." + e.name, where(e.key));
     }
   }
   // A single section the flow leaves out still has its defaults.
@@ -362,8 +363,8 @@ void loader::load_actors(const YAML::Node& key, const YAML::Node& value,
     return;
   }
   if (!value.IsMap()) {
-    error(where(value), "'actors' must be a map of NAME: {kind: ..., settings}, got "
-                          + what_is(value));
+    error(where(value),
+          "'actors' must be a map of NAME: {kind: ..., settings}, got " + what_is(value));
     return;
   }
   std::map<std::string, int> seen;
@@ -378,8 +379,8 @@ void loader::load_actors(const YAML::Node& key, const YAML::Node& value,
     }
     const std::string& name = name_node.Scalar();
     if (auto [i, fresh] = seen.emplace(name, np.line); !fresh) {
-      error(np, "duplicate actor '" + name + "' (first defined at line "
-                  + std::to_string(i->second) + ")");
+      error(np, "duplicate actor '" + name + "' (first defined at line " + std::to_string(i->second)
+                  + ")");
       continue;
     }
     if (!valid_actor_name(name))
@@ -410,9 +411,8 @@ void loader::load_actors(const YAML::Node& key, const YAML::Node& value,
         continue; // settings: validate_settings checks those, repeats included
       auto& slot = key == "kind" ? kind_node : on_node;
       if (slot)
-        error(where(j->first), "duplicate key '" + key + "' in actor '" + name
-                                 + "' (first at line " + std::to_string(where(*slot).line)
-                                 + ")");
+        error(where(j->first), "duplicate key '" + key + "' in actor '" + name + "' (first at line "
+                                 + std::to_string(where(*slot).line) + ")");
       else
         slot.emplace(j->second);
     }
@@ -451,8 +451,7 @@ void loader::load_wires(const YAML::Node& value) {
   if (value.IsNull())
     return;
   if (!value.IsSequence()) {
-    error(where(value), "'wires' must be a list of \"from -> to\" strings, got "
-                          + what_is(value));
+    error(where(value), "'wires' must be a list of \"from -> to\" strings, got " + what_is(value));
     return;
   }
   std::map<std::pair<std::string, std::string>, int> seen; // wire -> line
@@ -474,9 +473,8 @@ void loader::load_wires(const YAML::Node& value) {
     size_t start = 0;
     while (true) {
       size_t arrow = text.find("->", start);
-      std::string_view piece =
-        std::string_view{text}.substr(start, arrow == std::string::npos ? std::string::npos
-                                                                         : arrow - start);
+      std::string_view piece = std::string_view{text}.substr(
+        start, arrow == std::string::npos ? std::string::npos : arrow - start);
       auto name = trim(piece);
       position at = ip;
       if (plain && !name.empty())
@@ -620,7 +618,9 @@ flow_changes diff_flows(const flow& before, const flow& after) {
   }
   flow_changes out;
   for (auto& a : after.actors)
-    (added.count(a.name) ? out.added : restarted.count(a.name) ? out.restarted : out.unchanged)
+    (added.count(a.name)       ? out.added
+     : restarted.count(a.name) ? out.restarted
+                               : out.unchanged)
       .push_back(a.name);
   for (auto& b : before.actors)
     if (!after.find(b.name))

@@ -2,8 +2,8 @@
 // Flow files: loading and validating a YAML flow before anything is spawned.
 // docs/flow-format.md is the user-facing description of what this accepts.
 
-#include "actors/kind.hpp"
-#include "actors/settings.hpp"
+#include "core/settings.hpp"
+#include "flows/kind.hpp"
 
 #include <filesystem>
 #include <map>
@@ -29,8 +29,7 @@ struct actor_decl {
 /// A kind check's finding about actor `a` ("actor 'NAME': MESSAGE"), placed at `setting`'s
 /// value when the flow file writes it there, else at the actor.
 diagnostic actor_diagnostic(const actor_decl& a, const std::string& file,
-                            const std::string& setting, std::string message,
-                            bool warning = false);
+                            const std::string& setting, std::string message, bool warning = false);
 
 struct wire_decl {
   std::string file; ///< where it is written: the flow file, or its fragment
@@ -43,7 +42,7 @@ struct wire_decl {
 struct flow {
   std::string name;
   std::filesystem::path file; ///< absolute path of the flow file
-  std::filesystem::path dir;  ///< its folder: relative paths resolve here
+  std::filesystem::path dir; ///< its folder: relative paths resolve here
   /// NAME.local.yaml beside the flow file, which the web UI writes and loading merges (its
   /// actors add to or replace the flow file's, its wires add to them); always set, the
   /// file may not exist.

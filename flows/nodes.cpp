@@ -1,6 +1,6 @@
 #include "flows/nodes.hpp"
 
-#include "actors/kind.hpp"
+#include "flows/kind.hpp"
 
 #include <algorithm>
 #include <map>
@@ -9,33 +9,47 @@ namespace fabrik {
 namespace {
 
 const settings_table node_settings{{
-  {.name = "listen", .type = setting_type::string,
+  {.name = "listen",
+   .type = setting_type::string,
    .doc = "HOST:PORT where this node takes connections from the other nodes",
    .required = true},
-  {.name = "address", .type = setting_type::string,
+  {.name = "address",
+   .type = setting_type::string,
    .doc = "HOST:PORT the other nodes connect to, when it differs from listen (a node "
           "listening on 0.0.0.0, or reached through a proxy or NAT); default: listen"},
-  {.name = "http", .type = setting_type::string,
+  {.name = "http",
+   .type = setting_type::string,
    .doc = "the web UI and API address of this node (HOST:PORT or off) when it runs with "
           "`--node`; default: the flow's http.listen. Nodes on one machine need their own"},
-  {.name = "link_buffer", .type = setting_type::integer, .default_value = "100000",
+  {.name = "link_buffer",
+   .type = setting_type::integer,
+   .default_value = "100000",
    .doc = "batches a wire from this node to another keeps on disk while the peer is away "
           "(while it is connected, at most 1024 run ahead of it)",
    .min = 1},
-  {.name = "when_full", .type = setting_type::choice, .default_value = "block",
+  {.name = "when_full",
+   .type = setting_type::choice,
+   .default_value = "block",
    .doc = "when that buffer is full: `block` (the producer waits, nothing is lost) or "
           "`drop_oldest` (the oldest batch is dropped and counted)",
    .choices = {"block", "drop_oldest"}},
-  {.name = "certificate", .type = setting_type::string,
+  {.name = "certificate",
+   .type = setting_type::string,
    .doc = "this node's TLS certificate (PEM), signed by the deployment's CA (`fabrik certs` "
           "makes a test one); with key and ca, nodes talk TLS and refuse peers without one"},
   {.name = "key", .type = setting_type::string, .doc = "the private key of that certificate (PEM)"},
-  {.name = "ca", .type = setting_type::string,
+  {.name = "ca",
+   .type = setting_type::string,
    .doc = "the deployment's CA certificate (PEM): a peer must have a certificate it signed"},
-  {.name = "reconnect_max", .type = setting_type::duration, .default_value = "10s",
+  {.name = "reconnect_max",
+   .type = setting_type::duration,
+   .default_value = "10s",
    .doc = "longest pause between attempts to reach a peer that is away (the pause doubles "
-          "from 100ms)", .min = 100e6},
-  {.name = "peer_timeout", .type = setting_type::duration, .default_value = "15s",
+          "from 100ms)",
+   .min = 100e6},
+  {.name = "peer_timeout",
+   .type = setting_type::duration,
+   .default_value = "15s",
    .doc = "a connected peer that answers no probe for this long is taken for lost (a cut "
           "cable, a route that drops everything): the link reconnects and resends",
    .min = 1e9},
@@ -118,8 +132,9 @@ void check_placement(const flow& f, const std::string& file, std::vector<diagnos
         continue;
       }
       if (key != "http" && parsed->second == 0) {
-        node_error(n, "node '" + n + "': " + key + " needs a fixed port (the other nodes "
-                      "connect to it), not 0");
+        node_error(n, "node '" + n + "': " + key
+                        + " needs a fixed port (the other nodes "
+                          "connect to it), not 0");
         continue;
       }
       if (key == "listen" && !c.has("address") && is_wildcard(parsed->first)) {
@@ -129,8 +144,7 @@ void check_placement(const flow& f, const std::string& file, std::vector<diagnos
       }
       if (auto [it, fresh] = used.emplace(addr, n); !fresh)
         node_error(n, "node '" + n + "': " + key + " address " + addr + " is already node '"
-                        + it->second + "''s (line " + std::to_string(at(it->second).line)
-                        + ")");
+                        + it->second + "''s (line " + std::to_string(at(it->second).line) + ")");
     }
   }
   // TLS is all or nothing: a node with it cannot talk to one without.
@@ -146,28 +160,34 @@ void check_placement(const flow& f, const std::string& file, std::vector<diagnos
       else
         missing.push_back(k);
     if (given > 0 && !missing.empty())
-      node_error(n, "node '" + n + "': TLS needs certificate, key and ca; missing " + join(missing));
+      node_error(n,
+                 "node '" + n + "': TLS needs certificate, key and ca; missing " + join(missing));
     auto& first = given > 0 ? first_tls : first_plain;
     if (first.empty())
       first = n;
   }
   if (!first_tls.empty() && !first_plain.empty())
-    node_error(first_plain, "node '" + first_plain + "' has no TLS settings but node '"
-                              + first_tls + "' has: the nodes of a flow all use TLS or none");
+    node_error(first_plain, "node '" + first_plain + "' has no TLS settings but node '" + first_tls
+                              + "' has: the nodes of a flow all use TLS or none");
   for (auto& a : f.actors) {
     auto in = a.file.empty() ? file : a.file;
     if (a.node.empty()) {
       if (!names.empty())
-        diags.push_back({in, a.line, a.column, "actor '" + a.name + "' is on no node; add "
-                                                 "'on: NODE' (nodes: " + join(names) + ")"});
+        diags.push_back({in, a.line, a.column,
+                         "actor '" + a.name
+                           + "' is on no node; add "
+                             "'on: NODE' (nodes: "
+                           + join(names) + ")"});
       continue;
     }
     if (names.empty())
-      diags.push_back({in, a.line, a.column, "actor '" + a.name + "' is on node '" + a.node
-                                               + "', but the flow has no 'nodes' section"});
+      diags.push_back({in, a.line, a.column,
+                       "actor '" + a.name + "' is on node '" + a.node
+                         + "', but the flow has no 'nodes' section"});
     else if (!find_node(f, a.node))
-      diags.push_back({in, a.line, a.column, "actor '" + a.name + "' is on unknown node '"
-                                               + a.node + "'; nodes: " + join(names)});
+      diags.push_back(
+        {in, a.line, a.column,
+         "actor '" + a.name + "' is on unknown node '" + a.node + "'; nodes: " + join(names)});
   }
   for (auto& n : names)
     if (std::none_of(f.actors.begin(), f.actors.end(), [&](auto& a) { return a.node == n; }))

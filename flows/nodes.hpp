@@ -11,10 +11,6 @@
 
 namespace fabrik {
 
-/// The version of the node-to-node handshake; a peer with another one is refused with a
-/// message naming both (edge devices get upgraded later than clouds).
-constexpr uint32_t node_protocol_version = 5;
-
 /// The flow's node names, in file order (sorted by name: the section is a map).
 std::vector<std::string> node_names(const flow& f);
 

@@ -1,6 +1,6 @@
 #include "runtime/deployment.hpp"
 
-#include "actors/time.hpp"
+#include "core/time.hpp"
 #include "runtime/measure.hpp"
 
 #include <spdlog/spdlog.h>
@@ -99,21 +99,23 @@ nlohmann::json effective_params(const workflow_manifest& m,
                                 std::vector<std::string>& errors) {
   nlohmann::json out = nlohmann::json::object();
   for (auto& [name, v] : m.parameters)
-    std::visit([&, &name = name](auto& x) {
-      using T = std::decay_t<decltype(x)>;
-      if constexpr (std::is_same_v<T, std::monostate>)
-        out[name] = nullptr;
-      else
-        out[name] = x;
-    }, v);
+    std::visit(
+      [&, &name = name](auto& x) {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, std::monostate>)
+          out[name] = nullptr;
+        else
+          out[name] = x;
+      },
+      v);
   for (auto& [name, text] : overrides) {
     auto it = m.parameters.find(name);
     if (it == m.parameters.end()) {
       std::string valid;
       for (auto& [n, _] : m.parameters)
         valid += (valid.empty() ? "" : ", ") + n;
-      errors.push_back("params." + name + ": " + m.name + " has no parameter '" + name
-                       + "'" + (valid.empty() ? " (it has none)" : "; it has: " + valid));
+      errors.push_back("params." + name + ": " + m.name + " has no parameter '" + name + "'"
+                       + (valid.empty() ? " (it has none)" : "; it has: " + valid));
       continue;
     }
     // The default's type decides; a parameter whose default is null takes any scalar.
@@ -235,8 +237,9 @@ std::string train_selection::describe() const {
 namespace {
 
 int64_t elapsed_ns(std::chrono::steady_clock::time_point since) {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-           std::chrono::steady_clock::now() - since).count();
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now()
+                                                              - since)
+    .count();
 }
 
 std::string with_traceback(const worker_client& w, const error& e) {
@@ -269,7 +272,8 @@ expected<std::filesystem::path> extracted(const job_request& req, std::string_vi
     return x.err();
   std::filesystem::rename(tmp, dir, ec_);
   if (ec_)
-    return make_error(ec::io_error, "cannot move " + tmp.string() + " into place: " + ec_.message());
+    return make_error(ec::io_error,
+                      "cannot move " + tmp.string() + " into place: " + ec_.message());
   return dir;
 }
 
@@ -295,8 +299,8 @@ expected<std::unique_ptr<deployment>> deploy(job_request& req) {
   auto w = worker_client::start(req.worker);
   if (!w)
     return w.err();
-  auto d = std::make_unique<deployment>(
-    deployment{req.version, info->manifest, std::move(*w), {}, {}});
+  auto d =
+    std::make_unique<deployment>(deployment{req.version, info->manifest, std::move(*w), {}, {}});
   if (req.pid)
     req.pid->store(d->worker.pid());
   load_request lr;

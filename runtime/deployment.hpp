@@ -4,7 +4,7 @@
 // version or a retrained model is prepared in a second worker while the first one keeps
 // serving; the actor swaps them between two batches.
 
-#include "actors/record.hpp"
+#include "core/record.hpp"
 #include "runtime/registry.hpp"
 #include "runtime/worker_client.hpp"
 
@@ -46,13 +46,13 @@ worker::dataset to_dataset(const workflow_manifest& m, const std::vector<record>
 
 /// Where training data comes from and how much of it.
 struct train_selection {
-  std::string storage;              ///< storage actor name (for messages)
+  std::string storage; ///< storage actor name (for messages)
   std::vector<std::string> streams; ///< concatenated in this order, each in time order
-  uint64_t last = 100000;           ///< newest N records of each stream
-  int64_t since = 0;                ///< ns; > 0: only records newer than now - since
+  uint64_t last = 100000; ///< newest N records of each stream
+  int64_t since = 0; ///< ns; > 0: only records newer than now - since
   int64_t from = INT64_MIN, to = INT64_MAX; ///< absolute source-time bounds
-  uint64_t min_records = 1;         ///< fewer: the run waits (automatic) or fails (manual)
-  std::string label;                ///< the label field; empty: the manifest's
+  uint64_t min_records = 1; ///< fewer: the run waits (automatic) or fails (manual)
+  std::string label; ///< the label field; empty: the manifest's
   /// "pcb/Line1 last 20000 since 7d" for run records and logs.
   std::string describe() const;
 };
@@ -63,28 +63,27 @@ struct train_selection {
 expected<train_selection> with_overrides(train_selection base, const nlohmann::json& j);
 
 /// Reads one stream's records for training (the actor supplies a CAF request).
-using fetch_fn = std::function<expected<std::vector<record>>(const std::string& stream,
-                                                             int64_t from, int64_t to,
-                                                             uint64_t last)>;
+using fetch_fn = std::function<expected<std::vector<record>>(
+  const std::string& stream, int64_t from, int64_t to, uint64_t last)>;
 
 /// What a background job needs.
 struct job_request {
   std::string actor;
   std::shared_ptr<registry> reg;
-  package_version version;          ///< what to deploy (ignored when `reuse` is set)
+  package_version version; ///< what to deploy (ignored when `reuse` is set)
   std::unique_ptr<deployment> reuse; ///< a deployed, not yet serving worker to continue with
-  std::filesystem::path work_dir;   ///< DATA_DIR/workflows/ACTOR: extracted packages
+  std::filesystem::path work_dir; ///< DATA_DIR/workflows/ACTOR: extracted packages
   worker_options worker;
   /// The flow's `params:` overrides; the job types them by the manifest it deploys.
   std::map<std::string, std::string> params;
   std::chrono::milliseconds load_timeout{600000}, train_timeout{600000};
   bool stored_model = true; ///< serve the model stored for (actor, version) when there is one
-  bool train = false;       ///< the flow trains this workflow: it needs a model to serve
-  bool train_now = false;   ///< train when no stored model was loaded (else: wait for a run)
+  bool train = false; ///< the flow trains this workflow: it needs a model to serve
+  bool train_now = false; ///< train when no stored model was loaded (else: wait for a run)
   train_selection data;
   fetch_fn fetch;
-  uint64_t run_id = 0;  ///< an already begun run (manual); 0: begin one when training starts
-  std::string trigger;  ///< on_deploy, manual, schedule, new_version
+  uint64_t run_id = 0; ///< an already begun run (manual); 0: begin one when training starts
+  std::string trigger; ///< on_deploy, manual, schedule, new_version
   double tdp_w = 85;
   /// The pid of the worker the job is using, for a shutdown that cannot wait.
   std::shared_ptr<std::atomic<pid_t>> pid;
@@ -92,9 +91,9 @@ struct job_request {
 
 struct job_result {
   enum class outcome {
-    ready,   ///< `deployment` can serve: it has a model, or needs none
+    ready, ///< `deployment` can serve: it has a model, or needs none
     waiting, ///< deployed but not enough training data yet: try again later
-    failed,  ///< see `message`; `deployment` may still hold a usable worker
+    failed, ///< see `message`; `deployment` may still hold a usable worker
   };
   outcome result = outcome::failed;
   std::unique_ptr<deployment> deployed;

@@ -6,8 +6,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
-#include <cstdio>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <string_view>
 #include <vector>
@@ -83,9 +83,7 @@ std::optional<std::vector<uint64_t>> rapl_package_values(const char* file) {
 }
 
 /// Negative and NaN inputs count as 0.
-double non_negative(double x) {
-  return x > 0 ? x : 0;
-}
+double non_negative(double x) { return x > 0 ? x : 0; }
 
 } // namespace
 
@@ -121,12 +119,11 @@ std::optional<int64_t> process_cpu_ns(pid_t pid) {
   if (hz <= 0)
     return std::nullopt;
   auto total = ticks[0] + ticks[1];
-  return static_cast<int64_t>(total / hz * 1'000'000'000ull
-                              + total % hz * 1'000'000'000ull / hz);
+  return static_cast<int64_t>(total / hz * 1'000'000'000ull + total % hz * 1'000'000'000ull / hz);
 }
 
 cpu_peak_meter::cpu_peak_meter(pid_t pid, int64_t min_interval_ns)
-    : pid_(pid), min_interval_(min_interval_ns) {
+  : pid_(pid), min_interval_(min_interval_ns) {
   start_wall_ = last_wall_ = last_read_ = monotonic_ns();
   start_cpu_ = last_cpu_ = process_cpu_ns(pid_).value_or(0);
 }
@@ -152,9 +149,7 @@ void cpu_peak_meter::sample() {
   }
 }
 
-double cpu_peak_meter::peak() const {
-  return peak_;
-}
+double cpu_peak_meter::peak() const { return peak_; }
 
 std::optional<double> read_rapl_joules() {
   auto uj = rapl_package_values("energy_uj");

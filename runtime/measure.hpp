@@ -1,5 +1,5 @@
 #pragma once
-// Measuring runs (DESIGN.md, "Measured runs"): CPU time and peak CPU of a process, RAPL
+// Measuring runs (docs/workflows.md, "Measurements"): CPU time and peak CPU of a process, RAPL
 // energy counters, and codecarbon's energy estimate. CAF-free.
 
 #include <sys/types.h>
@@ -54,8 +54,8 @@ constexpr double default_tdp_watts = 85;
 
 /// What an energy estimate needs.
 struct energy_inputs {
-  double wall_s = 0;  ///< duration of the run
-  double cpu_s = 0;   ///< CPU time of the worker over the run
+  double wall_s = 0; ///< duration of the run
+  double cpu_s = 0; ///< CPU time of the worker over the run
   double rss_gib = 0; ///< peak RSS of the worker, GiB
   double tdp_w = default_tdp_watts;
   unsigned cores = 1; ///< logical cores (utilisation = cpu / (wall x cores))

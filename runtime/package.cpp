@@ -1,6 +1,6 @@
 #include "runtime/package.hpp"
 
-#include "actors/time.hpp"
+#include "core/time.hpp"
 
 #include <yaml-cpp/yaml.h>
 #include <zip.h>
@@ -94,18 +94,17 @@ private:
       0xc67178f2};
     uint32_t w[64];
     for (int i = 0; i < 16; ++i)
-      w[i] = uint32_t{p[4 * i]} << 24 | uint32_t{p[4 * i + 1]} << 16
-             | uint32_t{p[4 * i + 2]} << 8 | uint32_t{p[4 * i + 3]};
+      w[i] = uint32_t{p[4 * i]} << 24 | uint32_t{p[4 * i + 1]} << 16 | uint32_t{p[4 * i + 2]} << 8
+             | uint32_t{p[4 * i + 3]};
     for (int i = 16; i < 64; ++i) {
       uint32_t s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
       uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
       w[i] = w[i - 16] + s0 + w[i - 7] + s1;
     }
-    uint32_t a = h_[0], b = h_[1], c = h_[2], d = h_[3], e = h_[4], f = h_[5], g = h_[6],
-             h = h_[7];
+    uint32_t a = h_[0], b = h_[1], c = h_[2], d = h_[3], e = h_[4], f = h_[5], g = h_[6], h = h_[7];
     for (int i = 0; i < 64; ++i) {
-      uint32_t t1 = h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + k[i]
-                    + w[i];
+      uint32_t t1 =
+        h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + k[i] + w[i];
       uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
       h = g;
       g = f;
@@ -142,10 +141,10 @@ expected<std::string> read_zip_file(const std::filesystem::path& zip) {
     return make_error(err == std::errc::no_such_file_or_directory ? ec::not_found : ec::io_error,
                       zip.string() + ": " + err.message());
   if (size > max_zip_size)
-    return make_error(ec::invalid_argument,
-                      zip.string() + ": " + format_size(static_cast<int64_t>(size))
-                        + " is larger than the limit of "
-                        + format_size(static_cast<int64_t>(max_zip_size)));
+    return make_error(ec::invalid_argument, zip.string() + ": "
+                                              + format_size(static_cast<int64_t>(size))
+                                              + " is larger than the limit of "
+                                              + format_size(static_cast<int64_t>(max_zip_size)));
   std::ifstream in{zip, std::ios::binary};
   std::string bytes{std::istreambuf_iterator<char>{in}, {}};
   if (!in && !in.eof())
@@ -199,36 +198,45 @@ bool valid_utf8(std::string_view data) {
 
 const settings_table& manifest_settings() {
   static const settings_table table{{
-    {.name = "name", .type = setting_type::string,
+    {.name = "name",
+     .type = setting_type::string,
      .doc = "workflow name: lowercase letters, digits, `-` and `_`, at most 64 characters; "
             "flows refer to it as `package: NAME`",
      .required = true},
-    {.name = "version", .type = setting_type::string,
+    {.name = "version",
+     .type = setting_type::string,
      .doc = "version text (letters, digits, `.`, `_`, `+`, `-`), e.g. `1.2.0`, taken as "
             "written (`1.10` stays `1.10`)",
      .required = true},
-    {.name = "kind", .type = setting_type::choice, .default_value = "fabrik",
+    {.name = "kind",
+     .type = setting_type::choice,
+     .default_value = "fabrik",
      .doc = "`fabrik`: train/predict/predict_batch; `process_input`: a Siemens AI Inference "
             "Server entrypoint, predict-only",
      .choices = {"fabrik", "process_input"}},
-    {.name = "entry", .type = setting_type::string,
+    {.name = "entry",
+     .type = setting_type::string,
      .doc = "the Python module the worker imports (`model` for model.py, `pkg.model` for "
             "pkg/model.py); default `model`, or `entrypoint` for kind process_input"},
     {.name = "description", .type = setting_type::string, .doc = "one line for people"},
-    {.name = "inputs", .type = setting_type::string_list,
+    {.name = "inputs",
+     .type = setting_type::string_list,
      .doc = "the record fields the workflow reads, in this order; required for kind fabrik"},
-    {.name = "images", .type = setting_type::string_list,
+    {.name = "images",
+     .type = setting_type::string_list,
      .doc = "bytes fields (camera frames) the workflow gets as numpy arrays shaped by the "
             "record's width, height and pixel_format; kind fabrik, samples of one record"},
-    {.name = "outputs", .type = setting_type::string_list,
+    {.name = "outputs",
+     .type = setting_type::string_list,
      .doc = "the names of the values predict returns"},
-    {.name = "label", .type = setting_type::string,
+    {.name = "label",
+     .type = setting_type::string,
      .doc = "the label field for training; required when the entry module defines train()"},
-    {.name = "parameters", .type = setting_type::object,
+    {.name = "parameters",
+     .type = setting_type::object,
      .doc = "map of name to default value (a number, string, boolean or null); passed to "
             "train (and to update_parameters for kind process_input)"},
-    {.name = "python", .type = setting_type::string,
-     .doc = "minimum Python version, e.g. `3.11`"},
+    {.name = "python", .type = setting_type::string, .doc = "minimum Python version, e.g. `3.11`"},
   }};
   return table;
 }
@@ -246,16 +254,15 @@ bool name_char(char c) {
 }
 
 bool version_char(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-         || c == '.' || c == '_' || c == '+' || c == '-';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.'
+         || c == '_' || c == '+' || c == '-';
 }
 
 bool identifier(std::string_view s) {
   if (s.empty() || (s[0] >= '0' && s[0] <= '9'))
     return false;
   return all_of_chars(s, [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-           || c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
   });
 }
 
@@ -389,8 +396,7 @@ std::optional<workflow_manifest> parse_manifest(std::string_view yaml, const std
     };
     m.name = str("name");
     m.version = str("version");
-    m.kind = str("kind") == "process_input" ? workflow_kind::process_input
-                                            : workflow_kind::fabrik;
+    m.kind = str("kind") == "process_input" ? workflow_kind::process_input : workflow_kind::fabrik;
     m.entry = str("entry");
     m.description = str("description");
     m.inputs = list("inputs");
@@ -399,16 +405,13 @@ std::optional<workflow_manifest> parse_manifest(std::string_view yaml, const std
     m.label = str("label");
     m.python = str("python");
 
-    if (c.has("name")
-        && (m.name.empty() || m.name.size() > 64 || !all_of_chars(m.name, name_char)))
-      error(place_of(root, "name"), "name '" + m.name
-                                      + "' must be 1 to 64 lowercase letters, digits, - or _");
+    if (c.has("name") && (m.name.empty() || m.name.size() > 64 || !all_of_chars(m.name, name_char)))
+      error(place_of(root, "name"),
+            "name '" + m.name + "' must be 1 to 64 lowercase letters, digits, - or _");
     if (c.has("version")
-        && (m.version.empty() || m.version.size() > 64
-            || !all_of_chars(m.version, version_char)))
+        && (m.version.empty() || m.version.size() > 64 || !all_of_chars(m.version, version_char)))
       error(place_of(root, "version"),
-            "version '" + m.version
-              + "' must be 1 to 64 letters, digits, '.', '_', '+' or '-'");
+            "version '" + m.version + "' must be 1 to 64 letters, digits, '.', '_', '+' or '-'");
     if (m.entry.empty())
       m.entry = m.kind == workflow_kind::process_input ? "entrypoint" : "model";
     else if (m.entry.ends_with(".py"))
@@ -427,8 +430,7 @@ std::optional<workflow_manifest> parse_manifest(std::string_view yaml, const std
       const auto& xs = key == "inputs" ? m.inputs : key == "images" ? m.images : m.outputs;
       std::set<std::string> seen;
       for (size_t i = 0; i < xs.size(); ++i) {
-        position p = node.IsSequence() && i < node.size() ? where(node[i])
-                                                          : place_of(root, key);
+        position p = node.IsSequence() && i < node.size() ? where(node[i]) : place_of(root, key);
         if (xs[i].empty())
           error(p, std::string{key} + " must not contain an empty name");
         else if (!seen.insert(xs[i]).second)
@@ -465,8 +467,8 @@ std::optional<workflow_manifest> parse_manifest(std::string_view yaml, const std
         if (params.IsNull())
           continue;
         if (!params.IsMap()) {
-          error(where(params), "parameters must be a map of name to default value, got "
-                                 + what_is(params));
+          error(where(params),
+                "parameters must be a map of name to default value, got " + what_is(params));
           continue;
         }
         for (auto p = params.begin(); p != params.end(); ++p) {
@@ -483,8 +485,7 @@ std::optional<workflow_manifest> parse_manifest(std::string_view yaml, const std
           }
           if (!pv.IsNull() && !pv.IsScalar()) {
             error(where(pv), "parameter '" + name
-                               + "' must be a number, string, boolean or null, got "
-                               + what_is(pv));
+                               + "' must be a number, string, boolean or null, got " + what_is(pv));
             continue;
           }
           m.parameters.emplace(name, scalar_value(pv));
@@ -523,9 +524,9 @@ using zip_file_ptr = std::unique_ptr<zip_file_t, zip_file_closer>;
 /// Where a zip comes from, and how to name it in messages.
 struct zip_input {
   const fs::path* path = nullptr; ///< a file, or
-  std::string_view bytes;         ///< a buffer
-  std::string shown;              ///< e.g. pcb.zip, as the user wrote it
-  std::string file_name;          ///< for a Siemens zip's derived name
+  std::string_view bytes; ///< a buffer
+  std::string shown; ///< e.g. pcb.zip, as the user wrote it
+  std::string file_name; ///< for a Siemens zip's derived name
 };
 
 /// Entry names as they may appear in messages: printable, control bytes escaped.
@@ -550,8 +551,7 @@ std::optional<std::string> bad_name(std::string_view name) {
     return "has an empty name";
   if (!valid_utf8(name))
     return "has a name that is not valid UTF-8";
-  if (std::any_of(name.begin(), name.end(),
-                  [](unsigned char c) { return c < 0x20 || c == 0x7f; }))
+  if (std::any_of(name.begin(), name.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; }))
     return "has control characters in its name";
   if (name.size() > 1024)
     return "has a name longer than 1024 bytes";
@@ -618,8 +618,8 @@ expected<zip_ptr> open_zip(const zip_input& in, int flags, int* zip_code = nullp
     std::error_code err;
     auto st = fs::status(*in.path, err);
     if (err || !fs::exists(st))
-      return make_error(ec::not_found, "cannot open " + in.shown + ": "
-                                         + (err ? err.message() : "no such file"));
+      return make_error(ec::not_found,
+                        "cannot open " + in.shown + ": " + (err ? err.message() : "no such file"));
     if (!fs::is_regular_file(st))
       return make_error(ec::invalid_argument, in.shown + " is not a regular file");
     if (fs::file_size(*in.path, err) == 0 && !err)
@@ -735,8 +735,8 @@ public:
 
 private:
   expected<void> scan_directory();
-  expected<void> read_entry(const raw_entry& e, const std::function<expected<void>(
-                                                  std::string_view)>& consume);
+  expected<void> read_entry(const raw_entry& e,
+                            const std::function<expected<void>(std::string_view)>& consume);
   expected<void> load_manifest();
 
   template <class... Ts>
@@ -806,14 +806,12 @@ expected<void> package_reader::scan_directory() {
     declared_total += st.size;
     if (declared_total > limits_.max_unpacked)
       return bad("unpacks to more than the limit of ",
-                 format_size(static_cast<int64_t>(limits_.max_unpacked)), " (at ", shown,
-                 ")");
+                 format_size(static_cast<int64_t>(limits_.max_unpacked)), " (at ", shown, ")");
     if (st.size > limits_.ratio_floor
         && st.size / std::max<uint64_t>(st.comp_size, 1) > limits_.max_ratio)
       return bad(shown, " has a compression ratio of ",
                  std::to_string(st.size / std::max<uint64_t>(st.comp_size, 1)),
-                 ":1, over the limit of ", std::to_string(limits_.max_ratio),
-                 ":1 (a zip bomb?)");
+                 ":1, over the limit of ", std::to_string(limits_.max_ratio), ":1 (a zip bomb?)");
     files_.push_back({i, std::move(name), st.size, st.comp_size});
   }
   std::sort(files_.begin(), files_.end(),
@@ -827,13 +825,15 @@ expected<void> package_reader::scan_directory() {
       parents.insert(f.name.substr(0, slash));
   for (const auto& f : files_)
     if (parents.count(f.name) > 0)
-      return bad("entry ", shown_name(f.name), " is a file, but other entries use it as a "
-                                            "directory");
+      return bad("entry ", shown_name(f.name),
+                 " is a file, but other entries use it as a "
+                 "directory");
   return {};
 }
 
-expected<void> package_reader::read_entry(
-  const raw_entry& e, const std::function<expected<void>(std::string_view)>& consume) {
+expected<void>
+package_reader::read_entry(const raw_entry& e,
+                           const std::function<expected<void>(std::string_view)>& consume) {
   zip_file_ptr f{zip_fopen_index(za_.get(), e.index, 0)};
   if (!f)
     return bad("entry ", shown_name(e.name), ": cannot open it: ", zip_strerror(za_.get()));
@@ -842,8 +842,8 @@ expected<void> package_reader::read_entry(
   while (true) {
     zip_int64_t got = zip_fread(f.get(), buf.data(), buf.size());
     if (got < 0)
-      return bad("entry ", shown_name(e.name), ": cannot decompress it: ",
-                 zip_error_strerror(zip_file_get_error(f.get())));
+      return bad("entry ", shown_name(e.name),
+                 ": cannot decompress it: ", zip_error_strerror(zip_file_get_error(f.get())));
     if (got == 0)
       break;
     count += static_cast<uint64_t>(got);
@@ -860,8 +860,8 @@ expected<void> package_reader::read_entry(
       return r;
   }
   if (count != e.size)
-    return bad("entry ", shown_name(e.name), " holds ", std::to_string(count),
-               " bytes, not the ", std::to_string(e.size), " its header declares");
+    return bad("entry ", shown_name(e.name), " holds ", std::to_string(count), " bytes, not the ",
+               std::to_string(e.size), " its header declares");
   return {};
 }
 
@@ -879,10 +879,11 @@ expected<void> package_reader::load_manifest() {
       return bad(std::string{manifest_file_name}, " is larger than ",
                  format_size(max_manifest_size));
     std::string text;
-    if (auto r = read_entry(*mf, [&](std::string_view chunk) -> expected<void> {
-          text += chunk;
-          return {};
-        });
+    if (auto r = read_entry(*mf,
+                            [&](std::string_view chunk) -> expected<void> {
+                              text += chunk;
+                              return {};
+                            });
         !r)
       return r;
     counted_ -= mf->size; // counted again in the content pass
@@ -918,8 +919,10 @@ expected<void> package_reader::load_manifest() {
       if (slash != std::string::npos
           && (f.name.substr(slash + 1) == manifest_file_name
               || f.name.substr(slash + 1) == "entrypoint.py"))
-        return bad("has ", shown_name(f.name), " but nothing at the zip root; zip the contents "
-                                           "of ", shown_name(f.name.substr(0, slash)),
+        return bad("has ", shown_name(f.name),
+                   " but nothing at the zip root; zip the contents "
+                   "of ",
+                   shown_name(f.name.substr(0, slash)),
                    ", not the folder (fabrik package DIR does this)");
     }
     return bad("is not a workflow package: no ", std::string{manifest_file_name},
@@ -1001,8 +1004,7 @@ expected<package_info> package_reader::run() {
   auto& m = info_.manifest;
   if (!valid_utf8(entry_source))
     return bad("entry module ", info_.entry_file, " is not valid UTF-8 text");
-  if (m.kind == workflow_kind::fabrik && m.label.empty()
-      && defines_function(entry_source, "train"))
+  if (m.kind == workflow_kind::fabrik && m.label.empty() && defines_function(entry_source, "train"))
     return make_error(ec::parse_error, in_.shown + "!" + std::string{manifest_file_name}
                                          + ": label is required: " + info_.entry_file
                                          + " defines train()");
@@ -1128,8 +1130,7 @@ private:
       return r;
     auto slash = name.rfind('/');
     auto leaf = slash == std::string::npos ? name : name.substr(slash + 1);
-    file_ = ::openat(dir, leaf.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                     0600);
+    file_ = ::openat(dir, leaf.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     ::close(dir);
     if (file_ < 0)
       return os_error("cannot create " + (dest_ / name).string());
@@ -1202,8 +1203,7 @@ expected<package_info> extract_package(const fs::path& zip, const fs::path& dest
 }
 
 expected<package_info> extract_package_bytes(std::string_view bytes, const std::string& name,
-                                             const fs::path& dest,
-                                             const package_limits& limits) {
+                                             const fs::path& dest, const package_limits& limits) {
   return extract(bytes_input(bytes, name), dest, limits);
 }
 
@@ -1274,10 +1274,9 @@ expected<package_info> build_package(const fs::path& dir, const fs::path& out,
   }
   std::sort(files.begin(), files.end());
   if (files.size() > limits.max_entries)
-    return make_error(ec::invalid_argument,
-                      dir.string() + " has " + std::to_string(files.size())
-                        + " files, more than the limit of "
-                        + std::to_string(limits.max_entries));
+    return make_error(ec::invalid_argument, dir.string() + " has " + std::to_string(files.size())
+                                              + " files, more than the limit of "
+                                              + std::to_string(limits.max_entries));
   if (total > limits.max_unpacked)
     return make_error(ec::invalid_argument,
                       dir.string() + " holds more than the limit of "
@@ -1305,8 +1304,7 @@ expected<package_info> build_package(const fs::path& dir, const fs::path& out,
     std::replace(base.begin(), base.end(), '.', '/');
     if (!has(base + ".py") && !has(base + "/__init__.py"))
       return make_error(ec::parse_error, file.string() + ": entry module '" + m->entry
-                                           + "' is missing: no " + base + ".py in "
-                                           + dir.string());
+                                           + "' is missing: no " + base + ".py in " + dir.string());
   } else if (!has("entrypoint.py")) {
     return make_error(ec::parse_error, dir.string() + " has no " + manifest_name
                                          + " (nor an entrypoint.py, for a Siemens AI "
@@ -1326,18 +1324,17 @@ expected<package_info> build_package(const fs::path& dir, const fs::path& out,
     if (i < 0) {
       if (src)
         zip_source_free(src);
-      return make_error(ec::io_error, "cannot add " + path.string() + ": "
-                                        + zip_strerror(za.get()));
+      return make_error(ec::io_error,
+                        "cannot add " + path.string() + ": " + zip_strerror(za.get()));
     }
     // Fixed metadata: the same sources give the same bytes.
     if (zip_file_set_mtime(za.get(), static_cast<zip_uint64_t>(i), mtime, 0) != 0
         || zip_file_set_external_attributes(za.get(), static_cast<zip_uint64_t>(i), 0,
                                             ZIP_OPSYS_UNIX, (S_IFREG | 0644u) << 16)
              != 0
-        || zip_set_file_compression(za.get(), static_cast<zip_uint64_t>(i), ZIP_CM_DEFLATE, 9)
-             != 0)
-      return make_error(ec::internal, "cannot set metadata of " + name + ": "
-                                        + zip_strerror(za.get()));
+        || zip_set_file_compression(za.get(), static_cast<zip_uint64_t>(i), ZIP_CM_DEFLATE, 9) != 0)
+      return make_error(ec::internal,
+                        "cannot set metadata of " + name + ": " + zip_strerror(za.get()));
   }
   if (zip_close(za.get()) != 0) {
     auto msg = "cannot write " + tmp.string() + ": " + std::string{zip_strerror(za.get())};

@@ -5,8 +5,8 @@
 // extraction repeats the checks on the bytes it actually writes. docs/workflows.md
 // describes the format. CAF-free: the watcher, the CLI and the tests all use it.
 
-#include "actors/error.hpp"
-#include "actors/settings.hpp"
+#include "core/error.hpp"
+#include "core/settings.hpp"
 
 #include <cstdint>
 #include <filesystem>
@@ -26,7 +26,7 @@ inline constexpr std::string_view manifest_file_name = "fabrik-workflow.yaml";
 
 /// How the worker drives the entry module.
 enum class workflow_kind {
-  fabrik,        ///< train(dataset, params) -> model; predict / predict_batch
+  fabrik, ///< train(dataset, params) -> model; predict / predict_batch
   process_input, ///< Siemens AI Inference Server: process_input(data) -> dict | None
 };
 
@@ -37,14 +37,14 @@ using parameter_value = std::variant<std::monostate, bool, int64_t, double, std:
 
 /// The validated manifest, or the values derived for a Siemens package without one.
 struct workflow_manifest {
-  std::string name;    ///< [a-z0-9_-]+, at most 64 characters
+  std::string name; ///< [a-z0-9_-]+, at most 64 characters
   std::string version; ///< [A-Za-z0-9._+-]+, at most 64 characters
   workflow_kind kind = workflow_kind::fabrik;
-  std::string entry;               ///< Python module name: `model`, `pkg.model`
+  std::string entry; ///< Python module name: `model`, `pkg.model`
   std::vector<std::string> inputs; ///< input fields the workflow needs, in order
   std::vector<std::string> images; ///< bytes fields passed as numpy images, in order
   std::vector<std::string> outputs;
-  std::string label;  ///< label field for training; empty: none
+  std::string label; ///< label field for training; empty: none
   std::map<std::string, parameter_value> parameters;
   std::string python; ///< minimum Python version ("3.11"); empty: any
   std::string description;
@@ -65,10 +65,10 @@ std::optional<workflow_manifest> parse_manifest(std::string_view yaml, const std
 
 /// Bounds that keep a hostile zip from exhausting the machine.
 struct package_limits {
-  uint64_t max_entries = 10'000;         ///< entries in the zip's directory
-  uint64_t max_unpacked = 512ull << 20;  ///< sum of all entries' bytes, counted
-  uint64_t max_ratio = 200;              ///< uncompressed : compressed, per entry
-  uint64_t ratio_floor = 64ull << 10;    ///< entries up to this size skip the ratio check
+  uint64_t max_entries = 10'000; ///< entries in the zip's directory
+  uint64_t max_unpacked = 512ull << 20; ///< sum of all entries' bytes, counted
+  uint64_t max_ratio = 200; ///< uncompressed : compressed, per entry
+  uint64_t ratio_floor = 64ull << 10; ///< entries up to this size skip the ratio check
 };
 
 /// One file of a package.
@@ -86,8 +86,8 @@ struct package_info {
   /// the same hash whatever tool zipped them.
   std::string sha256;
   std::vector<package_entry> entries; ///< regular files, sorted by name
-  uint64_t unpacked_size = 0;         ///< sum of entries' sizes
-  std::string entry_file;             ///< the entry module's file: model.py, pkg/__init__.py
+  uint64_t unpacked_size = 0; ///< sum of entries' sizes
+  std::string entry_file; ///< the entry module's file: model.py, pkg/__init__.py
 };
 
 /// Reads and validates the zip at `zip` without writing anything: every entry is

@@ -40,15 +40,24 @@ expected<std::vector<T>> numbers_from(std::string_view bytes, size_t count) {
 
 const char* to_string(message_type t) {
   switch (t) {
-    case message_type::hello: return "hello";
-    case message_type::hello_reply: return "hello reply";
-    case message_type::load: return "load";
-    case message_type::train: return "train";
-    case message_type::predict: return "predict";
-    case message_type::process_input: return "process_input";
-    case message_type::update_parameters: return "update_parameters";
-    case message_type::result: return "result";
-    case message_type::error: return "error";
+    case message_type::hello:
+      return "hello";
+    case message_type::hello_reply:
+      return "hello reply";
+    case message_type::load:
+      return "load";
+    case message_type::train:
+      return "train";
+    case message_type::predict:
+      return "predict";
+    case message_type::process_input:
+      return "process_input";
+    case message_type::update_parameters:
+      return "update_parameters";
+    case message_type::result:
+      return "result";
+    case message_type::error:
+      return "error";
   }
   return "unknown";
 }
@@ -93,10 +102,10 @@ expected<outgoing_message> message_builder::build() const {
   auto header = header_.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   auto payload = 4 + header.size() + blob_size_;
   if (payload > max_payload_size)
-    return make_error(ec::invalid_argument,
-                      std::string{to_string(type_)} + " message of " + std::to_string(payload)
-                        + " bytes exceeds the protocol's limit of "
-                        + std::to_string(max_payload_size) + " bytes");
+    return make_error(ec::invalid_argument, std::string{to_string(type_)} + " message of "
+                                              + std::to_string(payload)
+                                              + " bytes exceeds the protocol's limit of "
+                                              + std::to_string(max_payload_size) + " bytes");
   outgoing_message m;
   m.head.reserve(frame_prefix_size + 4 + header.size());
   put_u32(m.head, static_cast<uint32_t>(payload));
@@ -130,8 +139,7 @@ expected<message> decode_message(message_type type, std::string payload) {
                                          + std::to_string(payload.size()));
   message m;
   m.type = type;
-  m.header = nlohmann::json::parse(payload.begin() + 4, payload.begin() + 4 + hlen, nullptr,
-                                   false);
+  m.header = nlohmann::json::parse(payload.begin() + 4, payload.begin() + 4 + hlen, nullptr, false);
   if (m.header.is_discarded() || !m.header.is_object())
     return make_error(ec::parse_error, std::string{"header of a "} + to_string(type)
                                          + " message is not a JSON object");
@@ -163,10 +171,9 @@ expected<void> dataset::check() const {
   if (per_row == 0 && !values.empty())
     return make_error(ec::invalid_argument, "dataset has values but no columns");
   if (per_row != 0 && values.size() % per_row != 0)
-    return make_error(ec::invalid_argument,
-                      "dataset holds " + std::to_string(values.size())
-                        + " values, not a multiple of " + std::to_string(per_row)
-                        + " (columns x window)");
+    return make_error(ec::invalid_argument, "dataset holds " + std::to_string(values.size())
+                                              + " values, not a multiple of "
+                                              + std::to_string(per_row) + " (columns x window)");
   auto n = rows();
   auto count = std::visit(
     [](const auto& v) -> std::optional<size_t> {
@@ -180,10 +187,10 @@ expected<void> dataset::check() const {
     return make_error(ec::invalid_argument, "dataset has " + std::to_string(n) + " rows but "
                                               + std::to_string(*count) + " labels");
   if (images.size() != n * image_names.size())
-    return make_error(ec::invalid_argument,
-                      "dataset has " + std::to_string(n) + " rows and "
-                        + std::to_string(image_names.size()) + " image inputs but "
-                        + std::to_string(images.size()) + " images");
+    return make_error(ec::invalid_argument, "dataset has " + std::to_string(n) + " rows and "
+                                              + std::to_string(image_names.size())
+                                              + " image inputs but " + std::to_string(images.size())
+                                              + " images");
   return {};
 }
 
@@ -328,8 +335,10 @@ std::optional<std::string> version_conflict(const versions& trained, const versi
 
 const char* to_string(model_format f) {
   switch (f) {
-    case model_format::pickle: return "pickle";
-    case model_format::bytes: return "bytes";
+    case model_format::pickle:
+      return "pickle";
+    case model_format::bytes:
+      return "bytes";
   }
   return "unknown";
 }

@@ -11,15 +11,15 @@
 // docs/workflows.md ("The worker and the Python contract") lists every message.
 // CAF-free: compiled into both the engine (fabrik_base) and the fabrik-worker executable.
 
-#include "actors/error.hpp"
+#include "core/error.hpp"
 
 #include <nlohmann/json.hpp>
 
 #include <bit>
 #include <chrono>
-#include <memory>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -48,15 +48,15 @@ constexpr int worker_socket_fd = 3;
 /// What a frame carries. The numbers are part of the protocol; hello and hello_reply keep
 /// theirs forever so that any two versions can still refuse each other politely.
 enum class message_type : uint8_t {
-  hello = 1,             ///< engine -> worker: {"protocol": N}
-  hello_reply = 2,       ///< worker -> engine: protocol, pid and Python/numpy/sklearn versions
-  load = 3,              ///< import the entry module of an extracted package
-  train = 4,             ///< train(dataset, params); reply: the model bytes in the blob
-  predict = 5,           ///< optional new model, then samples; reply: JSON outputs in the blob
-  process_input = 6,     ///< process_input(data); reply: JSON object or null in the blob
+  hello = 1, ///< engine -> worker: {"protocol": N}
+  hello_reply = 2, ///< worker -> engine: protocol, pid and Python/numpy/sklearn versions
+  load = 3, ///< import the entry module of an extracted package
+  train = 4, ///< train(dataset, params); reply: the model bytes in the blob
+  predict = 5, ///< optional new model, then samples; reply: JSON outputs in the blob
+  process_input = 6, ///< process_input(data); reply: JSON object or null in the blob
   update_parameters = 7, ///< update_parameters(params)
-  result = 8,            ///< worker -> engine: the call succeeded
-  error = 9,             ///< worker -> engine: {type, message, traceback}
+  result = 8, ///< worker -> engine: the call succeeded
+  error = 9, ///< worker -> engine: {type, message, traceback}
 };
 
 /// Lower-case name ("predict") for messages and errors.
@@ -71,7 +71,7 @@ bool known_message_type(uint8_t t);
 struct message {
   message_type type = message_type::error;
   nlohmann::json header;
-  std::string payload;    ///< the whole payload as received
+  std::string payload; ///< the whole payload as received
   size_t blob_offset = 0; ///< where the blob starts inside `payload`
 
   std::string_view blob() const { return std::string_view{payload}.substr(blob_offset); }
@@ -83,9 +83,9 @@ struct message {
 /// A message ready to send. The blob is a list of views into the caller's data, so a large
 /// dataset is written to the socket without being copied into a frame first.
 struct outgoing_message {
-  std::string head;                         ///< frame prefix, header length, header JSON
+  std::string head; ///< frame prefix, header length, header JSON
   std::vector<std::string_view> blob_parts; ///< the blob, in order
-  size_t size() const;                      ///< bytes on the wire
+  size_t size() const; ///< bytes on the wire
 };
 
 /// Collects a header and blob parts; `add_blob` returns the {"offset", "size"} object that
@@ -119,8 +119,8 @@ std::string to_bytes(const outgoing_message& m);
 // -- data carried by the messages -----------------------------------------------------
 
 /// Labels for training: numbers or strings, one per sample.
-using labels = std::variant<std::monostate, std::vector<double>, std::vector<int64_t>,
-                            std::vector<std::string>>;
+using labels =
+  std::variant<std::monostate, std::vector<double>, std::vector<int64_t>, std::vector<std::string>>;
 
 /// One image of a sample: its bytes (a view: whoever builds the dataset keeps them alive
 /// until the message is sent) and what the worker needs to give it a numpy shape and dtype.
@@ -129,7 +129,7 @@ struct image {
   int64_t width = 0;
   int64_t height = 0;
   std::string pixel_format; ///< GenICam name: Mono8, Mono16, RGB8, ...
-  bool present = false;     ///< false: the record had no such bytes field (None in Python)
+  bool present = false; ///< false: the record had no such bytes field (None in Python)
 };
 
 /// Samples for train, predict and predict_batch: named numeric columns, row-major.
@@ -169,8 +169,8 @@ expected<dataset> decode_dataset(const nlohmann::json& header, const message& m)
 
 /// The library versions a worker runs, and that a model was trained with.
 struct versions {
-  std::string python;  ///< "3.11.2"
-  std::string numpy;   ///< empty when not installed
+  std::string python; ///< "3.11.2"
+  std::string numpy; ///< empty when not installed
   std::string sklearn; ///< empty when not installed
   friend bool operator==(const versions&, const versions&) = default;
 };
@@ -186,7 +186,7 @@ std::optional<std::string> version_conflict(const versions& trained, const versi
 /// How model bytes are to be read.
 enum class model_format : uint8_t {
   pickle, ///< fabrik pickled the object train() returned
-  bytes,  ///< train() returned bytes; predict() receives them as they are
+  bytes, ///< train() returned bytes; predict() receives them as they are
 };
 
 const char* to_string(model_format f);

@@ -10,8 +10,8 @@
 
 #include "runtime/registry.hpp"
 
-#include "actors/lmdb.hpp"
-#include "actors/time.hpp"
+#include "core/lmdb.hpp"
+#include "core/time.hpp"
 
 #include <unistd.h>
 
@@ -39,9 +39,7 @@ constexpr const char* layout_key = "layout_version";
 constexpr const char* next_run_key = "next_run";
 
 /// Worker output (logs, tracebacks) may hold invalid UTF-8: replace it rather than throw.
-std::string dump(const json& j) {
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 /// Sets `out` from `j[key]` when present and of a fitting type; otherwise leaves it.
 template <class T>
@@ -128,8 +126,7 @@ std::string encode_model(const model_record& m) {
   return out;
 }
 
-expected<model_record> decode_model(std::string_view id, std::string_view value,
-                                    bool with_bytes) {
+expected<model_record> decode_model(std::string_view id, std::string_view value, bool with_bytes) {
   auto corrupt = [&] { return make_error(ec::parse_error, "corrupt model " + std::string{id}); };
   if (value.size() < 4)
     return corrupt();
@@ -160,7 +157,6 @@ expected<model_record> decode_model(std::string_view id, std::string_view value,
     m.artifact.bytes = std::string{value.substr(4 + n)};
   return m;
 }
-
 
 // -- runs as JSON and text ------------------------------------------------------------------
 
@@ -302,8 +298,9 @@ struct registry::impl {
   /// `key` for a database, or ec::invalid_argument when LMDB would refuse its length.
   expected<std::string> checked_key(std::string key, std::string_view what) const {
     if (key.empty() || key.size() > env.max_key_size())
-      return make_error(ec::invalid_argument, std::string{what} + " is empty or too long for "
-                                                "a key of at most "
+      return make_error(ec::invalid_argument, std::string{what}
+                                                + " is empty or too long for "
+                                                  "a key of at most "
                                                 + std::to_string(env.max_key_size()) + " bytes");
     return key;
   }
@@ -437,8 +434,7 @@ expected<add_package_result> registry::add_package(std::string_view zip,
     // Another name may hold the same content already (a Siemens zip named by its file).
     if (auto ok = t.put(d.blobs, v.sha256, zip, MDB_NOOVERWRITE); !ok)
       return ok.err();
-    if (auto ok = t.put(d.packages, pair_key(name, lmdb::be64_key(v.seq)), package_value(v));
-        !ok)
+    if (auto ok = t.put(d.packages, pair_key(name, lmdb::be64_key(v.seq)), package_value(v)); !ok)
       return ok.err();
     return add_package_result{std::move(v), true};
   });
@@ -529,8 +525,8 @@ expected<model_record> registry::model(std::string_view id) const {
   if (!v)
     return v.err();
   if (!*v)
-    return make_error(ec::not_found, "no model " + std::string{id} + " in registry "
-                                       + impl_->where());
+    return make_error(ec::not_found,
+                      "no model " + std::string{id} + " in registry " + impl_->where());
   return decode_model(id, **v, true);
 }
 
@@ -629,8 +625,8 @@ expected<void> registry::update_run(const run_record& r) {
     if (!old)
       return old.err();
     if (!*old)
-      return make_error(ec::not_found, "no run " + std::to_string(r.id) + " in registry "
-                                         + d.where());
+      return make_error(ec::not_found,
+                        "no run " + std::to_string(r.id) + " in registry " + d.where());
     if (auto ok = t.put(d.runs, key, value); !ok)
       return ok.err();
     return {};
@@ -645,12 +641,12 @@ expected<run_record> registry::run(uint64_t id) const {
   if (!v)
     return v.err();
   if (!*v)
-    return make_error(ec::not_found, "no run " + std::to_string(id) + " in registry "
-                                       + impl_->where());
+    return make_error(ec::not_found,
+                      "no run " + std::to_string(id) + " in registry " + impl_->where());
   auto j = json::parse(**v, nullptr, false);
   if (j.is_discarded() || !j.is_object())
-    return make_error(ec::parse_error, "corrupt run " + std::to_string(id) + " in registry "
-                                         + impl_->where());
+    return make_error(ec::parse_error,
+                      "corrupt run " + std::to_string(id) + " in registry " + impl_->where());
   return run_from_json(j);
 }
 

@@ -6,7 +6,7 @@
 // serializes writers); a read-only registry may be open in another process beside the
 // engine's writer.
 
-#include "actors/error.hpp"
+#include "core/error.hpp"
 #include "runtime/package.hpp"
 #include "runtime/protocol.hpp"
 
@@ -29,23 +29,23 @@ constexpr int64_t registry_initial_map_size = 4 << 20;
 
 /// One stored version of a package: each distinct content (sha256) is a version.
 struct package_version {
-  std::string name;    ///< the manifest's name
+  std::string name; ///< the manifest's name
   std::string version; ///< the manifest's version string (two contents may share one)
-  uint64_t seq = 0;    ///< 1, 2, 3... per name, in order of arrival
-  std::string sha256;  ///< content hash (package_info::sha256)
-  std::string source;  ///< where it came from: a file name, "upload", a path
-  int64_t added = 0;   ///< ns since the epoch
-  uint64_t size = 0;   ///< bytes of the zip
+  uint64_t seq = 0; ///< 1, 2, 3... per name, in order of arrival
+  std::string sha256; ///< content hash (package_info::sha256)
+  std::string source; ///< where it came from: a file name, "upload", a path
+  int64_t added = 0; ///< ns since the epoch
+  uint64_t size = 0; ///< bytes of the zip
 };
 
 /// A trained model artifact and where it came from.
 struct model_record {
-  std::string id;             ///< sha256 of the artifact's bytes, lowercase hex
-  std::string workflow;       ///< package name
+  std::string id; ///< sha256 of the artifact's bytes, lowercase hex
+  std::string workflow; ///< package name
   std::string package_sha256; ///< the package version that trained it
-  std::string actor;          ///< the workflow actor that trained it
-  uint64_t run = 0;           ///< the training run that made it
-  int64_t created = 0;        ///< ns since the epoch
+  std::string actor; ///< the workflow actor that trained it
+  uint64_t run = 0; ///< the training run that made it
+  int64_t created = 0; ///< ns since the epoch
   worker::model_artifact artifact; ///< bytes, format, and the versions it was trained with
 };
 
@@ -55,32 +55,32 @@ std::string encode_model(const model_record& m);
 expected<model_record> decode_model(std::string_view id, std::string_view value,
                                     bool with_bytes = true);
 
-/// What a run measured (DESIGN.md, "Measured runs"). Times in ns; 0 when not measured.
+/// What a run measured (docs/workflows.md, "Measurements"). Times in ns; 0 when not measured.
 struct run_measurements {
   int64_t deploy_wall = 0; ///< starting the worker and importing the package
   int64_t deploy_cpu = 0;
-  int64_t train_wall = 0;  ///< reading the data and train() in the worker
+  int64_t train_wall = 0; ///< reading the data and train() in the worker
   int64_t train_cpu = 0;
-  double peak_cpu = 0;     ///< highest CPU use of the worker, 1.0 = one core
-  uint64_t peak_rss = 0;   ///< bytes
-  double energy_j = 0;     ///< estimated energy of the whole run, joules
+  double peak_cpu = 0; ///< highest CPU use of the worker, 1.0 = one core
+  uint64_t peak_rss = 0; ///< bytes
+  double energy_j = 0; ///< estimated energy of the whole run, joules
   std::string energy_method; ///< "rapl" or "tdp" (TDP x utilisation + RAM)
 };
 
 /// One training run.
 struct run_record {
-  uint64_t id = 0;      ///< assigned by begin_run: 1, 2, 3... across the registry
-  std::string actor;    ///< the workflow actor
+  uint64_t id = 0; ///< assigned by begin_run: 1, 2, 3... across the registry
+  std::string actor; ///< the workflow actor
   std::string workflow; ///< package name
-  std::string version;  ///< package version string
+  std::string version; ///< package version string
   std::string package_sha256;
-  std::string trigger;  ///< on_deploy, manual, schedule, new_version
-  std::string status;   ///< running, succeeded, failed, interrupted
-  std::string error;    ///< why it failed (one line, then the traceback)
-  int64_t started = 0;  ///< ns since the epoch
+  std::string trigger; ///< on_deploy, manual, schedule, new_version
+  std::string status; ///< running, succeeded, failed, interrupted
+  std::string error; ///< why it failed (one line, then the traceback)
+  int64_t started = 0; ///< ns since the epoch
   int64_t finished = 0; ///< 0 while running
-  uint64_t rows = 0;    ///< samples trained on
-  std::string data;     ///< the selection, as a human reads it: "pcb/Line1 last 20000"
+  uint64_t rows = 0; ///< samples trained on
+  std::string data; ///< the selection, as a human reads it: "pcb/Line1 last 20000"
   std::string model_id; ///< the model it made, when it succeeded
   run_measurements m;
   std::vector<std::string> logs; ///< the workflow's own output (print, logging), bounded

@@ -26,9 +26,7 @@ using clock_type = std::chrono::steady_clock;
 
 namespace {
 
-std::string errno_text(const char* what) {
-  return std::string{what} + ": " + std::strerror(errno);
-}
+std::string errno_text(const char* what) { return std::string{what} + ": " + std::strerror(errno); }
 
 std::string signal_name(int sig) {
   if (const char* abbrev = sigabbrev_np(sig))
@@ -152,14 +150,22 @@ T number_or(const nlohmann::json& j, const char* key, T fallback) {
 
 const char* to_string(failure_kind k) {
   switch (k) {
-    case failure_kind::none: return "none";
-    case failure_kind::python_error: return "python error";
-    case failure_kind::crashed: return "crashed";
-    case failure_kind::exited: return "exited";
-    case failure_kind::timeout: return "timeout";
-    case failure_kind::refused: return "refused";
-    case failure_kind::not_running: return "not running";
-    case failure_kind::spawn_failed: return "spawn failed";
+    case failure_kind::none:
+      return "none";
+    case failure_kind::python_error:
+      return "python error";
+    case failure_kind::crashed:
+      return "crashed";
+    case failure_kind::exited:
+      return "exited";
+    case failure_kind::timeout:
+      return "timeout";
+    case failure_kind::refused:
+      return "refused";
+    case failure_kind::not_running:
+      return "not running";
+    case failure_kind::spawn_failed:
+      return "spawn failed";
   }
   return "unknown";
 }
@@ -264,8 +270,8 @@ expected<void> worker_client::impl::spawn() {
   sigset_t none, all;
   sigemptyset(&none);
   sigfillset(&all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK
-                                    | POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   posix_spawnattr_setpgroup(&attr, 0);
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &all);
@@ -457,8 +463,8 @@ error worker_client::impl::timed_out(const char* op, std::chrono::milliseconds t
   failure.report.stderr_output = call_stderr;
   failure.traceback = stack_dump(call_stderr);
   failure.message = "timeout after " + duration_text(timeout) + " during " + op
-                    + where_from_dump(failure.traceback, last_load ? last_load->package_dir
-                                                                   : std::filesystem::path{})
+                    + where_from_dump(failure.traceback,
+                                      last_load ? last_load->package_dir : std::filesystem::path{})
                     + "; worker killed";
   return make_error(ec::unavailable, failure.message);
 }
@@ -536,8 +542,8 @@ expected<worker::message> worker_client::impl::receive(const char* op,
         if (!fp) {
           failure.kind = failure_kind::refused;
           failure.operation = op;
-          failure.message = "worker broke the protocol during " + std::string{op} + ": "
-                            + fp.err().message;
+          failure.message =
+            "worker broke the protocol during " + std::string{op} + ": " + fp.err().message;
           kill_and_reap(nullptr, nullptr);
           return make_error(ec::parse_error, failure.message);
         }
@@ -565,8 +571,8 @@ expected<worker::message> worker_client::impl::receive(const char* op,
   if (!m) {
     failure.kind = failure_kind::refused;
     failure.operation = op;
-    failure.message = "worker broke the protocol during " + std::string{op} + ": "
-                      + m.err().message;
+    failure.message =
+      "worker broke the protocol during " + std::string{op} + ": " + m.err().message;
     kill_and_reap(nullptr, nullptr);
     return make_error(ec::parse_error, failure.message);
   }
@@ -637,9 +643,9 @@ expected<worker::message> worker_client::impl::call(const worker::message_builde
     e = make_error(ec::version_mismatch, failure.message);
   } else {
     failure.kind = failure_kind::python_error;
-    e = make_error(ec::invalid_argument,
-                   std::string{op} + " raised " + failure.type
-                     + (failure.message.empty() ? "" : ": " + failure.message));
+    e =
+      make_error(ec::invalid_argument, std::string{op} + " raised " + failure.type
+                                         + (failure.message.empty() ? "" : ": " + failure.message));
   }
   if (flag(h, "exit")) { // the worker exits after this reply (MemoryError, refusal)
     if (!wait_exit(2000ms))
@@ -651,8 +657,7 @@ expected<worker::message> worker_client::impl::call(const worker::message_builde
 
 expected<worker_info> worker_client::impl::do_hello(std::chrono::milliseconds timeout) {
   worker::message_builder b{worker::message_type::hello};
-  auto ours = opts.test_client_protocol != 0 ? opts.test_client_protocol
-                                             : worker::protocol_version;
+  auto ours = opts.test_client_protocol != 0 ? opts.test_client_protocol : worker::protocol_version;
   b.header()["protocol"] = ours;
   call_report report;
   auto m = call(b, "hello", timeout, report);
@@ -678,8 +683,7 @@ expected<worker_info> worker_client::impl::do_hello(std::chrono::milliseconds ti
 
 // -- the client -----------------------------------------------------------------------
 
-worker_client::worker_client(std::unique_ptr<impl> p) : impl_(std::move(p)) {
-}
+worker_client::worker_client(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
 
 worker_client::worker_client(worker_client&&) noexcept = default;
 worker_client& worker_client::operator=(worker_client&&) noexcept = default;
@@ -695,16 +699,13 @@ expected<worker_client> worker_client::start(worker_options options) {
   return worker_client{std::move(p)};
 }
 
-const worker_info& worker_client::info() const {
-  return impl_->info;
-}
+const worker_info& worker_client::info() const { return impl_->info; }
 
 expected<worker_info> worker_client::hello(std::chrono::milliseconds timeout) {
   return impl_->do_hello(timeout);
 }
 
-expected<load_result> worker_client::load(load_request request,
-                                          std::chrono::milliseconds timeout) {
+expected<load_result> worker_client::load(load_request request, std::chrono::milliseconds timeout) {
   worker::message_builder b{worker::message_type::load};
   std::error_code ec_;
   auto dir = std::filesystem::absolute(request.package_dir, ec_);
@@ -815,13 +816,9 @@ expected<call_report> worker_client::update_parameters(nlohmann::json params,
   return report;
 }
 
-bool worker_client::alive() const {
-  return impl_ && impl_->alive;
-}
+bool worker_client::alive() const { return impl_ && impl_->alive; }
 
-pid_t worker_client::pid() const {
-  return impl_ ? impl_->pid : -1;
-}
+pid_t worker_client::pid() const { return impl_ ? impl_->pid : -1; }
 
 expected<void> worker_client::restart(std::chrono::milliseconds timeout) {
   auto& d = *impl_;
@@ -848,8 +845,6 @@ void worker_client::stop() {
     impl_->stop();
 }
 
-const call_failure& worker_client::last_failure() const {
-  return impl_->failure;
-}
+const call_failure& worker_client::last_failure() const { return impl_->failure; }
 
 } // namespace fabrik

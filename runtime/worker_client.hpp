@@ -8,7 +8,7 @@
 // After a call fails with the worker dead (alive() is false), restart() starts a new
 // process and replays the last load, parameters and model; backoff is the caller's.
 
-#include "actors/error.hpp"
+#include "core/error.hpp"
 #include "runtime/package.hpp"
 #include "runtime/protocol.hpp"
 
@@ -54,17 +54,17 @@ struct worker_info {
 /// The package a worker runs.
 struct load_request {
   std::filesystem::path package_dir; ///< an extracted package
-  std::string entry;                 ///< entry module: `model`, `pkg.model`
+  std::string entry; ///< entry module: `model`, `pkg.model`
   workflow_kind kind = workflow_kind::fabrik;
   nlohmann::json params = nlohmann::json::object(); ///< the workflow's parameters
 };
 
 /// Measurements of one call.
 struct call_stats {
-  std::chrono::nanoseconds wall{0};        ///< round trip as the engine saw it
+  std::chrono::nanoseconds wall{0}; ///< round trip as the engine saw it
   std::chrono::nanoseconds worker_wall{0}; ///< handling time inside the worker
-  std::chrono::nanoseconds cpu{0};         ///< worker CPU time, all threads (user + system)
-  uint64_t peak_rss = 0;                   ///< worker peak RSS during the call, bytes; 0: unknown
+  std::chrono::nanoseconds cpu{0}; ///< worker CPU time, all threads (user + system)
+  uint64_t peak_rss = 0; ///< worker peak RSS during the call, bytes; 0: unknown
   /// Worker's highest CPU use over 200 ms intervals of the call (a shorter call: its
   /// average), 1.0 = one core busy.
   double peak_cpu = 0;
@@ -73,8 +73,8 @@ struct call_stats {
 /// What every call brings back besides its result.
 struct call_report {
   std::vector<std::string> logs; ///< print() and logging output of user code, bounded
-  size_t logs_dropped = 0;       ///< lines over the bound that were dropped
-  std::string stderr_output;     ///< what the process wrote to its stderr meanwhile (C level)
+  size_t logs_dropped = 0; ///< lines over the bound that were dropped
+  std::string stderr_output; ///< what the process wrote to its stderr meanwhile (C level)
   call_stats stats;
 };
 
@@ -90,7 +90,7 @@ struct train_result {
 
 struct predict_result {
   std::vector<nlohmann::json> outputs; ///< one JSON object per sample, in sample order
-  bool batch = false;                  ///< predict_batch() was used (else predict())
+  bool batch = false; ///< predict_batch() was used (else predict())
   call_report report;
 };
 
@@ -101,14 +101,14 @@ struct process_result {
 
 /// Why the last call failed.
 enum class failure_kind {
-  none,          ///< the last call succeeded
-  python_error,  ///< user code raised (the worker lives on, except after MemoryError)
-  crashed,       ///< the worker was killed by a signal (segfault, OOM killer)
-  exited,        ///< the worker exited (os._exit, a fatal worker error)
-  timeout,       ///< no reply in time: the worker was killed
-  refused,       ///< the worker refused the request (version mismatch, malformed request)
-  not_running,   ///< no worker process: call restart()
-  spawn_failed,  ///< the worker binary could not be started
+  none, ///< the last call succeeded
+  python_error, ///< user code raised (the worker lives on, except after MemoryError)
+  crashed, ///< the worker was killed by a signal (segfault, OOM killer)
+  exited, ///< the worker exited (os._exit, a fatal worker error)
+  timeout, ///< no reply in time: the worker was killed
+  refused, ///< the worker refused the request (version mismatch, malformed request)
+  not_running, ///< no worker process: call restart()
+  spawn_failed, ///< the worker binary could not be started
 };
 
 const char* to_string(failure_kind k);
@@ -117,12 +117,12 @@ const char* to_string(failure_kind k);
 struct call_failure {
   failure_kind kind = failure_kind::none;
   std::string operation; ///< "predict", "train", ...
-  std::string type;      ///< Python exception type ("ValueError"), for python_error
-  std::string message;   ///< exception message, or what happened to the process
+  std::string type; ///< Python exception type ("ValueError"), for python_error
+  std::string message; ///< exception message, or what happened to the process
   std::string traceback; ///< Python traceback (user frames only), or the worker's stack dump
-  int exit_status = -1;  ///< for exited
-  int signal = 0;        ///< for crashed (and the SIGKILL of a timeout)
-  call_report report;    ///< logs and stats up to the failure, stderr of the worker
+  int exit_status = -1; ///< for exited
+  int signal = 0; ///< for crashed (and the SIGKILL of a timeout)
+  call_report report; ///< logs and stats up to the failure, stderr of the worker
 };
 
 /// One fabrik-worker process. Move-only; the destructor stops the process (and its group).
@@ -162,8 +162,7 @@ public:
   /// Makes `model` the one predict() uses, sending it at once. ec::version_mismatch
   /// (naming both sides) when it was trained under other Python/numpy/sklearn versions.
   /// Remembered for restart(); on failure the previous model stays in use.
-  expected<call_report> load_model(worker::model_artifact model,
-                                   std::chrono::milliseconds timeout);
+  expected<call_report> load_model(worker::model_artifact model, std::chrono::milliseconds timeout);
 
   /// Predicts every sample with the loaded model (None when none was loaded):
   /// predict_batch(model, samples) when the workflow defines it and there is more than one
@@ -177,8 +176,7 @@ public:
 
   /// update_parameters(params) when the workflow defines it; later train() calls get the
   /// new parameters. Remembered for restart().
-  expected<call_report> update_parameters(nlohmann::json params,
-                                          std::chrono::milliseconds timeout);
+  expected<call_report> update_parameters(nlohmann::json params, std::chrono::milliseconds timeout);
 
   // -- process --------------------------------------------------------------------------
 

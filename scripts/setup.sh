@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake ninja-build pkg-config ccache git
+  build-essential cmake ninja-build pkg-config ccache git clang-format
   libcaf-dev libssl-dev
   libpaho-mqtt-dev liblmdb-dev lmdb-utils libzip-dev
   python3-dev python3-numpy python3-sklearn

@@ -5,7 +5,7 @@ Simulates the paper's second workflow (IMU action classification): a worker wear
 inertial measurement unit on the back of each hand (accelerometer x/y/z in m/s²,
 including gravity; gyroscope x/y/z in deg/s), sampled at --hz, and a connector
 publishes every sample on the Industrial Edge databus (simatic-v1; see
-../shared/payload-format.md in the project notes or docs/records.md):
+docs/records.md):
 
   ie/s/j/simatic/v1/APP/status                status: birth "available" (retained), last
                                               will "unavailable" (retained)

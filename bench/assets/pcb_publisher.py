@@ -4,7 +4,7 @@
 Simulates the paper's PCB workflow: after printing, an SPI machine measures the solder
 paste deposit of every board and a connector publishes the result on the Industrial
 Edge databus (the "common databus payload format", simatic-v1; see
-../shared/payload-format.md in the project notes or docs/records.md):
+docs/records.md):
 
   ie/s/j/simatic/v1/APP/status                status: birth "available" (retained), last
                                               will "unavailable" (retained)

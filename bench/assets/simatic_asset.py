@@ -1,8 +1,7 @@
 """What fabrik's virtual assets share: a simatic-v1 connector publishing over MQTT.
 
 A virtual asset (pcb_publisher.py, imu_publisher.py) behaves like an Industrial Edge
-connector with one connection and one collection (see ../shared/payload-format.md in
-the project notes or docs/records.md):
+connector with one connection and one collection (see docs/records.md):
 
   ie/s/j/simatic/v1/APP/status                      birth "available" (retained), last
                                                     will "unavailable" (retained), a

@@ -38,14 +38,14 @@ struct measurement {
 
 // As MEASUREMENTS in pcb_publisher.py (ids "1".."16"); the label is id "17".
 const measurement measurements[] = {
-  {"height", "Real", 2, 120, 5},        {"area", "Real", 4, 0.5, 0.05},
-  {"volume", "Real", 5, 0.06, 0.005},   {"offset_x", "Real", 1, 0, 10},
-  {"offset_y", "Real", 1, 0, 10},       {"position_x", "LReal", 3, 125, 60},
-  {"position_y", "LReal", 3, 100, 50},  {"height_pct", "Real", 2, 100, 4},
-  {"area_pct", "Real", 2, 100, 3.5},    {"volume_pct", "Real", 2, 100, 6},
-  {"bridge_len", "Real", 1, 0, 0},      {"shape_dev", "Real", 2, 3, 3},
-  {"pad_size_x", "Real", 3, 0.8, 0.4},  {"pad_size_y", "Real", 3, 0.9, 0.4},
-  {"temperature", "Real", 2, 24, 0.5},  {"humidity", "Real", 2, 45, 2},
+  {"height", "Real", 2, 120, 5},       {"area", "Real", 4, 0.5, 0.05},
+  {"volume", "Real", 5, 0.06, 0.005},  {"offset_x", "Real", 1, 0, 10},
+  {"offset_y", "Real", 1, 0, 10},      {"position_x", "LReal", 3, 125, 60},
+  {"position_y", "LReal", 3, 100, 50}, {"height_pct", "Real", 2, 100, 4},
+  {"area_pct", "Real", 2, 100, 3.5},   {"volume_pct", "Real", 2, 100, 6},
+  {"bridge_len", "Real", 1, 0, 0},     {"shape_dev", "Real", 2, 3, 3},
+  {"pad_size_x", "Real", 3, 0.8, 0.4}, {"pad_size_y", "Real", 3, 0.9, 0.4},
+  {"temperature", "Real", 2, 24, 0.5}, {"humidity", "Real", 2, 45, 2},
 };
 
 std::string metadata() {
@@ -157,8 +157,8 @@ int main(int argc, char** argv) {
     }
   }
   if (fast.paths().fast != msgs.size()) {
-    std::fprintf(stderr, "the fast path took only %" PRIu64 " of %zu messages\n",
-                 fast.paths().fast, msgs.size());
+    std::fprintf(stderr, "the fast path took only %" PRIu64 " of %zu messages\n", fast.paths().fast,
+                 msgs.size());
     return 1;
   }
 

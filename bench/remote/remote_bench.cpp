@@ -6,7 +6,7 @@
 
 #include "actors/actors.hpp"
 #include "actors/node.hpp"
-#include "actors/scheduler.hpp"
+#include "engine/scheduler.hpp"
 #include "flows/flow.hpp"
 
 #include <caf/all.hpp>
@@ -46,8 +46,8 @@ double cpu_seconds() {
 }
 
 struct sink_state {
-  uint64_t warm_seen = 0;   ///< warm-up records arrived (not measured)
-  int round = 0;            ///< rounds measured so far
+  uint64_t warm_seen = 0; ///< warm-up records arrived (not measured)
+  int round = 0; ///< rounds measured so far
   double cpu_at_first = -1; ///< this process's CPU time when the round's first batch arrived
   std::vector<int64_t> latency; ///< per batch: arrival - send time of its first record
   uint64_t records = 0;
@@ -85,7 +85,9 @@ caf::behavior sink(caf::stateful_actor<sink_state>* self, uint64_t warm, uint64_
     if (s.records >= expect) {
       auto l = s.latency;
       std::sort(l.begin(), l.end());
-      auto pct = [&](double p) { return l[std::min(l.size() - 1, size_t(p * double(l.size())))] / 1e3; };
+      auto pct = [&](double p) {
+        return l[std::min(l.size() - 1, size_t(p * double(l.size())))] / 1e3;
+      };
       auto name = out.string() + "." + std::to_string(s.round++);
       std::ofstream f{name + ".tmp"};
       f << pct(0.5) << " " << pct(0.99) << " " << s.records << " "
@@ -109,14 +111,18 @@ struct driver_state {
 
 /// Sends `n` batches of `records` records to `target`: with `pace_ns`, one batch every
 /// pace_ns; else keeping `window` batches unanswered.
-caf::behavior driver(caf::stateful_actor<driver_state>* self, caf::actor target, int n,
-                     int records, int window, int64_t pace_ns) {
+caf::behavior driver(caf::stateful_actor<driver_state>* self, caf::actor target, int n, int records,
+                     int window, int64_t pace_ns) {
   auto send_one = [=] {
     auto& s = self->state;
     record_batch b;
     auto t = mono_ns();
     for (int i = 0; i < records; ++i)
-      b.records.push_back({"bench/wire", t, t, uint64_t(s.sent) * records + i, quality::good,
+      b.records.push_back({"bench/wire",
+                           t,
+                           t,
+                           uint64_t(s.sent) * records + i,
+                           quality::good,
                            {{"t", t}, {"x", double(i)}}});
     ++s.sent;
     ++s.in_flight;
@@ -176,7 +182,7 @@ figures read_figures(const fs::path& file) {
 struct params {
   int latency_batches = 2000;
   int batches = 20000; ///< per round
-  int rounds = 5;      ///< in-process and two nodes take turns; the median ratio is the result
+  int rounds = 5; ///< in-process and two nodes take turns; the median ratio is the result
   int records = 100;
   int window = 4; ///< unanswered batches per wire (an emitter's max_in_flight, default 4)
   int warmup = -1; ///< batches sent through each wire unmeasured first (-1: as many as measured)
@@ -214,15 +220,18 @@ int serve(const fs::path& dir, const params& p) {
   tune_scheduler(cfg); // as fabrik run does
   cfg.load<caf::io::middleman>();
   caf::actor_system sys{cfg};
-  auto lat = sys.spawn(sink, 0, uint64_t(p.latency_batches), dir / "remote-latency",
-                       int64_t{0});
+  auto lat = sys.spawn(sink, 0, uint64_t(p.latency_batches), dir / "remote-latency", int64_t{0});
   auto thr = sys.spawn(sink, uint64_t(p.warmup) * p.records, uint64_t(p.batches) * p.records,
                        dir / "remote-throughput", p.consumer_ns);
-  auto node = node_runtime::start(sys, *f, "b", dir / "b", [=](const std::string& name) {
-    return name == "lat" ? lat : name == "thr" ? thr : caf::actor{};
-  }, [=] {
-    return std::vector<node_runtime::named_actor>{{"lat", "sink", lat, {}}, {"thr", "sink", thr, {}}};
-  });
+  auto node = node_runtime::start(
+    sys, *f, "b", dir / "b",
+    [=](const std::string& name) {
+      return name == "lat" ? lat : name == "thr" ? thr : caf::actor{};
+    },
+    [=] {
+      return std::vector<node_runtime::named_actor>{{"lat", "sink", lat, {}},
+                                                    {"thr", "sink", thr, {}}};
+    });
   if (!node)
     return 2;
   wait_for(dir / "remote-latency.0", 600);
@@ -262,7 +271,9 @@ int main(int argc, char** argv) {
     else if (args[i] == "--consumer-ns")
       p.consumer_ns = std::stoll(args[i + 1]);
     else {
-      std::fprintf(stderr, "usage: remote_bench [--latency-batches N] [--batches N] [--rounds K] [--records R] [--window W] [--warmup N] [--pin yes] [--only-remote yes] [--consumer-ns N]\n");
+      std::fprintf(
+        stderr, "usage: remote_bench [--latency-batches N] [--batches N] [--rounds K] [--records "
+                "R] [--window W] [--warmup N] [--pin yes] [--only-remote yes] [--consumer-ns N]\n");
       return 1;
     }
   }
@@ -286,12 +297,22 @@ int main(int argc, char** argv) {
   }
   pid_t child = ::fork();
   if (child == 0) {
-    std::vector<std::string> a{argv[0], "--serve", dir.string(), "--latency-batches",
-                               std::to_string(p.latency_batches), "--batches",
-                               std::to_string(p.batches), "--rounds", std::to_string(p.rounds),
-                               "--records", std::to_string(p.records),
-                               "--pin", p.pin ? "yes" : "no", "--warmup",
-                               std::to_string(p.warmup), "--consumer-ns",
+    std::vector<std::string> a{argv[0],
+                               "--serve",
+                               dir.string(),
+                               "--latency-batches",
+                               std::to_string(p.latency_batches),
+                               "--batches",
+                               std::to_string(p.batches),
+                               "--rounds",
+                               std::to_string(p.rounds),
+                               "--records",
+                               std::to_string(p.records),
+                               "--pin",
+                               p.pin ? "yes" : "no",
+                               "--warmup",
+                               std::to_string(p.warmup),
+                               "--consumer-ns",
                                std::to_string(p.consumer_ns)};
     std::vector<char*> av;
     for (auto& s : a)
@@ -307,19 +328,18 @@ int main(int argc, char** argv) {
   caf::actor_system sys{cfg};
   const int64_t pace = 1'000'000; // 1 ms between latency probes: nothing queues
   // In process: the same driver and sink, wired directly.
-  auto local_lat = sys.spawn(sink, 0, uint64_t(p.latency_batches), dir / "local-latency",
-                             int64_t{0});
-  auto local_thr = sys.spawn(sink, uint64_t(p.warmup) * p.records,
-                             uint64_t(p.batches) * p.records, dir / "local-throughput",
-                             p.consumer_ns);
+  auto local_lat =
+    sys.spawn(sink, 0, uint64_t(p.latency_batches), dir / "local-latency", int64_t{0});
+  auto local_thr = sys.spawn(sink, uint64_t(p.warmup) * p.records, uint64_t(p.batches) * p.records,
+                             dir / "local-throughput", p.consumer_ns);
   sys.spawn(driver, local_lat, p.latency_batches, 1, 1, pace);
   wait_for(dir / "local-latency.0", 600);
   sys.spawn(driver, local_thr, p.warmup, p.records, p.window, 0);
   wait_for(dir / "local-throughput.warm", 600);
   // Across nodes: through the link (spool, then the node actor of process b).
-  auto node = node_runtime::start(sys, *f, "a", dir / "a", [](const std::string&) {
-    return caf::actor{};
-  }, [] { return std::vector<node_runtime::named_actor>{}; });
+  auto node = node_runtime::start(
+    sys, *f, "a", dir / "a", [](const std::string&) { return caf::actor{}; },
+    [] { return std::vector<node_runtime::named_actor>{}; });
   if (!node)
     return 2;
   auto lat = (*node)->remote(*f->find("lat"));
@@ -330,8 +350,7 @@ int main(int argc, char** argv) {
   for (bool up = false; !up;) { // measure the wire, not the first connection
     std::this_thread::sleep_for(std::chrono::milliseconds{50});
     self->request(*lat, std::chrono::seconds{1}, status_atom::value)
-      .receive([&](const actor_status& st) { up = st.state == "connected"; },
-               [](caf::error&) {});
+      .receive([&](const actor_status& st) { up = st.state == "connected"; }, [](caf::error&) {});
   }
   sys.spawn(driver, *lat, p.latency_batches, 1, 1, pace);
   wait_for(dir / "remote-latency.0", 600);
@@ -363,31 +382,33 @@ int main(int argc, char** argv) {
   auto local_hop = read_figures(dir / "local-latency.0");
   auto remote_hop = read_figures(dir / "remote-latency.0");
   std::printf("one wire, %d probes of 1 record (1 ms apart); %d rounds of %d batches of %d "
-              "records, %d in flight, after %d unmeasured%s", p.latency_batches, p.rounds,
-              p.batches, p.records, p.window, p.warmup, p.pin ? "; one CPU per node" : "");
+              "records, %d in flight, after %d unmeasured%s",
+              p.latency_batches, p.rounds, p.batches, p.records, p.window, p.warmup,
+              p.pin ? "; one CPU per node" : "");
   if (p.consumer_ns > 0)
     std::printf("; the consumer works %lld ns a batch", static_cast<long long>(p.consumer_ns));
   std::printf("\n");
   std::printf("%-12s %10s %10s\n", "hop", "p50 (us)", "p99 (us)");
   for (auto& [name, x] : {std::pair{"in-process", local_hop}, std::pair{"two nodes", remote_hop}})
     std::printf("%-12s %10.1f %10.1f\n", name, x.p50_us, x.p99_us);
-  std::printf("%-6s %16s %16s %7s %25s\n", "round", "in-process rec/s", "two nodes rec/s",
-              "ratio", "CPU ns/rec (in-process; two nodes: a + b)");
+  std::printf("%-6s %16s %16s %7s %25s\n", "round", "in-process rec/s", "two nodes rec/s", "ratio",
+              "CPU ns/rec (in-process; two nodes: a + b)");
   std::vector<double> ratios;
   auto rate = [](const figures& x) { return x.records / x.seconds; };
   for (int r = 0; r < p.rounds; ++r) {
     ratios.push_back(rate(remote[r]) / rate(local[r]));
     auto ns = [](double cpu, const figures& x) { return cpu / x.records * 1e9; };
-    std::printf("%-6d %16.0f %16.0f %6.2fx %14.0f %10.0f = %3.0f + %3.0f\n", r + 1,
-                rate(local[r]), rate(remote[r]), ratios.back(), ns(local[r].cpu, local[r]),
+    std::printf("%-6d %16.0f %16.0f %6.2fx %14.0f %10.0f = %3.0f + %3.0f\n", r + 1, rate(local[r]),
+                rate(remote[r]), ratios.back(), ns(local[r].cpu, local[r]),
                 ns(remote[r].cpu, remote[r]), ns(remote[r].cpu_a, remote[r]),
                 ns(remote[r].cpu - remote[r].cpu_a, remote[r]));
   }
   auto sorted = ratios;
   std::sort(sorted.begin(), sorted.end());
   std::printf("cross-node hop p50 %.3f ms (target <= 0.5); throughput %.2fx in-process, the "
-              "median of %d rounds (%.2f-%.2f; target >= 0.5)\n", remote_hop.p50_us / 1e3,
-              sorted[sorted.size() / 2], p.rounds, sorted.front(), sorted.back());
+              "median of %d rounds (%.2f-%.2f; target >= 0.5)\n",
+              remote_hop.p50_us / 1e3, sorted[sorted.size() / 2], p.rounds, sorted.front(),
+              sorted.back());
   (*node)->stop();
   std::fflush(stdout);
   std::error_code ec;

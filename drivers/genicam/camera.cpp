@@ -158,7 +158,8 @@ expected<std::unique_ptr<camera>> camera::open(const camera_options& opts) {
   ArvCamera* cam = arv_camera_new(id.c_str(), &err);
   auto msg = take_error(err);
   if (!cam)
-    return make_error(ec::not_found, "camera '" + id + "' not found" + (msg.empty() ? "" : " (" + msg + ")"));
+    return make_error(ec::not_found,
+                      "camera '" + id + "' not found" + (msg.empty() ? "" : " (" + msg + ")"));
   auto p = std::make_unique<impl>();
   p->opts = opts;
   p->opts.queue = std::max<size_t>(opts.queue, 1);

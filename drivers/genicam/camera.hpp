@@ -8,7 +8,7 @@
 // full, the oldest frame's buffer goes straight back to aravis and is counted as dropped:
 // the camera never waits for fabrik, and what fabrik gets is the newest frames.
 
-#include "actors/error.hpp"
+#include "core/error.hpp"
 
 #include <atomic>
 #include <cstdint>
@@ -22,42 +22,42 @@
 namespace fabrik::genicam {
 
 struct camera_options {
-  std::string id;              ///< aravis device id; empty: the first camera found
+  std::string id; ///< aravis device id; empty: the first camera found
   bool fake_interface = false; ///< enable aravis's in-process Fake interface (Fake_1)
-  bool packet_socket = false;  ///< GigE Vision: aravis's packet socket (root, real NICs)
+  bool packet_socket = false; ///< GigE Vision: aravis's packet socket (root, real NICs)
   std::optional<int64_t> width;
   std::optional<int64_t> height;
-  std::string pixel_format;          ///< GenICam name (Mono8, Mono16, RGB8, ...); empty: keep
+  std::string pixel_format; ///< GenICam name (Mono8, Mono16, RGB8, ...); empty: keep
   std::optional<double> exposure_us; ///< ExposureTime, microseconds
-  std::optional<double> frame_rate;  ///< AcquisitionFrameRate, Hz
-  std::string trigger;               ///< "": keep; "off": free run; else TriggerSource (Software, Line1)
+  std::optional<double> frame_rate; ///< AcquisitionFrameRate, Hz
+  std::string trigger; ///< "": keep; "off": free run; else TriggerSource (Software, Line1)
   /// Any GenICam feature by name, value as text, set in this order after the above.
   std::vector<std::pair<std::string, std::string>> features;
-  size_t queue = 32;     ///< frames held for the consumer; beyond, the oldest is dropped
+  size_t queue = 32; ///< frames held for the consumer; beyond, the oldest is dropped
   size_t decimation = 1; ///< keep one frame in N
 };
 
 /// One image, copied out of aravis's buffer.
 struct frame {
-  std::string data;         ///< the image bytes, as the camera sent them
+  std::string data; ///< the image bytes, as the camera sent them
   int64_t width = 0;
   int64_t height = 0;
   std::string pixel_format; ///< GenICam name (Mono8), or 0x... when the camera has no name for it
-  uint64_t frame_id = 0;    ///< the camera's block id (GigE Vision wraps at 65535)
+  uint64_t frame_id = 0; ///< the camera's block id (GigE Vision wraps at 65535)
   uint64_t camera_time = 0; ///< the camera's timestamp, ns (its own clock)
-  int64_t system_time = 0;  ///< when the host received it, ns since the epoch, UTC
+  int64_t system_time = 0; ///< when the host received it, ns since the epoch, UTC
 };
 
 /// Counters, readable from any thread.
 struct camera_counters {
-  uint64_t received = 0;   ///< complete frames handed over by aravis
-  uint64_t dropped = 0;    ///< oldest frames dropped because the consumer fell behind
-  uint64_t decimated = 0;  ///< frames skipped by decimation
+  uint64_t received = 0; ///< complete frames handed over by aravis
+  uint64_t dropped = 0; ///< oldest frames dropped because the consumer fell behind
+  uint64_t decimated = 0; ///< frames skipped by decimation
   uint64_t incomplete = 0; ///< buffers aravis reported as failed (missing packets, timeout)
-  uint64_t underruns = 0;  ///< frames aravis lost for lack of a buffer (should stay 0)
+  uint64_t underruns = 0; ///< frames aravis lost for lack of a buffer (should stay 0)
   uint64_t missing_packets = 0; ///< GigE Vision packets that did not arrive in time
-  uint64_t resent_packets = 0;  ///< of those, the ones the camera sent again on request
-  size_t queued = 0;       ///< frames in the ring now
+  uint64_t resent_packets = 0; ///< of those, the ones the camera sent again on request
+  size_t queued = 0; ///< frames in the ring now
 };
 
 class camera {

@@ -6,13 +6,13 @@
 // the camera goes on at its own pace. Frames cannot be asked for again, so delivery is
 // at most once: what the ring dropped is gone, and is counted as `dropped`.
 
-#include "actors/backoff.hpp"
 #include "actors/emitter.hpp"
-#include "actors/graph.hpp"
-#include "actors/kind.hpp"
-#include "actors/log.hpp"
-#include "actors/time.hpp"
+#include "actors/spawn.hpp"
+#include "core/backoff.hpp"
+#include "core/log.hpp"
+#include "core/time.hpp"
 #include "drivers/genicam/camera.hpp"
+#include "flows/kind.hpp"
 
 #include <caf/all.hpp>
 
@@ -23,42 +23,75 @@ namespace fabrik::genicam {
 namespace {
 
 const settings_table source_settings{{
-  {.name = "camera", .type = setting_type::string,
+  {.name = "camera",
+   .type = setting_type::string,
    .doc = "aravis device id (Aravis-Fake-GV01, or an IP address); default: the first camera found"},
-  {.name = "fake_interface", .type = setting_type::boolean, .default_value = "false",
+  {.name = "fake_interface",
+   .type = setting_type::boolean,
+   .default_value = "false",
    .doc = "enable aravis's in-process Fake interface (camera Fake_1): tests and demos"},
-  {.name = "packet_socket", .type = setting_type::boolean, .default_value = "false",
+  {.name = "packet_socket",
+   .type = setting_type::boolean,
+   .default_value = "false",
    .doc = "GigE Vision: let aravis read the stream with a packet socket (root only; faster "
           "on a real network card, blind to loopback)"},
-  {.name = "width", .type = setting_type::integer, .doc = "Width in pixels; default: as the camera is",
-   .min = 1, .max = 1 << 20},
-  {.name = "height", .type = setting_type::integer, .doc = "Height in pixels; default: as the camera is",
-   .min = 1, .max = 1 << 20},
-  {.name = "pixel_format", .type = setting_type::string,
+  {.name = "width",
+   .type = setting_type::integer,
+   .doc = "Width in pixels; default: as the camera is",
+   .min = 1,
+   .max = 1 << 20},
+  {.name = "height",
+   .type = setting_type::integer,
+   .doc = "Height in pixels; default: as the camera is",
+   .min = 1,
+   .max = 1 << 20},
+  {.name = "pixel_format",
+   .type = setting_type::string,
    .doc = "PixelFormat by its GenICam name (Mono8, Mono16, RGB8, BayerRG8...); default: as "
           "the camera is"},
-  {.name = "exposure", .type = setting_type::duration,
-   .doc = "ExposureTime (10ms, 500us); default: as the camera is", .min = 1},
-  {.name = "frame_rate", .type = setting_type::number,
-   .doc = "AcquisitionFrameRate in frames per second; default: as the camera is", .min = 0.001,
+  {.name = "exposure",
+   .type = setting_type::duration,
+   .doc = "ExposureTime (10ms, 500us); default: as the camera is",
+   .min = 1},
+  {.name = "frame_rate",
+   .type = setting_type::number,
+   .doc = "AcquisitionFrameRate in frames per second; default: as the camera is",
+   .min = 0.001,
    .max = 1e6},
-  {.name = "trigger", .type = setting_type::string,
+  {.name = "trigger",
+   .type = setting_type::string,
    .doc = "off (free run), or a TriggerSource such as Line1 (TriggerMode On, FrameStart); "
           "default: as the camera is. fabrik sends no TriggerSoftware: Software waits for "
           "another program to send it"},
-  {.name = "features", .type = setting_type::string_list,
+  {.name = "features",
+   .type = setting_type::string_list,
    .doc = "any GenICam feature, as Name=value, set in this order after the settings above "
           "(e.g. [GainSelector=All, Gain=6])"},
-  {.name = "decimation", .type = setting_type::integer, .default_value = "1",
-   .doc = "keep one frame in N (the others are counted as decimated)", .min = 1, .max = 1000000},
-  {.name = "queue", .type = setting_type::integer, .default_value = "32",
+  {.name = "decimation",
+   .type = setting_type::integer,
+   .default_value = "1",
+   .doc = "keep one frame in N (the others are counted as decimated)",
+   .min = 1,
+   .max = 1000000},
+  {.name = "queue",
+   .type = setting_type::integer,
+   .default_value = "32",
    .doc = "frames held for fabrik; when it falls behind, the oldest is dropped (counted), "
           "the camera is never held up. Memory: queue + 4 frames",
-   .min = 1, .max = 100000},
-  {.name = "batch_size", .type = setting_type::integer, .default_value = "8",
-   .doc = "frames per batch on the wire", .min = 1, .max = 10000},
-  {.name = "max_in_flight", .type = setting_type::integer, .default_value = "4",
-   .doc = "batches sent downstream and not yet acknowledged", .min = 1, .max = 1000},
+   .min = 1,
+   .max = 100000},
+  {.name = "batch_size",
+   .type = setting_type::integer,
+   .default_value = "8",
+   .doc = "frames per batch on the wire",
+   .min = 1,
+   .max = 10000},
+  {.name = "max_in_flight",
+   .type = setting_type::integer,
+   .default_value = "4",
+   .doc = "batches sent downstream and not yet acknowledged",
+   .min = 1,
+   .max = 1000},
 }};
 
 /// "Name=value" -> (Name, value); nullopt when there is no '=' or no name.
@@ -206,8 +239,8 @@ void connect(source_pointer self) {
   auto gen = ++s.generation;
   auto ho = s.ho;
   auto me = ho->self;
-  auto started = (*cam)->start([ho] { ho->wake(); },
-                               [me, gen] { caf::anon_send(me, tick_atom::value, gen); });
+  auto started =
+    (*cam)->start([ho] { ho->wake(); }, [me, gen] { caf::anon_send(me, tick_atom::value, gen); });
   if (!started) {
     fail(started.err().message);
     return;
@@ -327,8 +360,8 @@ void check_source(const flow&, const actor_decl& a, const std::string& file,
     return;
   for (auto& item : a.settings.strings("features"))
     if (!split_feature(item))
-      diags.push_back(actor_diagnostic(a, file, "features", "features: '" + item
-                                         + "' is not Name=value (e.g. Gain=6)"));
+      diags.push_back(actor_diagnostic(a, file, "features",
+                                       "features: '" + item + "' is not Name=value (e.g. Gain=6)"));
 }
 
 const kind source_kind{
@@ -337,17 +370,16 @@ const kind source_kind{
   .role = kind_role::source,
   .settings = &source_settings,
   .spawn = &spawn_source,
-  .details =
-    "One record per frame on stream ACTOR/CAMERA_ID, with fields `image` (bytes, as the "
-    "camera sent them), `width`, `height`, `pixel_format` (GenICam name), `frame_id` (the "
-    "camera's block id) and `camera_time` (the camera's clock, ns); the record's time is "
-    "when the host received the frame. aravis's stream thread only hands frames to a "
-    "bounded queue: when fabrik falls behind, the oldest frame is dropped and counted "
-    "(`dropped`), the camera is never held up. Frames are at most once: a camera cannot "
-    "send a frame again. A feature the camera refuses (unknown name, bad value) is logged "
-    "and counted (`feature_errors`) and the camera streams with the rest. A camera that "
-    "stops answering is reopened with backoff (`reconnects`). Images fill disks fast: "
-    "give their storage its own retention (see docs/records.md, \"Images\").",
+  .details = "One record per frame on stream ACTOR/CAMERA_ID, with fields `image` (bytes, as the "
+             "camera sent them), `width`, `height`, `pixel_format` (GenICam name), `frame_id` (the "
+             "camera's block id) and `camera_time` (the camera's clock, ns); the record's time is "
+             "when the host received the frame. aravis's stream thread only hands frames to a "
+             "bounded queue: when fabrik falls behind, the oldest frame is dropped and counted "
+             "(`dropped`), the camera is never held up. Frames are at most once: a camera cannot "
+             "send a frame again. A feature the camera refuses (unknown name, bad value) is logged "
+             "and counted (`feature_errors`) and the camera streams with the rest. A camera that "
+             "stops answering is reopened with backoff (`reconnects`). Images fill disks fast: "
+             "give their storage its own retention (see docs/records.md, \"Images\").",
   .check = &check_source,
 };
 

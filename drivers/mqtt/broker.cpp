@@ -1,31 +1,49 @@
 #include "drivers/mqtt/broker.hpp"
 
-#include "actors/graph.hpp"
-#include "actors/kind.hpp"
+#include "actors/spawn.hpp"
 #include "drivers/mqtt/simatic.hpp"
+#include "flows/kind.hpp"
 
 namespace fabrik::mqtt {
 namespace {
 
 const settings_table broker_settings{{
-  {.name = "url", .type = setting_type::string, .doc = "tcp://HOST:PORT, or ssl://HOST:PORT for TLS",
+  {.name = "url",
+   .type = setting_type::string,
+   .doc = "tcp://HOST:PORT, or ssl://HOST:PORT for TLS",
    .required = true},
   {.name = "username", .type = setting_type::string, .doc = "user name for the broker"},
-  {.name = "password", .type = setting_type::string,
-   .doc = "password: ${ENV_VAR} or file:PATH", .secret = true},
-  {.name = "ca_file", .type = setting_type::string,
+  {.name = "password",
+   .type = setting_type::string,
+   .doc = "password: ${ENV_VAR} or file:PATH",
+   .secret = true},
+  {.name = "ca_file",
+   .type = setting_type::string,
    .doc = "TLS: CA certificates (PEM) that sign the broker's certificate"},
-  {.name = "cert_file", .type = setting_type::string,
+  {.name = "cert_file",
+   .type = setting_type::string,
    .doc = "TLS: client certificate (PEM) for brokers that require one"},
   {.name = "key_file", .type = setting_type::string, .doc = "TLS: client private key (PEM)"},
-  {.name = "verify", .type = setting_type::boolean, .default_value = "true",
+  {.name = "verify",
+   .type = setting_type::boolean,
+   .default_value = "true",
    .doc = "TLS: verify the broker's certificate and host name"},
-  {.name = "keepalive", .type = setting_type::duration, .default_value = "30s",
-   .doc = "MQTT keep-alive interval", .min = 1e9, .max = 65535e9},
-  {.name = "reconnect_min", .type = setting_type::duration, .default_value = "1s",
-   .doc = "first reconnect delay after the connection is lost", .min = 1e9},
-  {.name = "reconnect_max", .type = setting_type::duration, .default_value = "30s",
-   .doc = "longest reconnect delay (the delay doubles up to this)", .min = 1e9},
+  {.name = "keepalive",
+   .type = setting_type::duration,
+   .default_value = "30s",
+   .doc = "MQTT keep-alive interval",
+   .min = 1e9,
+   .max = 65535e9},
+  {.name = "reconnect_min",
+   .type = setting_type::duration,
+   .default_value = "1s",
+   .doc = "first reconnect delay after the connection is lost",
+   .min = 1e9},
+  {.name = "reconnect_max",
+   .type = setting_type::duration,
+   .default_value = "30s",
+   .doc = "longest reconnect delay (the delay doubles up to this)",
+   .min = 1e9},
 }};
 
 const section brokers_section{
@@ -40,12 +58,20 @@ FABRIK_REGISTER_SECTION(brokers_section);
 
 std::vector<setting> common_settings() {
   return {
-    {.name = "broker", .type = setting_type::reference, .doc = "name of an entry in `brokers`",
-     .required = true, .section = "brokers"},
-    {.name = "client_id", .type = setting_type::string,
+    {.name = "broker",
+     .type = setting_type::reference,
+     .doc = "name of an entry in `brokers`",
+     .required = true,
+     .section = "brokers"},
+    {.name = "client_id",
+     .type = setting_type::string,
      .doc = "MQTT client id; default fabrik-FLOW-NODE-ACTOR (stable, for persistent sessions)"},
-    {.name = "qos", .type = setting_type::integer, .default_value = "1",
-     .doc = "MQTT quality of service: 0, 1 or 2", .min = 0, .max = 2},
+    {.name = "qos",
+     .type = setting_type::integer,
+     .default_value = "1",
+     .doc = "MQTT quality of service: 0, 1 or 2",
+     .min = 0,
+     .max = 2},
   };
 }
 

@@ -1,7 +1,7 @@
 #pragma once
 // The `brokers` section: MQTT connection settings shared by mqtt.source and mqtt.sink.
 
-#include "actors/settings.hpp"
+#include "core/settings.hpp"
 #include "drivers/mqtt/client.hpp"
 
 namespace fabrik {

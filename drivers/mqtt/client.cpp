@@ -3,8 +3,8 @@
 #include <MQTTAsync.h>
 
 #include <atomic>
-#include <mutex>
 #include <chrono>
+#include <mutex>
 #include <system_error>
 #include <thread>
 
@@ -54,7 +54,7 @@ struct client::impl {
     ro.context = this;
     ro.onFailure = [](void* ctx, MQTTAsync_failureData* fd) {
       static_cast<impl*>(ctx)->report(false, std::string{"subscribe failed: "}
-                                                + (fd && fd->message ? fd->message : "refused"));
+                                               + (fd && fd->message ? fd->message : "refused"));
     };
     int rc = MQTTAsync_subscribeMany(handle, static_cast<int>(names.size()), names.data(),
                                      qoss.data(), &ro);
@@ -76,8 +76,8 @@ struct client::impl {
     std::string_view t = topic_len > 0 ? std::string_view{topic, static_cast<size_t>(topic_len)}
                                        : std::string_view{topic};
     if (self->on_message)
-      self->on_message(t, {static_cast<const char*>(m->payload),
-                           static_cast<size_t>(m->payloadlen)});
+      self->on_message(t,
+                       {static_cast<const char*>(m->payload), static_cast<size_t>(m->payloadlen)});
     MQTTAsync_freeMessage(&m);
     MQTTAsync_free(topic);
     return 1;
@@ -87,8 +87,8 @@ struct client::impl {
     if (fd && fd->message)
       reason += std::string{": "} + fd->message;
     else if (fd)
-      reason += ": " + std::string{MQTTAsync_strerror(fd->code) ? MQTTAsync_strerror(fd->code)
-                                                                 : "refused"};
+      reason +=
+        ": " + std::string{MQTTAsync_strerror(fd->code) ? MQTTAsync_strerror(fd->code) : "refused"};
     static_cast<impl*>(ctx)->report(false, reason);
   }
 };
@@ -114,8 +114,8 @@ expected<std::unique_ptr<client>> client::make(client_options opts) {
     std::error_code err;
     std::filesystem::create_directories(o.persistence_dir, err);
     if (err)
-      return make_error(ec::io_error, "cannot create " + o.persistence_dir.string() + ": "
-                                        + err.message());
+      return make_error(ec::io_error,
+                        "cannot create " + o.persistence_dir.string() + ": " + err.message());
     persistence = MQTTCLIENT_PERSISTENCE_DEFAULT;
     dir = o.persistence_dir.string();
     persistence_ctx = dir.data();
@@ -124,8 +124,8 @@ expected<std::unique_ptr<client>> client::make(client_options opts) {
   co.sendWhileDisconnected = 1;
   co.maxBufferedMessages = o.max_buffered;
   co.deleteOldestMessages = 0;
-  int rc = MQTTAsync_createWithOptions(&p->handle, o.url.c_str(), o.client_id.c_str(),
-                                       persistence, persistence_ctx, &co);
+  int rc = MQTTAsync_createWithOptions(&p->handle, o.url.c_str(), o.client_id.c_str(), persistence,
+                                       persistence_ctx, &co);
   if (rc != MQTTASYNC_SUCCESS)
     return to_error(rc, "MQTT client for " + o.url);
   MQTTAsync_setCallbacks(p->handle, p.get(), &impl::lost_cb, &impl::arrived_cb, nullptr);
@@ -139,13 +139,9 @@ void client::subscriptions(std::vector<std::string> topics, int qos) {
   impl_->qos = qos;
 }
 
-void client::on_message(message_fn fn) {
-  impl_->on_message = std::move(fn);
-}
+void client::on_message(message_fn fn) { impl_->on_message = std::move(fn); }
 
-void client::on_state(state_fn fn) {
-  impl_->on_state = std::move(fn);
-}
+void client::on_state(state_fn fn) { impl_->on_state = std::move(fn); }
 
 expected<void> client::connect() {
   auto& o = impl_->opts;
@@ -184,9 +180,7 @@ expected<void> client::connect() {
   return {};
 }
 
-bool client::connected() const {
-  return impl_->is_connected;
-}
+bool client::connected() const { return impl_->is_connected; }
 
 expected<void> client::publish(std::string_view topic, std::string_view payload, int qos,
                                bool retain) {
@@ -220,8 +214,6 @@ void client::disconnect(int timeout_ms) {
   impl_->is_connected = false;
 }
 
-const client_options& client::options() const {
-  return impl_->opts;
-}
+const client_options& client::options() const { return impl_->opts; }
 
 } // namespace fabrik::mqtt

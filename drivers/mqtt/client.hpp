@@ -2,8 +2,8 @@
 // A small RAII wrapper over Paho MQTT C (async). No actor code: callbacks run on Paho's
 // threads and must only hand data over (see source.cpp for the delivery contract).
 
-#include "actors/backoff.hpp"
-#include "actors/error.hpp"
+#include "core/backoff.hpp"
+#include "core/error.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -21,9 +21,9 @@ struct client_options {
   std::string client_id;
   std::string username;
   std::string password;
-  std::string ca_file;   ///< TLS: trust store (PEM)
+  std::string ca_file; ///< TLS: trust store (PEM)
   std::string cert_file; ///< TLS: client certificate (PEM)
-  std::string key_file;  ///< TLS: client private key (PEM)
+  std::string key_file; ///< TLS: client private key (PEM)
   bool verify_server = true;
   int keepalive_s = 30;
   bool clean_session = false;
@@ -31,7 +31,7 @@ struct client_options {
   int reconnect_max_s = 30;
   int connect_timeout_s = 10;
   std::filesystem::path persistence_dir; ///< Paho's file persistence (QoS 1/2 in flight)
-  int max_buffered = 10000;              ///< publishes kept while disconnected
+  int max_buffered = 10000; ///< publishes kept while disconnected
   // Last will, published by the broker when the connection drops uncleanly.
   std::string will_topic;
   std::string will_payload;
@@ -69,8 +69,7 @@ public:
   bool connected() const;
 
   /// Queues a message (also while disconnected, up to max_buffered).
-  expected<void> publish(std::string_view topic, std::string_view payload, int qos,
-                         bool retain);
+  expected<void> publish(std::string_view topic, std::string_view payload, int qos, bool retain);
 
   /// Disconnects cleanly (no last will), waiting up to `timeout_ms` for in-flight work.
   void disconnect(int timeout_ms = 2000);

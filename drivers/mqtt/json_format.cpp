@@ -1,6 +1,6 @@
 #include "drivers/mqtt/json_format.hpp"
 
-#include "actors/time.hpp"
+#include "core/time.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -43,15 +43,14 @@ size_t utf8_length(std::string_view s, size_t i) {
 struct element_context {
   const message_info& m;
   decoded& d;
-  size_t index;   // array element index, or npos for a single object
+  size_t index; // array element index, or npos for a single object
   size_t errors = 0;
   std::string first_error{};
 
   void add(std::string what) {
     if (first_error.empty())
-      first_error = index == std::string::npos
-                      ? std::move(what)
-                      : "element " + std::to_string(index) + ": " + what;
+      first_error = index == std::string::npos ? std::move(what)
+                                               : "element " + std::to_string(index) + ": " + what;
     ++errors;
   }
   std::string text() const {

@@ -2,7 +2,7 @@
 // Payload codecs of the MQTT driver: turning MQTT messages into records and back.
 // No Paho and no actor code here: pure, unit-tested logic.
 
-#include "actors/record.hpp"
+#include "core/record.hpp"
 
 #include <cstdint>
 #include <string>
@@ -15,8 +15,8 @@ namespace fabrik::mqtt {
 struct decoded {
   std::vector<record> records;
   bool metadata = false; ///< the message was (simatic) metadata: nothing to emit itself
-  bool parked = false;   ///< held back: it names ids the metadata does not know (yet)
-  std::string error;     ///< non-empty: malformed; `records` may still hold the good part
+  bool parked = false; ///< held back: it names ids the metadata does not know (yet)
+  std::string error; ///< non-empty: malformed; `records` may still hold the good part
   size_t unknown_ids = 0;
 };
 
@@ -25,7 +25,7 @@ struct message_info {
   std::string_view actor; ///< the source actor's name: first part of every stream
   std::string_view topic;
   int64_t ingest_time = 0; ///< ns
-  uint64_t arrival = 0;    ///< arrival counter; the seq when the payload has none
+  uint64_t arrival = 0; ///< arrival counter; the seq when the payload has none
 };
 
 } // namespace fabrik::mqtt

@@ -1,6 +1,6 @@
 #include "drivers/mqtt/simatic.hpp"
 
-#include "actors/time.hpp"
+#include "core/time.hpp"
 #include "drivers/mqtt/json_format.hpp"
 
 #include <nlohmann/json.hpp>
@@ -126,7 +126,7 @@ struct raw_val {
   ts_state ts = ts_state::absent;
   int64_t ts_ns = 0;
   std::string ts_text; // only when bad, for the error message
-  int qc = -1;         // -1: absent
+  int qc = -1; // -1: absent
   bool qc_bad = false;
   size_t dp = 0; // index of its datapoint, once looked up
 
@@ -537,8 +537,8 @@ private:
   ts_cache& times_;
   int depth_ = 0; // 1: top object, 2: vals array, 3: an element of vals
   slot next_ = slot::none;
-  int skip_ = 0;            // nesting inside a skipped compound value
-  std::vector<level> cap_;  // nesting inside a compound val captured as JSON text
+  int skip_ = 0; // nesting inside a skipped compound value
+  std::vector<level> cap_; // nesting inside a compound val captured as JSON text
 };
 
 // -- data messages: the fast scanner --------------------------------------------
@@ -647,8 +647,8 @@ private:
       uint64_t w;
       std::memcpy(&w, p_, 8);
       uint64_t quote = w ^ (ones * '"'), backslash = w ^ (ones * '\\');
-      uint64_t special = ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash)
-                         | (w - ones * 0x20) | w;
+      uint64_t special =
+        ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) | (w - ones * 0x20) | w;
       if (special & highs)
         break;
       p_ += 8;
@@ -670,8 +670,7 @@ private:
   }
 
   bool literal(std::string_view word) {
-    if (static_cast<size_t>(end_ - p_) < word.size()
-        || std::string_view{p_, word.size()} != word)
+    if (static_cast<size_t>(end_ - p_) < word.size() || std::string_view{p_, word.size()} != word)
       return false;
     p_ += word.size();
     return true;
@@ -1049,13 +1048,9 @@ const collection* simatic_decoder::find_collection(std::string_view topic) const
   return it == impl_->by_topic.end() ? nullptr : it->second.get();
 }
 
-void simatic_decoder::set_fast_path(bool on) {
-  impl_->fast_path = on;
-}
+void simatic_decoder::set_fast_path(bool on) { impl_->fast_path = on; }
 
-simatic_decoder::path_counts simatic_decoder::paths() const {
-  return impl_->paths;
-}
+simatic_decoder::path_counts simatic_decoder::paths() const { return impl_->paths; }
 
 size_t simatic_decoder::collections() const {
   size_t n = 0;
@@ -1304,8 +1299,8 @@ namespace {
 
 data_kind kind_of(const char* data_type) {
   std::string_view t = data_type;
-  return t == "Bool" ? data_kind::boolean
-         : t == "LInt" ? data_kind::integer
+  return t == "Bool"     ? data_kind::boolean
+         : t == "LInt"   ? data_kind::integer
          : t == "String" ? data_kind::text
                          : data_kind::real;
 }
@@ -1328,9 +1323,8 @@ bool append_val(std::string& out, const value& v, data_kind kind, int64_t min, i
         out += std::to_string(*i);
         return true;
       }
-      if (auto* x = std::get_if<double>(&v); x && std::trunc(*x) == *x
-                                               && *x >= -9223372036854775808.0
-                                               && *x < 9223372036854775808.0) {
+      if (auto* x = std::get_if<double>(&v);
+          x && std::trunc(*x) == *x && *x >= -9223372036854775808.0 && *x < 9223372036854775808.0) {
         auto i = static_cast<int64_t>(*x);
         if (i < min || i > max)
           return false;
@@ -1479,9 +1473,7 @@ std::string simatic_encoder::data(const record& r, std::string_view connection_n
   return out;
 }
 
-bool simatic_encoder::metadata_changed() const {
-  return changed_;
-}
+bool simatic_encoder::metadata_changed() const { return changed_; }
 
 std::string simatic_encoder::metadata() {
   using ojson = nlohmann::ordered_json;

@@ -29,10 +29,10 @@ using string_map = std::unordered_map<std::string, T, string_hash, std::equal_to
 enum class data_kind {
   boolean, ///< Bool -> bool
   integer, ///< Byte, Word, DWord, LWord, SInt, USInt, Int, UInt, DInt, UDInt, LInt, ULInt -> int64
-  real,    ///< Real, LReal -> double
-  text,    ///< String, Char (and WString, WChar) -> string
-  time,    ///< Time, LTime, DateTime, Date, Time_Of_Day, ...: kept as given (string or int64)
-  other,   ///< a dataType fabrik does not know: kept as given
+  real, ///< Real, LReal -> double
+  text, ///< String, Char (and WString, WChar) -> string
+  time, ///< Time, LTime, DateTime, Date, Time_Of_Day, ...: kept as given (string or int64)
+  other, ///< a dataType fabrik does not know: kept as given
 };
 
 /// One datapoint of a collection, as the metadata declares it.
@@ -47,15 +47,15 @@ struct datapoint {
 
 /// One collection ("dataPoints" entry) of one connection of one connector.
 struct collection {
-  std::string app;        ///< the connector's id, from its metadata topic
+  std::string app; ///< the connector's id, from its metadata topic
   std::string metadata_topic; ///< the metadata topic that declared it
   std::string connection; ///< connection name
-  std::string name;       ///< collection name
-  std::string topic;      ///< where the connector publishes values (read topic)
-  std::string pub_topic;  ///< where others write values to it; empty if none
+  std::string name; ///< collection name
+  std::string topic; ///< where the connector publishes values (read topic)
+  std::string pub_topic; ///< where others write values to it; empty if none
   std::vector<datapoint> points; ///< in metadata order
-  string_map<size_t> by_id;      ///< id -> index into points
-  string_map<size_t> by_name;    ///< name -> index into points
+  string_map<size_t> by_id; ///< id -> index into points
+  string_map<size_t> by_name; ///< name -> index into points
 
   const datapoint* find_id(std::string_view id) const;
   const datapoint* find_name(std::string_view name) const;

@@ -3,13 +3,13 @@
 // the broker is away, up to its limit); a refused batch is resent by the upstream.
 
 #include "actors/actors.hpp"
-#include "actors/graph.hpp"
-#include "actors/kind.hpp"
-#include "actors/log.hpp"
+#include "actors/spawn.hpp"
+#include "core/log.hpp"
 #include "drivers/mqtt/broker.hpp"
 #include "drivers/mqtt/client.hpp"
 #include "drivers/mqtt/json_format.hpp"
 #include "drivers/mqtt/simatic.hpp"
+#include "flows/kind.hpp"
 
 #include <caf/all.hpp>
 
@@ -21,25 +21,35 @@ namespace {
 settings_table make_sink_settings() {
   auto items = common_settings();
   std::vector<setting> own{
-    {.name = "format", .type = setting_type::choice, .default_value = "json",
+    {.name = "format",
+     .type = setting_type::choice,
+     .default_value = "json",
      .doc = "json: one flat object per record; simatic-v1: databus data messages",
      .choices = {"json", "simatic-v1"}},
-    {.name = "topic", .type = setting_type::string,
+    {.name = "topic",
+     .type = setting_type::string,
      .doc = "topic template: {stream}, {actor}, {flow}, {app}, {connection}, {collection}; "
             "default fabrik/{flow}/{stream} for json, the connector's own read topic "
             "ie/d/j/simatic/v1/{app}/dp/r/{connection}/{collection} for simatic-v1"},
-    {.name = "retain", .type = setting_type::boolean, .default_value = "false",
+    {.name = "retain",
+     .type = setting_type::boolean,
+     .default_value = "false",
      .doc = "publish with the retain flag"},
-    {.name = "app", .type = setting_type::string,
+    {.name = "app",
+     .type = setting_type::string,
      .doc = "simatic-v1: this sink's connector id; default fabrik-FLOW-ACTOR"},
-    {.name = "connection", .type = setting_type::string,
+    {.name = "connection",
+     .type = setting_type::string,
      .doc = "simatic-v1: connection name; default the sink's actor name"},
-    {.name = "target_app", .type = setting_type::string,
+    {.name = "target_app",
+     .type = setting_type::string,
      .doc = "simatic-v1: write to this other connector's write topic, naming values by its "
             "metadata ids (needs target_connection and target_collection)"},
-    {.name = "target_connection", .type = setting_type::string,
+    {.name = "target_connection",
+     .type = setting_type::string,
      .doc = "simatic-v1: the target connector's connection"},
-    {.name = "target_collection", .type = setting_type::string,
+    {.name = "target_collection",
+     .type = setting_type::string,
      .doc = "simatic-v1: the target connector's collection"},
   };
   items.insert(items.end(), own.begin(), own.end());
@@ -108,17 +118,16 @@ expected<void> publish_record(sink_state& s, const record& r) {
   if (!s.p.simatic)
     return s.cli->publish(topic_for(s, r), encode_json(r), s.p.qos, s.p.retain);
   if (!s.p.target_app.empty()) {
-    auto topic = simatic_encoder::write_topic(s.p.target_app, s.p.target_connection,
-                                              s.p.target_collection);
+    auto topic =
+      simatic_encoder::write_topic(s.p.target_app, s.p.target_connection, s.p.target_collection);
     std::string payload;
     {
       std::lock_guard guard{s.target->mtx};
       auto* coll = s.target->decoder.find_collection(topic);
       if (!coll)
-        return make_error(ec::unavailable, "no metadata from connector " + s.p.target_app
-                                             + " yet (waiting on "
-                                             + simatic_encoder::metadata_topic(s.p.target_app)
-                                             + ")");
+        return make_error(ec::unavailable,
+                          "no metadata from connector " + s.p.target_app + " yet (waiting on "
+                            + simatic_encoder::metadata_topic(s.p.target_app) + ")");
       payload = s.enc->data(r, s.p.target_connection, s.p.target_collection, coll);
     }
     return s.cli->publish(topic, payload, s.p.qos, s.p.retain);
@@ -126,8 +135,8 @@ expected<void> publish_record(sink_state& s, const record& r) {
   auto collection = collection_of(r.stream);
   auto payload = s.enc->data(r, s.p.connection, collection, nullptr);
   if (s.enc->metadata_changed())
-    if (auto ok = s.cli->publish(simatic_encoder::metadata_topic(s.p.app), s.enc->metadata(), 1,
-                                 true);
+    if (auto ok =
+          s.cli->publish(simatic_encoder::metadata_topic(s.p.app), s.enc->metadata(), 1, true);
         !ok)
       return ok;
   return s.cli->publish(topic_for(s, r), payload, s.p.qos, s.p.retain);
@@ -151,12 +160,12 @@ caf::behavior sink(sink_pointer self, client_options opts, sink_params p, actor_
     if (!s.p.target_app.empty()) {
       s.target = std::make_shared<target_metadata>();
       s.cli->subscriptions({simatic_encoder::metadata_topic(s.p.target_app)}, 1);
-      s.cli->on_message([t = s.target, self_name = s.st.name](std::string_view topic,
-                                                               std::string_view payload) {
-        std::lock_guard guard{t->mtx};
-        message_info info{self_name, topic, 0, 0};
-        (void)t->decoder.decode(info, payload);
-      });
+      s.cli->on_message(
+        [t = s.target, self_name = s.st.name](std::string_view topic, std::string_view payload) {
+          std::lock_guard guard{t->mtx};
+          message_info info{self_name, topic, 0, 0};
+          (void)t->decoder.decode(info, payload);
+        });
     }
     auto me = caf::actor_cast<caf::actor>(self);
     s.cli->on_state([me](bool up, const std::string& reason) {
@@ -259,12 +268,11 @@ const kind sink_kind{
   .role = kind_role::sink,
   .settings = &sink_settings,
   .spawn = &spawn_sink,
-  .details =
-    "With simatic-v1 the sink is a connector of its own: it publishes retained metadata "
-    "for the datapoints it writes (one collection per stream, slashes as dots) on "
-    "ie/m/j/simatic/v1/APP/dp and values on its read topics. With target_app it writes "
-    "to another connector's write topic instead, mapping field names to that "
-    "connector's ids from its metadata.",
+  .details = "With simatic-v1 the sink is a connector of its own: it publishes retained metadata "
+             "for the datapoints it writes (one collection per stream, slashes as dots) on "
+             "ie/m/j/simatic/v1/APP/dp and values on its read topics. With target_app it writes "
+             "to another connector's write topic instead, mapping field names to that "
+             "connector's ids from its metadata.",
 };
 
 FABRIK_REGISTER_KIND(sink_kind);

@@ -10,15 +10,15 @@
 // stops reading the socket, and the broker keeps the backlog.
 
 #include "actors/emitter.hpp"
-#include "actors/graph.hpp"
-#include "actors/kind.hpp"
-#include "actors/log.hpp"
-#include "actors/spool.hpp"
-#include "actors/time.hpp"
+#include "actors/spawn.hpp"
+#include "core/log.hpp"
+#include "core/spool.hpp"
+#include "core/time.hpp"
 #include "drivers/mqtt/broker.hpp"
 #include "drivers/mqtt/client.hpp"
 #include "drivers/mqtt/json_format.hpp"
 #include "drivers/mqtt/simatic.hpp"
+#include "flows/kind.hpp"
 
 #include <caf/all.hpp>
 
@@ -34,28 +34,49 @@ namespace {
 settings_table make_source_settings() {
   auto items = common_settings();
   std::vector<setting> own{
-    {.name = "topics", .type = setting_type::string_list,
-     .doc = "topic filters to subscribe to (+ and # wildcards allowed)", .required = true},
-    {.name = "format", .type = setting_type::choice, .default_value = "json",
+    {.name = "topics",
+     .type = setting_type::string_list,
+     .doc = "topic filters to subscribe to (+ and # wildcards allowed)",
+     .required = true},
+    {.name = "format",
+     .type = setting_type::choice,
+     .default_value = "json",
      .doc = "payload format: simatic-v1 (Industrial Edge databus), json, raw (bytes)",
      .choices = {"simatic-v1", "json", "raw"}},
-    {.name = "clean_session", .type = setting_type::boolean, .default_value = "false",
+    {.name = "clean_session",
+     .type = setting_type::boolean,
+     .default_value = "false",
      .doc = "false keeps a persistent session: QoS 1/2 messages published while fabrik "
             "is down arrive after a restart"},
-    {.name = "app", .type = setting_type::string,
+    {.name = "app",
+     .type = setting_type::string,
      .doc = "simatic-v1: connector id for the status topic ie/s/j/simatic/v1/APP/status; "
             "default fabrik-FLOW-ACTOR"},
-    {.name = "batch_size", .type = setting_type::integer, .default_value = "500",
-     .doc = "messages decoded into one batch on the wire", .min = 1, .max = 100000},
-    {.name = "max_in_flight", .type = setting_type::integer, .default_value = "4",
-     .doc = "batches sent downstream and not yet acknowledged", .min = 1, .max = 1000},
-    {.name = "max_pending", .type = setting_type::integer, .default_value = "20000",
+    {.name = "batch_size",
+     .type = setting_type::integer,
+     .default_value = "500",
+     .doc = "messages decoded into one batch on the wire",
+     .min = 1,
+     .max = 100000},
+    {.name = "max_in_flight",
+     .type = setting_type::integer,
+     .default_value = "4",
+     .doc = "batches sent downstream and not yet acknowledged",
+     .min = 1,
+     .max = 1000},
+    {.name = "max_pending",
+     .type = setting_type::integer,
+     .default_value = "20000",
      .doc = "messages spooled and not yet acknowledged downstream; beyond this fabrik "
             "stops reading from the broker, which keeps the backlog",
-     .min = 1, .max = 10000000},
-    {.name = "max_parked", .type = setting_type::integer, .default_value = "10000",
+     .min = 1,
+     .max = 10000000},
+    {.name = "max_parked",
+     .type = setting_type::integer,
+     .default_value = "10000",
      .doc = "simatic-v1: messages with ids unknown to the metadata, kept until it arrives",
-     .min = 0, .max = 10000000},
+     .min = 0,
+     .max = 10000000},
   };
   items.insert(items.end(), own.begin(), own.end());
   return {items};
@@ -330,8 +351,8 @@ caf::behavior source(source_pointer self, client_options opts, config c, actor_s
                                  : payload_format::json;
   s.batch_size = static_cast<size_t>(c.integer("batch_size"));
   s.max_parked = static_cast<size_t>(c.integer("max_parked"));
-  s.em = emitter{self, std::move(downstream), static_cast<size_t>(c.integer("max_in_flight")),
-                 s.actor};
+  s.em =
+    emitter{self, std::move(downstream), static_cast<size_t>(c.integer("max_in_flight")), s.actor};
   s.retry = backoff{opts.reconnect_min_s, opts.reconnect_max_s};
   s.ho = std::make_shared<handoff>();
   s.ho->self = caf::actor_cast<caf::actor>(self);
@@ -342,8 +363,7 @@ caf::behavior source(source_pointer self, client_options opts, config c, actor_s
     s.st.state = "failed";
     s.st.last_error = sp.err().what();
     spdlog::error("{}: cannot open spool {}: {}", s.actor, spool_dir.string(), sp.err().message);
-    return {[=](status_atom) { return self->state.st; },
-            [=](stop_atom) { return true; }};
+    return {[=](status_atom) { return self->state.st; }, [=](stop_atom) { return true; }};
   }
   s.ho->sp = std::make_shared<spool>(std::move(*sp));
   s.ho->pending = s.ho->sp->size();
@@ -360,8 +380,7 @@ caf::behavior source(source_pointer self, client_options opts, config c, actor_s
     s.st.state = "failed";
     s.st.last_error = cli.err().what();
     spdlog::error("{}: {}", s.actor, cli.err().message);
-    return {[=](status_atom) { return self->state.st; },
-            [=](stop_atom) { return true; }};
+    return {[=](status_atom) { return self->state.st; }, [=](stop_atom) { return true; }};
   }
   s.cli = std::move(*cli);
   s.cli->subscriptions(c.strings("topics"), static_cast<int>(c.integer("qos")));
@@ -463,11 +482,11 @@ caf::actor spawn_source(spawn_context& ctx) {
   // What the broker handed over must be as durable as the storage it is headed for.
   auto mode = durability::process;
   for (auto& name : ctx.f.downstream(ctx.decl.name))
-    if (auto* d = ctx.f.find(name); d && d->k->name == "storage"
-                                    && d->settings.str("durability") == "power")
+    if (auto* d = ctx.f.find(name);
+        d && d->k->name == "storage" && d->settings.str("durability") == "power")
       mode = durability::power;
-  return ctx.sys.spawn(source, broker_options(ctx), c, st, ctx.downstream,
-                       ctx.state_dir("spool"), app, mode);
+  return ctx.sys.spawn(source, broker_options(ctx), c, st, ctx.downstream, ctx.state_dir("spool"),
+                       app, mode);
 }
 
 const kind source_kind{
@@ -476,13 +495,12 @@ const kind source_kind{
   .role = kind_role::source,
   .settings = &source_settings,
   .spawn = &spawn_source,
-  .details =
-    "Streams are ACTOR/CONNECTION/COLLECTION for simatic-v1 and ACTOR/TOPIC for json and "
-    "raw. QoS 1/2 messages are acknowledged to the broker once spooled durably; records "
-    "leave the spool when every downstream accepted them (a storage: committed). With "
-    "simatic-v1, values whose ids the metadata does not know yet are kept (counted as "
-    "unknown_ids) and decoded when the metadata arrives; the source publishes connector "
-    "status (available, good, unavailable as last will) on ie/s/j/simatic/v1/APP/status.",
+  .details = "Streams are ACTOR/CONNECTION/COLLECTION for simatic-v1 and ACTOR/TOPIC for json and "
+             "raw. QoS 1/2 messages are acknowledged to the broker once spooled durably; records "
+             "leave the spool when every downstream accepted them (a storage: committed). With "
+             "simatic-v1, values whose ids the metadata does not know yet are kept (counted as "
+             "unknown_ids) and decoded when the metadata arrives; the source publishes connector "
+             "status (available, good, unavailable as last will) on ie/s/j/simatic/v1/APP/status.",
 };
 
 FABRIK_REGISTER_KIND(source_kind);

@@ -30,8 +30,8 @@ expected<void> check_fault(std::string_view body, std::string_view what) {
   if (!fault)
     return fault.err();
   if (*fault)
-    return make_error(ec::invalid_argument, std::string{what} + " refused by the server: " +
-                                              status_name((*fault)->header.service_result));
+    return make_error(ec::invalid_argument, std::string{what} + " refused by the server: "
+                                              + status_name((*fault)->header.service_result));
   return {};
 }
 
@@ -191,8 +191,8 @@ expected<void> client::open(request_type type) {
   req.header.timeout_hint = static_cast<uint32_t>(options_.timeout.count());
   req.type = type;
   req.requested_lifetime = options_.channel_lifetime_ms;
-  auto chunks = writer_->write(message_type::open, channel_id_, 0, req.header.request_handle,
-                               encode(req));
+  auto chunks =
+    writer_->write(message_type::open, channel_id_, 0, req.header.request_handle, encode(req));
   if (!chunks)
     return chunks.err();
   for (auto& c : *chunks)
@@ -222,7 +222,8 @@ expected<uint32_t> client::send(std::string_view body) {
   auto type = read_type_id(r);
   auto header = type ? read_request_header(r) : expected<request_header>{type.err()};
   if (!header)
-    return make_error(ec::internal, "cannot send a request without a header: " + header.err().message);
+    return make_error(ec::internal,
+                      "cannot send a request without a header: " + header.err().message);
   auto id = header->request_handle;
   auto chunks = writer_->write(message_type::message, channel_id_, token_id_, id, body);
   if (!chunks)
@@ -249,13 +250,13 @@ expected<std::optional<response>> client::receive(milliseconds wait) {
       auto e = decode_error(**bytes);
       if (!e)
         return e.err();
-      return make_error(ec::unavailable, "the OPC UA server ended the connection: " +
-                                           status_name(e->error) +
-                                           (e->reason.empty() ? "" : " (" + e->reason + ")"));
+      return make_error(ec::unavailable,
+                        "the OPC UA server ended the connection: " + status_name(e->error)
+                          + (e->reason.empty() ? "" : " (" + e->reason + ")"));
     }
     if (header->type != message_type::open && header->type != message_type::message)
-      return make_error(ec::parse_error, std::string{"OPC UA server sent an unexpected "} +
-                                           to_string(header->type) + " message");
+      return make_error(ec::parse_error, std::string{"OPC UA server sent an unexpected "}
+                                           + to_string(header->type) + " message");
     auto m = assembler_->add(**bytes);
     if (!m)
       return m.err();
@@ -275,17 +276,17 @@ expected<std::string> client::await(uint32_t request_id) {
   for (;;) {
     auto left = duration_cast<milliseconds>(deadline - steady_clock::now());
     if (left.count() <= 0)
-      return make_error(ec::timeout, "the OPC UA server did not answer within " +
-                                       std::to_string(options_.timeout.count()) + " ms");
+      return make_error(ec::timeout, "the OPC UA server did not answer within "
+                                       + std::to_string(options_.timeout.count()) + " ms");
     auto r = receive(left);
     if (!r)
       return r.err();
     if (!*r)
       continue;
     if ((*r)->request_id != request_id)
-      return make_error(ec::parse_error, "OPC UA server answered request " +
-                                           std::to_string((*r)->request_id) + ", expected " +
-                                           std::to_string(request_id));
+      return make_error(ec::parse_error, "OPC UA server answered request "
+                                           + std::to_string((*r)->request_id) + ", expected "
+                                           + std::to_string(request_id));
     return std::move((*r)->body);
   }
 }
@@ -317,8 +318,8 @@ expected<std::unique_ptr<client>> client::connect(const client_options& options)
   if (!m)
     return m.err();
   if (!*m)
-    return make_error(ec::timeout, "no Acknowledge from " + options.endpoint_url + " within " +
-                                     std::to_string(options.timeout.count()) + " ms");
+    return make_error(ec::timeout, "no Acknowledge from " + options.endpoint_url + " within "
+                                     + std::to_string(options.timeout.count()) + " ms");
   auto header = read_message_header(**m);
   if (!header)
     return header.err();
@@ -326,9 +327,9 @@ expected<std::unique_ptr<client>> client::connect(const client_options& options)
     auto e = decode_error(**m);
     if (!e)
       return e.err();
-    return make_error(ec::invalid_argument, "the OPC UA server refused the connection: " +
-                                              status_name(e->error) +
-                                              (e->reason.empty() ? "" : " (" + e->reason + ")"));
+    return make_error(ec::invalid_argument,
+                      "the OPC UA server refused the connection: " + status_name(e->error)
+                        + (e->reason.empty() ? "" : " (" + e->reason + ")"));
   }
   auto ack = decode_acknowledge(**m);
   if (!ack)
@@ -350,7 +351,8 @@ expected<std::unique_ptr<client>> client::connect(const client_options& options)
     if (!r)
       return r.err();
     if (*r)
-      return make_error(ec::parse_error, "OPC UA server sent a message before the channel was open");
+      return make_error(ec::parse_error,
+                        "OPC UA server sent a message before the channel was open");
   }
 
   create_session_request cs;
@@ -388,8 +390,8 @@ expected<std::unique_ptr<client>> client::connect(const client_options& options)
   if (!activated)
     return activated.err();
   if (!is_good(activated->header.service_result))
-    return make_error(ec::invalid_argument, "ActivateSession refused by the server: " +
-                                              status_name(activated->header.service_result));
+    return make_error(ec::invalid_argument, "ActivateSession refused by the server: "
+                                              + status_name(activated->header.service_result));
   return c;
 }
 

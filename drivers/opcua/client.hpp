@@ -33,7 +33,7 @@ struct client_options {
   std::chrono::milliseconds timeout{5000}; ///< connecting, and each service call
   uint32_t session_timeout_ms = 60'000;
   uint32_t channel_lifetime_ms = 600'000; ///< requested token lifetime
-  uint32_t max_message_size = 64u << 20;  ///< largest response body accepted
+  uint32_t max_message_size = 64u << 20; ///< largest response body accepted
   std::string session_name = "fabrik";
 };
 

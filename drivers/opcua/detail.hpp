@@ -43,10 +43,10 @@ inline void write_type(writer& w, uint32_t id) { w.write(node_id{0, id}); }
 } // namespace fabrik::opcua::detail
 
 /// Reads `expr` (an expected) into `target`, or returns its error prefixed with `what`.
-#define OPCUA_READ(target, expr, what)                                                        \
-  do {                                                                                        \
-    auto v_ = (expr);                                                                         \
-    if (!v_)                                                                                  \
-      return ::fabrik::opcua::detail::in(what, v_.err());                                     \
-    target = std::move(*v_);                                                                  \
+#define OPCUA_READ(target, expr, what)                                                             \
+  do {                                                                                             \
+    auto v_ = (expr);                                                                              \
+    if (!v_)                                                                                       \
+      return ::fabrik::opcua::detail::in(what, v_.err());                                          \
+    target = std::move(*v_);                                                                       \
   } while (0)

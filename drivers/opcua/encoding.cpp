@@ -51,8 +51,9 @@ constexpr size_t min_size() {
     return 16;
   else if constexpr (std::is_same_v<T, status_code>)
     return 4;
-  else if constexpr (std::is_same_v<T, std::string> || std::is_same_v<T, byte_string> ||
-                     std::is_same_v<T, xml_element>)
+  else if constexpr (
+    std::is_same_v<T,
+                   std::string> || std::is_same_v<T, byte_string> || std::is_same_v<T, xml_element>)
     return 4; // the length
   else if constexpr (std::is_same_v<T, node_id> || std::is_same_v<T, expanded_node_id>)
     return 2; // two-byte form
@@ -65,7 +66,6 @@ constexpr size_t min_size() {
   else
     static_assert(sizeof(T) == 0, "no minimum size for this type");
 }
-
 
 template <size_t I>
 expected<void> read_scalar_as(reader& r, scalar& out) {
@@ -135,11 +135,11 @@ date_time from_unix_ns(int64_t ns) {
 
 const char* builtin_type_name(unsigned id) {
   static const char* const names[] = {
-    "Null",      "Boolean",     "SByte",       "Byte",         "Int16",
-    "UInt16",    "Int32",       "UInt32",      "Int64",        "UInt64",
-    "Float",     "Double",      "String",      "DateTime",     "Guid",
-    "ByteString", "XmlElement", "NodeId",      "ExpandedNodeId", "StatusCode",
-    "QualifiedName", "LocalizedText", "ExtensionObject", "DataValue", "Variant",
+    "Null",          "Boolean",       "SByte",           "Byte",           "Int16",
+    "UInt16",        "Int32",         "UInt32",          "Int64",          "UInt64",
+    "Float",         "Double",        "String",          "DateTime",       "Guid",
+    "ByteString",    "XmlElement",    "NodeId",          "ExpandedNodeId", "StatusCode",
+    "QualifiedName", "LocalizedText", "ExtensionObject", "DataValue",      "Variant",
     "DiagnosticInfo"};
   return id < std::size(names) ? names[id] : "unknown";
 }
@@ -218,8 +218,8 @@ void writer::write_node_id(const node_id& v, uint8_t flags) {
 void writer::write(const node_id& v) { write_node_id(v, 0); }
 
 void writer::write(const expanded_node_id& v) {
-  uint8_t flags = (v.namespace_uri.empty() ? 0 : namespace_uri_flag) |
-                  (v.server_index == 0 ? 0 : server_index_flag);
+  uint8_t flags = (v.namespace_uri.empty() ? 0 : namespace_uri_flag)
+                  | (v.server_index == 0 ? 0 : server_index_flag);
   write_node_id(v.node, flags);
   if (!v.namespace_uri.empty())
     write(std::string_view{v.namespace_uri});
@@ -284,11 +284,11 @@ void writer::write(const variant& v) {
 }
 
 void writer::write(const data_value& v) {
-  uint8_t mask = (v.value ? dv_value : 0) | (v.status ? dv_status : 0) |
-                 (v.source_timestamp ? dv_source_timestamp : 0) |
-                 (v.server_timestamp ? dv_server_timestamp : 0) |
-                 (v.source_picoseconds ? dv_source_picoseconds : 0) |
-                 (v.server_picoseconds ? dv_server_picoseconds : 0);
+  uint8_t mask = (v.value ? dv_value : 0) | (v.status ? dv_status : 0)
+                 | (v.source_timestamp ? dv_source_timestamp : 0)
+                 | (v.server_timestamp ? dv_server_timestamp : 0)
+                 | (v.source_picoseconds ? dv_source_picoseconds : 0)
+                 | (v.server_picoseconds ? dv_server_picoseconds : 0);
   write(mask);
   if (v.value)
     write(*v.value);
@@ -314,8 +314,8 @@ template <class T>
 expected<T> reader::read_le(const char* what) {
   using U = std::make_unsigned_t<T>;
   if (remaining() < sizeof(T))
-    return fail(pos_, std::string{"truncated "} + what + " (needs " + std::to_string(sizeof(T)) +
-                        " bytes, " + std::to_string(remaining()) + " left)");
+    return fail(pos_, std::string{"truncated "} + what + " (needs " + std::to_string(sizeof(T))
+                        + " bytes, " + std::to_string(remaining()) + " left)");
   U v = 0;
   for (size_t i = 0; i < sizeof(T); ++i)
     v |= static_cast<U>(static_cast<U>(static_cast<uint8_t>(in_[pos_ + i])) << (8 * i));
@@ -363,8 +363,8 @@ expected<std::string> reader::read_bytes(const char* what) {
   if (*len < 0)
     return fail(start, std::string{what} + " has negative length " + std::to_string(*len));
   if (static_cast<size_t>(*len) > remaining())
-    return fail(start, std::string{what} + " claims " + std::to_string(*len) + " bytes, " +
-                         std::to_string(remaining()) + " left");
+    return fail(start, std::string{what} + " claims " + std::to_string(*len) + " bytes, "
+                         + std::to_string(remaining()) + " left");
   std::string s{in_.substr(pos_, static_cast<size_t>(*len))};
   pos_ += s.size();
   return s;
@@ -415,31 +415,31 @@ expected<status_code> reader::read_status_code() {
 expected<node_id> reader::read_node_id_body(uint8_t encoding, size_t start) {
   node_id id;
   switch (encoding) {
-  case two_byte: {
-    auto n = read_le<uint8_t>("two-byte NodeId");
-    if (!n)
-      return n.err();
-    id.identifier = uint32_t{*n};
-    return id;
-  }
-  case four_byte: {
-    auto ns = read_le<uint8_t>("four-byte NodeId namespace");
-    if (!ns)
-      return ns.err();
-    auto n = read_le<uint16_t>("four-byte NodeId identifier");
-    if (!n)
-      return n.err();
-    id.namespace_index = *ns;
-    id.identifier = uint32_t{*n};
-    return id;
-  }
-  case numeric:
-  case string_id:
-  case guid_id:
-  case byte_string_id:
-    break;
-  default:
-    return fail(start, "NodeId has unknown encoding " + std::to_string(encoding));
+    case two_byte: {
+      auto n = read_le<uint8_t>("two-byte NodeId");
+      if (!n)
+        return n.err();
+      id.identifier = uint32_t{*n};
+      return id;
+    }
+    case four_byte: {
+      auto ns = read_le<uint8_t>("four-byte NodeId namespace");
+      if (!ns)
+        return ns.err();
+      auto n = read_le<uint16_t>("four-byte NodeId identifier");
+      if (!n)
+        return n.err();
+      id.namespace_index = *ns;
+      id.identifier = uint32_t{*n};
+      return id;
+    }
+    case numeric:
+    case string_id:
+    case guid_id:
+    case byte_string_id:
+      break;
+    default:
+      return fail(start, "NodeId has unknown encoding " + std::to_string(encoding));
   }
   auto ns = read_le<uint16_t>("NodeId namespace");
   if (!ns)
@@ -571,8 +571,8 @@ expected<variant> reader::read_variant() {
   if (id > 25)
     return fail(start, "Variant has unknown built-in type id " + std::to_string(id));
   if (id > last_supported_type)
-    return fail(start, std::string{"Variant of "} + builtin_type_name(id) + " (type id " +
-                         std::to_string(id) + ") is not supported");
+    return fail(start, std::string{"Variant of "} + builtin_type_name(id) + " (type id "
+                         + std::to_string(id) + ") is not supported");
   if (!(*mask & variant_array_flag)) {
     if (*mask & variant_dimensions_flag)
       return fail(start, "scalar Variant has array dimensions");
@@ -589,15 +589,15 @@ expected<variant> reader::read_variant() {
   if (*length < -1)
     return fail(length_at, "Variant array has negative length " + std::to_string(*length));
   if (*length > max_array_length)
-    return fail(length_at, "Variant array of " + std::to_string(*length) +
-                             " elements is longer than " + std::to_string(max_array_length));
+    return fail(length_at, "Variant array of " + std::to_string(*length)
+                             + " elements is longer than " + std::to_string(max_array_length));
   size_t n = *length == -1 ? 0 : static_cast<size_t>(*length);
   auto ok = dispatch(id, [&]<size_t I>() -> expected<void> {
     size_t need = min_size<std::variant_alternative_t<I, scalar>>();
     if (n > remaining() / need)
-      return fail(length_at, "Variant array claims " + std::to_string(n) + " " +
-                               builtin_type_name(id) + " elements, only " +
-                               std::to_string(remaining()) + " bytes left");
+      return fail(length_at, "Variant array claims " + std::to_string(n) + " "
+                               + builtin_type_name(id) + " elements, only "
+                               + std::to_string(remaining()) + " bytes left");
     return read_array_as<I>(*this, n, v.values);
   });
   if (!ok)
@@ -621,8 +621,8 @@ expected<variant> reader::read_variant() {
       product = product > static_cast<int64_t>(n) ? product : product * *d;
     }
     if (product != static_cast<int64_t>(n))
-      return fail(dims_at, "Variant array dimensions do not multiply to its length " +
-                             std::to_string(n));
+      return fail(dims_at,
+                  "Variant array dimensions do not multiply to its length " + std::to_string(n));
   }
   return v;
 }

@@ -14,7 +14,7 @@
 // Simplifications: a null String or ByteString (length -1) reads as empty and a null array
 // as an empty one; the writer writes empty ones with length 0. XmlElement is kept as text.
 
-#include "actors/error.hpp"
+#include "core/error.hpp"
 
 #include <array>
 #include <cstdint>
@@ -106,8 +106,8 @@ struct extension_object {
 /// (0 = null, 1 = Boolean, ..., 22 = ExtensionObject).
 using scalar = std::variant<std::monostate, bool, int8_t, uint8_t, int16_t, uint16_t, int32_t,
                             uint32_t, int64_t, uint64_t, float, double, std::string, date_time,
-                            guid, byte_string, xml_element, node_id, expanded_node_id,
-                            status_code, qualified_name, localized_text, extension_object>;
+                            guid, byte_string, xml_element, node_id, expanded_node_id, status_code,
+                            qualified_name, localized_text, extension_object>;
 
 template <class V>
 struct vectors_of;
@@ -122,12 +122,14 @@ using array = vectors_of<scalar>::type;
 const char* builtin_type_name(unsigned id);
 
 struct variant {
-  scalar value;                    ///< when values holds no array
-  array values;                    ///< a (flattened) array, when its index is not 0
+  scalar value; ///< when values holds no array
+  array values; ///< a (flattened) array, when its index is not 0
   std::vector<int32_t> dimensions; ///< for multi-dimensional arrays, else empty
   bool is_array() const { return values.index() != 0; }
   /// The built-in type id, 0 for null.
-  unsigned type_id() const { return static_cast<unsigned>(is_array() ? values.index() : value.index()); }
+  unsigned type_id() const {
+    return static_cast<unsigned>(is_array() ? values.index() : value.index());
+  }
   bool operator==(const variant&) const = default;
 };
 
@@ -228,31 +230,56 @@ private:
 /// built-in types: Variant decoding, tests).
 template <class T>
 expected<T> read_value(reader& r) {
-  if constexpr (std::is_same_v<T, bool>) return r.read_boolean();
-  else if constexpr (std::is_same_v<T, int8_t>) return r.read_sbyte();
-  else if constexpr (std::is_same_v<T, uint8_t>) return r.read_byte();
-  else if constexpr (std::is_same_v<T, int16_t>) return r.read_int16();
-  else if constexpr (std::is_same_v<T, uint16_t>) return r.read_uint16();
-  else if constexpr (std::is_same_v<T, int32_t>) return r.read_int32();
-  else if constexpr (std::is_same_v<T, uint32_t>) return r.read_uint32();
-  else if constexpr (std::is_same_v<T, int64_t>) return r.read_int64();
-  else if constexpr (std::is_same_v<T, uint64_t>) return r.read_uint64();
-  else if constexpr (std::is_same_v<T, float>) return r.read_float();
-  else if constexpr (std::is_same_v<T, double>) return r.read_double();
-  else if constexpr (std::is_same_v<T, std::string>) return r.read_string();
-  else if constexpr (std::is_same_v<T, date_time>) return r.read_date_time();
-  else if constexpr (std::is_same_v<T, guid>) return r.read_guid();
-  else if constexpr (std::is_same_v<T, byte_string>) return r.read_byte_string();
-  else if constexpr (std::is_same_v<T, xml_element>) return r.read_xml_element();
-  else if constexpr (std::is_same_v<T, node_id>) return r.read_node_id();
-  else if constexpr (std::is_same_v<T, expanded_node_id>) return r.read_expanded_node_id();
-  else if constexpr (std::is_same_v<T, status_code>) return r.read_status_code();
-  else if constexpr (std::is_same_v<T, qualified_name>) return r.read_qualified_name();
-  else if constexpr (std::is_same_v<T, localized_text>) return r.read_localized_text();
-  else if constexpr (std::is_same_v<T, extension_object>) return r.read_extension_object();
-  else if constexpr (std::is_same_v<T, variant>) return r.read_variant();
-  else if constexpr (std::is_same_v<T, data_value>) return r.read_data_value();
-  else static_assert(sizeof(T) == 0, "no reader for this type");
+  if constexpr (std::is_same_v<T, bool>)
+    return r.read_boolean();
+  else if constexpr (std::is_same_v<T, int8_t>)
+    return r.read_sbyte();
+  else if constexpr (std::is_same_v<T, uint8_t>)
+    return r.read_byte();
+  else if constexpr (std::is_same_v<T, int16_t>)
+    return r.read_int16();
+  else if constexpr (std::is_same_v<T, uint16_t>)
+    return r.read_uint16();
+  else if constexpr (std::is_same_v<T, int32_t>)
+    return r.read_int32();
+  else if constexpr (std::is_same_v<T, uint32_t>)
+    return r.read_uint32();
+  else if constexpr (std::is_same_v<T, int64_t>)
+    return r.read_int64();
+  else if constexpr (std::is_same_v<T, uint64_t>)
+    return r.read_uint64();
+  else if constexpr (std::is_same_v<T, float>)
+    return r.read_float();
+  else if constexpr (std::is_same_v<T, double>)
+    return r.read_double();
+  else if constexpr (std::is_same_v<T, std::string>)
+    return r.read_string();
+  else if constexpr (std::is_same_v<T, date_time>)
+    return r.read_date_time();
+  else if constexpr (std::is_same_v<T, guid>)
+    return r.read_guid();
+  else if constexpr (std::is_same_v<T, byte_string>)
+    return r.read_byte_string();
+  else if constexpr (std::is_same_v<T, xml_element>)
+    return r.read_xml_element();
+  else if constexpr (std::is_same_v<T, node_id>)
+    return r.read_node_id();
+  else if constexpr (std::is_same_v<T, expanded_node_id>)
+    return r.read_expanded_node_id();
+  else if constexpr (std::is_same_v<T, status_code>)
+    return r.read_status_code();
+  else if constexpr (std::is_same_v<T, qualified_name>)
+    return r.read_qualified_name();
+  else if constexpr (std::is_same_v<T, localized_text>)
+    return r.read_localized_text();
+  else if constexpr (std::is_same_v<T, extension_object>)
+    return r.read_extension_object();
+  else if constexpr (std::is_same_v<T, variant>)
+    return r.read_variant();
+  else if constexpr (std::is_same_v<T, data_value>)
+    return r.read_data_value();
+  else
+    static_assert(sizeof(T) == 0, "no reader for this type");
 }
 
 } // namespace fabrik::opcua

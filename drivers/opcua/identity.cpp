@@ -15,17 +15,17 @@ constexpr std::string_view policy_prefix = "http://opcfoundation.org/UA/Security
 expected<std::string_view> padding_for(std::string_view policy_uri) {
   if (policy_uri.empty() || policy_uri == security_policy_none)
     return std::string_view{};
-  auto name = policy_uri.starts_with(policy_prefix) ? policy_uri.substr(policy_prefix.size())
-                                                    : policy_uri;
+  auto name =
+    policy_uri.starts_with(policy_prefix) ? policy_uri.substr(policy_prefix.size()) : policy_uri;
   if (name == "Basic128Rsa15")
     return rsa_15_uri;
   if (name == "Basic256" || name == "Basic256Sha256" || name == "Aes128_Sha256_RsaOaep")
     return rsa_oaep_uri;
   if (name == "Aes256_Sha256_RsaPss")
     return rsa_oaep_sha256_uri;
-  return make_error(ec::invalid_argument,
-                    "the server wants the password encrypted for " + std::string{policy_uri} +
-                      ", which fabrik does not support");
+  return make_error(ec::invalid_argument, "the server wants the password encrypted for "
+                                            + std::string{policy_uri}
+                                            + ", which fabrik does not support");
 }
 
 template <class T, void (*F)(T*)>
@@ -67,18 +67,19 @@ expected<std::string> rsa_encrypt(std::string_view der, std::string_view padding
   for (size_t at = 0; at < plain.size() || at == 0; at += key_size - overhead) {
     auto block = plain.substr(at, key_size - overhead);
     ctx_ptr ctx{EVP_PKEY_CTX_new(key.get(), nullptr)};
-    if (!ctx || EVP_PKEY_encrypt_init(ctx.get()) <= 0 ||
-        EVP_PKEY_CTX_set_rsa_padding(ctx.get(), pad) <= 0)
+    if (!ctx || EVP_PKEY_encrypt_init(ctx.get()) <= 0
+        || EVP_PKEY_CTX_set_rsa_padding(ctx.get(), pad) <= 0)
       return fail("OpenSSL refused the key");
-    if (padding == rsa_oaep_sha256_uri &&
-        (EVP_PKEY_CTX_set_rsa_oaep_md(ctx.get(), EVP_sha256()) <= 0 ||
-         EVP_PKEY_CTX_set_rsa_mgf1_md(ctx.get(), EVP_sha256()) <= 0))
+    if (padding == rsa_oaep_sha256_uri
+        && (EVP_PKEY_CTX_set_rsa_oaep_md(ctx.get(), EVP_sha256()) <= 0
+            || EVP_PKEY_CTX_set_rsa_mgf1_md(ctx.get(), EVP_sha256()) <= 0))
       return fail("OpenSSL refused SHA-256 for OAEP");
     size_t len = key_size;
     auto old = out.size();
     out.resize(old + len);
     if (EVP_PKEY_encrypt(ctx.get(), reinterpret_cast<unsigned char*>(out.data() + old), &len,
-                         reinterpret_cast<const unsigned char*>(block.data()), block.size()) <= 0)
+                         reinterpret_cast<const unsigned char*>(block.data()), block.size())
+        <= 0)
       return fail("OpenSSL could not encrypt");
     out.resize(old + len);
     if (plain.empty())
@@ -131,8 +132,8 @@ expected<user_identity_token> make_identity(const std::vector<endpoint_descripti
     token.password.bytes = who.password;
     return user_identity_token{std::move(token)};
   }
-  auto& cert = server_certificate.bytes.empty() ? none->server_certificate.bytes
-                                                : server_certificate.bytes;
+  auto& cert =
+    server_certificate.bytes.empty() ? none->server_certificate.bytes : server_certificate.bytes;
   if (cert.empty())
     return make_error(ec::invalid_argument,
                       "the server wants the password encrypted but sent no certificate");

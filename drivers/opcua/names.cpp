@@ -1,6 +1,6 @@
 #include "drivers/opcua/names.hpp"
 
-#include "actors/record.hpp"
+#include "core/record.hpp"
 #include "drivers/opcua/services.hpp"
 
 #include <array>
@@ -21,8 +21,7 @@ bool parse_uint(std::string_view s, T& out) {
   return ec == std::errc{} && end == s.data() + s.size() && !s.empty();
 }
 
-constexpr std::string_view b64 =
-  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+constexpr std::string_view b64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 std::string to_base64(std::string_view in) {
   std::string out;
@@ -321,32 +320,58 @@ expected<std::vector<qualified_name>> parse_browse_path(std::string_view text,
 
 const char* message_name(uint32_t type_id) {
   switch (type_id) {
-  case service_fault_id: return "ServiceFault";
-  case open_secure_channel_request_id: return "OpenSecureChannelRequest";
-  case open_secure_channel_response_id: return "OpenSecureChannelResponse";
-  case close_secure_channel_request_id: return "CloseSecureChannelRequest";
-  case close_secure_channel_response_id: return "CloseSecureChannelResponse";
-  case create_session_request_id: return "CreateSessionRequest";
-  case create_session_response_id: return "CreateSessionResponse";
-  case activate_session_request_id: return "ActivateSessionRequest";
-  case activate_session_response_id: return "ActivateSessionResponse";
-  case close_session_request_id: return "CloseSessionRequest";
-  case close_session_response_id: return "CloseSessionResponse";
-  case read_request_id: return "ReadRequest";
-  case read_response_id: return "ReadResponse";
-  case browse_request_id: return "BrowseRequest";
-  case browse_response_id: return "BrowseResponse";
-  case translate_browse_paths_request_id: return "TranslateBrowsePathsToNodeIdsRequest";
-  case translate_browse_paths_response_id: return "TranslateBrowsePathsToNodeIdsResponse";
-  case create_monitored_items_request_id: return "CreateMonitoredItemsRequest";
-  case create_monitored_items_response_id: return "CreateMonitoredItemsResponse";
-  case create_subscription_request_id: return "CreateSubscriptionRequest";
-  case create_subscription_response_id: return "CreateSubscriptionResponse";
-  case publish_request_id: return "PublishRequest";
-  case publish_response_id: return "PublishResponse";
-  case delete_subscriptions_request_id: return "DeleteSubscriptionsRequest";
-  case delete_subscriptions_response_id: return "DeleteSubscriptionsResponse";
-  default: return "an unknown message";
+    case service_fault_id:
+      return "ServiceFault";
+    case open_secure_channel_request_id:
+      return "OpenSecureChannelRequest";
+    case open_secure_channel_response_id:
+      return "OpenSecureChannelResponse";
+    case close_secure_channel_request_id:
+      return "CloseSecureChannelRequest";
+    case close_secure_channel_response_id:
+      return "CloseSecureChannelResponse";
+    case create_session_request_id:
+      return "CreateSessionRequest";
+    case create_session_response_id:
+      return "CreateSessionResponse";
+    case activate_session_request_id:
+      return "ActivateSessionRequest";
+    case activate_session_response_id:
+      return "ActivateSessionResponse";
+    case close_session_request_id:
+      return "CloseSessionRequest";
+    case close_session_response_id:
+      return "CloseSessionResponse";
+    case read_request_id:
+      return "ReadRequest";
+    case read_response_id:
+      return "ReadResponse";
+    case browse_request_id:
+      return "BrowseRequest";
+    case browse_response_id:
+      return "BrowseResponse";
+    case translate_browse_paths_request_id:
+      return "TranslateBrowsePathsToNodeIdsRequest";
+    case translate_browse_paths_response_id:
+      return "TranslateBrowsePathsToNodeIdsResponse";
+    case create_monitored_items_request_id:
+      return "CreateMonitoredItemsRequest";
+    case create_monitored_items_response_id:
+      return "CreateMonitoredItemsResponse";
+    case create_subscription_request_id:
+      return "CreateSubscriptionRequest";
+    case create_subscription_response_id:
+      return "CreateSubscriptionResponse";
+    case publish_request_id:
+      return "PublishRequest";
+    case publish_response_id:
+      return "PublishResponse";
+    case delete_subscriptions_request_id:
+      return "DeleteSubscriptionsRequest";
+    case delete_subscriptions_response_id:
+      return "DeleteSubscriptionsResponse";
+    default:
+      return "an unknown message";
   }
 }
 
@@ -360,9 +385,12 @@ std::string status_name(status_code s) {
 
 uint16_t quality_of(status_code s) {
   switch (s.code >> 30) {
-    case 0: return quality::good;
-    case 1: return quality::uncertain;
-    default: return quality::bad;
+    case 0:
+      return quality::good;
+    case 1:
+      return quality::uncertain;
+    default:
+      return quality::bad;
   }
 }
 

@@ -22,15 +22,15 @@ std::string to_string(const node_id& id);
 /// Whether a flow's variable text is meant as a NodeId ("ns=..." or "i=", "s=", "g=",
 /// "b=") rather than a browse path.
 inline bool is_node_id_text(std::string_view s) {
-  return s.starts_with("ns=") ||
-         (s.size() > 1 && s[1] == '=' && std::string_view{"isgb"}.find(s[0]) != std::string_view::npos);
+  return s.starts_with("ns=")
+         || (s.size() > 1 && s[1] == '='
+             && std::string_view{"isgb"}.find(s[0]) != std::string_view::npos);
 }
 
 /// A browse path: segments separated by '/', each "NS:Name" or "Name" (namespace
 /// default_ns), followed along hierarchical references from the Objects folder.
 /// "Name" may not be empty; '/' and ':' inside a name are escaped with '&'.
-expected<std::vector<qualified_name>> parse_browse_path(std::string_view text,
-                                                        uint16_t default_ns);
+expected<std::vector<qualified_name>> parse_browse_path(std::string_view text, uint16_t default_ns);
 
 /// The name of a service body's type id fabrik speaks ("OpenSecureChannelRequest",
 /// "ReadResponse", "ServiceFault", ...), else "an unknown message".
@@ -46,7 +46,7 @@ inline bool is_bad(status_code s) { return (s.code >> 30) >= 2; }
 /// dropped values before this one.
 inline bool overflowed(status_code s) { return (s.code & 0x0C00u) == 0x0400u && (s.code & 0x80u); }
 
-/// A status code's severity as a record quality (actors/record.hpp): good, uncertain, bad.
+/// A status code's severity as a record quality (core/record.hpp): good, uncertain, bad.
 uint16_t quality_of(status_code s);
 
 } // namespace fabrik::opcua

@@ -15,8 +15,6 @@ using detail::fail_at;
 using detail::in;
 using detail::write_type;
 
-
-
 // ---- Writing helpers --------------------------------------------------------------------
 
 /// Empty Strings and ByteStrings are written null.
@@ -114,11 +112,11 @@ expected<size_t> read_length(reader& r, const std::string& what, size_t min_size
   if (*n <= 0)
     return size_t{0};
   if (*n > max_array_length)
-    return fail_at(at, what + " of " + std::to_string(*n) + " elements is over the limit of " +
-                         std::to_string(max_array_length));
+    return fail_at(at, what + " of " + std::to_string(*n) + " elements is over the limit of "
+                         + std::to_string(max_array_length));
   if (static_cast<size_t>(*n) > r.remaining() / min_size)
-    return fail_at(at, what + " claims " + std::to_string(*n) + " elements, only " +
-                         std::to_string(r.remaining()) + " bytes left");
+    return fail_at(at, what + " claims " + std::to_string(*n) + " elements, only "
+                         + std::to_string(r.remaining()) + " bytes left");
   return static_cast<size_t>(*n);
 }
 
@@ -153,8 +151,8 @@ expected<void> read_empty_diagnostics(reader& r, const std::string& what) {
     if (!mask)
       return in(what, mask.err());
     if (*mask != 0)
-      return fail_at(at, what + "[" + std::to_string(i) + "]: non-empty DiagnosticInfo (mask " +
-                           std::to_string(*mask) + ") is not supported");
+      return fail_at(at, what + "[" + std::to_string(i) + "]: non-empty DiagnosticInfo (mask "
+                           + std::to_string(*mask) + ") is not supported");
   }
   return {};
 }
@@ -182,7 +180,8 @@ expected<application_description> read_application_description(reader& r) {
   application_description d;
   OPCUA_READ(d.application_uri, r.read_string(), "ApplicationDescription application uri");
   OPCUA_READ(d.product_uri, r.read_string(), "ApplicationDescription product uri");
-  OPCUA_READ(d.application_name, r.read_localized_text(), "ApplicationDescription application name");
+  OPCUA_READ(d.application_name, r.read_localized_text(),
+             "ApplicationDescription application name");
   OPCUA_READ(d.type, read_enum<application_type>(r, "ApplicationDescription application type", 3),
              "ApplicationDescription");
   OPCUA_READ(d.gateway_server_uri, r.read_string(), "ApplicationDescription gateway server uri");
@@ -257,7 +256,7 @@ extension_object data_change_filter(data_change_trigger trigger) {
   writer w;
   w.write(static_cast<int32_t>(trigger));
   w.write(uint32_t{0}); // DeadbandType None
-  w.write(0.0);         // DeadbandValue
+  w.write(0.0); // DeadbandValue
   return {node_id{0, data_change_filter_id}, extension_object::binary, w.release()};
 }
 
@@ -282,8 +281,8 @@ extension_object to_extension_object(const user_identity_token& t) {
 
 expected<user_identity_token> from_extension_object(const extension_object& e) {
   const auto* id = std::get_if<uint32_t>(&e.type_id.identifier);
-  if (e.type_id.namespace_index != 0 || id == nullptr ||
-      (*id != anonymous_identity_token_id && *id != user_name_identity_token_id))
+  if (e.type_id.namespace_index != 0 || id == nullptr
+      || (*id != anonymous_identity_token_id && *id != user_name_identity_token_id))
     return make_error(ec::parse_error,
                       "OPC UA user identity token of an unsupported type (neither "
                       "AnonymousIdentityToken i=321 nor UserNameIdentityToken i=324)");
@@ -502,11 +501,13 @@ expected<create_session_response> decode_create_session_response(std::string_vie
   create_session_response m;
   OPCUA_READ(m.header, read_response_header(r), what);
   OPCUA_READ(m.session_id, r.read_node_id(), "CreateSessionResponse session id");
-  OPCUA_READ(m.authentication_token, r.read_node_id(), "CreateSessionResponse authentication token");
+  OPCUA_READ(m.authentication_token, r.read_node_id(),
+             "CreateSessionResponse authentication token");
   OPCUA_READ(m.revised_session_timeout, r.read_double(),
              "CreateSessionResponse revised session timeout");
   OPCUA_READ(m.server_nonce, r.read_byte_string(), "CreateSessionResponse server nonce");
-  OPCUA_READ(m.server_certificate, r.read_byte_string(), "CreateSessionResponse server certificate");
+  OPCUA_READ(m.server_certificate, r.read_byte_string(),
+             "CreateSessionResponse server certificate");
   OPCUA_READ(m.server_endpoints,
              read_array<endpoint_description>(r, "CreateSessionResponse server endpoints", 4,
                                               read_endpoint_description),
@@ -669,7 +670,8 @@ expected<browse_response> decode_browse_response(std::string_view body) {
     OPCUA_READ(d.browse_name, r.read_qualified_name(), "ReferenceDescription browse name");
     OPCUA_READ(d.display_name, r.read_localized_text(), "ReferenceDescription display name");
     OPCUA_READ(d.node_class, r.read_int32(), "ReferenceDescription node class");
-    OPCUA_READ(d.type_definition, r.read_expanded_node_id(), "ReferenceDescription type definition");
+    OPCUA_READ(d.type_definition, r.read_expanded_node_id(),
+               "ReferenceDescription type definition");
     return d;
   };
   auto result = [&reference](reader& r) -> expected<browse_result> {
@@ -715,9 +717,9 @@ decode_translate_browse_paths_request(std::string_view body) {
                "BrowsePath");
     return p;
   };
-  OPCUA_READ(m.browse_paths,
-             read_array<browse_path>(r, "TranslateBrowsePathsToNodeIdsRequest browse paths", 6, path),
-             what);
+  OPCUA_READ(
+    m.browse_paths,
+    read_array<browse_path>(r, "TranslateBrowsePathsToNodeIdsRequest browse paths", 6, path), what);
   if (auto ok = check_end(r, what); !ok)
     return ok.err();
   return m;
@@ -744,10 +746,10 @@ decode_translate_browse_paths_response(std::string_view body) {
                "BrowsePathResult");
     return p;
   };
-  OPCUA_READ(m.results,
-             read_array<browse_path_result>(r, "TranslateBrowsePathsToNodeIdsResponse results", 8,
-                                            result),
-             what);
+  OPCUA_READ(
+    m.results,
+    read_array<browse_path_result>(r, "TranslateBrowsePathsToNodeIdsResponse results", 8, result),
+    what);
   if (auto ok = read_empty_diagnostics(r, "TranslateBrowsePathsToNodeIdsResponse diagnostic infos");
       !ok)
     return ok.err();
@@ -786,9 +788,9 @@ extension_object to_extension_object(const notification_data& n) {
 
 expected<notification_data> to_notification_data(const extension_object& e) {
   const auto* id = std::get_if<uint32_t>(&e.type_id.identifier);
-  if (e.type_id.namespace_index != 0 || id == nullptr || e.encoding != extension_object::binary ||
-      (*id != data_change_notification_id && *id != status_change_notification_id &&
-       *id != event_notification_list_id))
+  if (e.type_id.namespace_index != 0 || id == nullptr || e.encoding != extension_object::binary
+      || (*id != data_change_notification_id && *id != status_change_notification_id
+          && *id != event_notification_list_id))
     return notification_data{e};
   if (*id == event_notification_list_id)
     return notification_data{event_notification_list{e.body}};
@@ -800,8 +802,8 @@ expected<notification_data> to_notification_data(const extension_object& e) {
     uint8_t mask = 0;
     OPCUA_READ(mask, r.read_byte(), "StatusChangeNotification diagnostic info");
     if (mask != 0)
-      return fail_at(at, "StatusChangeNotification: non-empty DiagnosticInfo (mask " +
-                           std::to_string(mask) + ") is not supported");
+      return fail_at(at, "StatusChangeNotification: non-empty DiagnosticInfo (mask "
+                           + std::to_string(mask) + ") is not supported");
     if (auto ok = check_end(r, "StatusChangeNotification"); !ok)
       return ok.err();
     return notification_data{c};
@@ -813,10 +815,10 @@ expected<notification_data> to_notification_data(const extension_object& e) {
     OPCUA_READ(i.value, r.read_data_value(), "MonitoredItemNotification value");
     return i;
   };
-  OPCUA_READ(d.monitored_items,
-             read_array<monitored_item_notification>(
-               r, "DataChangeNotification monitored items", 5, item),
-             "DataChangeNotification");
+  OPCUA_READ(
+    d.monitored_items,
+    read_array<monitored_item_notification>(r, "DataChangeNotification monitored items", 5, item),
+    "DataChangeNotification");
   if (auto ok = read_empty_diagnostics(r, "DataChangeNotification diagnostic infos"); !ok)
     return ok.err();
   if (auto ok = check_end(r, "DataChangeNotification"); !ok)
@@ -946,7 +948,8 @@ expected<create_subscription_request> decode_create_subscription_request(std::st
              "CreateSubscriptionRequest requested max keep-alive count");
   OPCUA_READ(m.max_notifications_per_publish, r.read_uint32(),
              "CreateSubscriptionRequest max notifications per publish");
-  OPCUA_READ(m.publishing_enabled, r.read_boolean(), "CreateSubscriptionRequest publishing enabled");
+  OPCUA_READ(m.publishing_enabled, r.read_boolean(),
+             "CreateSubscriptionRequest publishing enabled");
   OPCUA_READ(m.priority, r.read_byte(), "CreateSubscriptionRequest priority");
   if (auto ok = check_end(r, what); !ok)
     return ok.err();
@@ -981,13 +984,16 @@ decode_create_monitored_items_request(std::string_view body) {
   create_monitored_items_request m;
   OPCUA_READ(m.header, read_request_header(r), what);
   OPCUA_READ(m.subscription_id, r.read_uint32(), "CreateMonitoredItemsRequest subscription id");
-  OPCUA_READ(m.timestamps,
-             read_enum<timestamps_to_return>(r, "CreateMonitoredItemsRequest timestamps to return", 3),
-             what);
+  OPCUA_READ(
+    m.timestamps,
+    read_enum<timestamps_to_return>(r, "CreateMonitoredItemsRequest timestamps to return", 3),
+    what);
   auto one = [](reader& r) -> expected<monitored_item_create_request> {
     monitored_item_create_request i;
-    OPCUA_READ(i.item_to_monitor, read_read_value_id(r), "MonitoredItemCreateRequest item to monitor");
-    OPCUA_READ(i.mode, read_enum<monitoring_mode>(r, "MonitoredItemCreateRequest monitoring mode", 2),
+    OPCUA_READ(i.item_to_monitor, read_read_value_id(r),
+               "MonitoredItemCreateRequest item to monitor");
+    OPCUA_READ(i.mode,
+               read_enum<monitoring_mode>(r, "MonitoredItemCreateRequest monitoring mode", 2),
                "MonitoredItemCreateRequest");
     auto& p = i.requested_parameters;
     OPCUA_READ(p.client_handle, r.read_uint32(), "MonitoringParameters client handle");
@@ -1021,14 +1027,16 @@ decode_create_monitored_items_response(std::string_view body) {
     OPCUA_READ(c.monitored_item_id, r.read_uint32(), "MonitoredItemCreateResult monitored item id");
     OPCUA_READ(c.revised_sampling_interval, r.read_double(),
                "MonitoredItemCreateResult revised sampling interval");
-    OPCUA_READ(c.revised_queue_size, r.read_uint32(), "MonitoredItemCreateResult revised queue size");
-    OPCUA_READ(c.filter_result, r.read_extension_object(), "MonitoredItemCreateResult filter result");
+    OPCUA_READ(c.revised_queue_size, r.read_uint32(),
+               "MonitoredItemCreateResult revised queue size");
+    OPCUA_READ(c.filter_result, r.read_extension_object(),
+               "MonitoredItemCreateResult filter result");
     return c;
   };
-  OPCUA_READ(m.results,
-             read_array<monitored_item_create_result>(r, "CreateMonitoredItemsResponse results",
-                                                      23, one),
-             what);
+  OPCUA_READ(
+    m.results,
+    read_array<monitored_item_create_result>(r, "CreateMonitoredItemsResponse results", 23, one),
+    what);
   if (auto ok = read_empty_diagnostics(r, "CreateMonitoredItemsResponse diagnostic infos"); !ok)
     return ok.err();
   if (auto ok = check_end(r, what); !ok)

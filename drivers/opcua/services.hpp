@@ -2,11 +2,11 @@
 // OPC UA session and view/attribute services (OPC 10000-4, Part 4): CreateSession (5.6.2),
 // ActivateSession (5.6.3), CloseSession (5.6.4), Browse (5.8.2), TranslateBrowsePathsToNodeIds
 // (5.8.4), Read (5.10.2), CreateMonitoredItems (5.12.2), CreateSubscription (5.13.2), Publish
-// (5.13.5) and DeleteSubscriptions (5.13.8), with the structures they carry (7.1 ApplicationDescription,
-// 7.10 EndpointDescription, 7.32 SignatureData, 7.33 SignedSoftwareCertificate, 7.37
-// UserTokenPolicy, 7.36 user identity tokens, 7.26 ReadValueId, 7.5 BrowseDescription,
-// 7.6 BrowseResult, 7.30 ReferenceDescription, 7.31 RelativePath, 7.45 ViewDescription,
-// 7.21 MonitoringParameters, 7.22 MonitoringMode, 7.23 NotificationMessage, 7.20
+// (5.13.5) and DeleteSubscriptions (5.13.8), with the structures they carry (7.1
+// ApplicationDescription, 7.10 EndpointDescription, 7.32 SignatureData, 7.33
+// SignedSoftwareCertificate, 7.37 UserTokenPolicy, 7.36 user identity tokens, 7.26 ReadValueId, 7.5
+// BrowseDescription, 7.6 BrowseResult, 7.30 ReferenceDescription, 7.31 RelativePath, 7.45
+// ViewDescription, 7.21 MonitoringParameters, 7.22 MonitoringMode, 7.23 NotificationMessage, 7.20
 // NotificationData: DataChangeNotification, StatusChangeNotification, EventNotificationList).
 // Field order is the Part 6 binary encoding (5.2.6: structures are their fields in order).
 // Pure code: no sockets, no CAF. Built on encoding.hpp and transport.hpp.
@@ -87,7 +87,12 @@ enum : uint32_t {
 
 // ---- Structures -------------------------------------------------------------------------
 
-enum class application_type : int32_t { server = 0, client = 1, client_and_server = 2, discovery_server = 3 };
+enum class application_type : int32_t {
+  server = 0,
+  client = 1,
+  client_and_server = 2,
+  discovery_server = 3
+};
 
 struct application_description {
   std::string application_uri;
@@ -112,7 +117,12 @@ struct signed_software_certificate {
   bool operator==(const signed_software_certificate&) const = default;
 };
 
-enum class user_token_type : int32_t { anonymous = 0, user_name = 1, certificate = 2, issued_token = 3 };
+enum class user_token_type : int32_t {
+  anonymous = 0,
+  user_name = 1,
+  certificate = 2,
+  issued_token = 3
+};
 
 struct user_token_policy {
   std::string policy_id;
@@ -156,7 +166,7 @@ enum class timestamps_to_return : int32_t { source = 0, server = 1, both = 2, ne
 struct read_value_id {
   node_id node;
   uint32_t attribute_id = attribute_value;
-  std::string index_range;      ///< null when empty
+  std::string index_range; ///< null when empty
   qualified_name data_encoding; ///< null (0, null name) when empty
   bool operator==(const read_value_id&) const = default;
 };
@@ -245,13 +255,17 @@ enum class monitoring_mode : int32_t { disabled = 0, sampling = 1, reporting = 2
 struct monitoring_parameters {
   uint32_t client_handle = 0; ///< the client's name for the item, echoed in notifications
   double sampling_interval = -1; ///< ms; -1: the subscription's publishing interval
-  extension_object filter;       ///< null: the default DataChangeFilter
+  extension_object filter; ///< null: the default DataChangeFilter
   uint32_t queue_size = 1;
   bool discard_oldest = true;
   bool operator==(const monitoring_parameters&) const = default;
 };
 
-enum class data_change_trigger : int32_t { status = 0, status_value = 1, status_value_timestamp = 2 };
+enum class data_change_trigger : int32_t {
+  status = 0,
+  status_value = 1,
+  status_value_timestamp = 2
+};
 inline constexpr uint32_t data_change_filter_id = 724;
 
 /// A DataChangeFilter (Part 4 7.22.2) without deadband, as MonitoringParameters carry it:
@@ -328,7 +342,7 @@ struct create_session_request {
   byte_string client_nonce;
   byte_string client_certificate; ///< null for SecurityPolicy None
   double requested_session_timeout = 60'000; ///< ms
-  uint32_t max_response_message_size = 0;    ///< 0: no limit
+  uint32_t max_response_message_size = 0; ///< 0: no limit
   bool operator==(const create_session_request&) const = default;
 };
 
@@ -417,7 +431,7 @@ struct translate_browse_paths_response {
 struct create_subscription_request {
   request_header header;
   double requested_publishing_interval = 1000; ///< ms
-  uint32_t requested_lifetime_count = 60;      ///< publishing intervals; >= 3 x keep-alive
+  uint32_t requested_lifetime_count = 60; ///< publishing intervals; >= 3 x keep-alive
   uint32_t requested_max_keep_alive_count = 10;
   uint32_t max_notifications_per_publish = 0; ///< 0: no limit
   bool publishing_enabled = true;
@@ -519,8 +533,10 @@ expected<read_request> decode_read_request(std::string_view body);
 expected<read_response> decode_read_response(std::string_view body);
 expected<browse_request> decode_browse_request(std::string_view body);
 expected<browse_response> decode_browse_response(std::string_view body);
-expected<translate_browse_paths_request> decode_translate_browse_paths_request(std::string_view body);
-expected<translate_browse_paths_response> decode_translate_browse_paths_response(std::string_view body);
+expected<translate_browse_paths_request>
+decode_translate_browse_paths_request(std::string_view body);
+expected<translate_browse_paths_response>
+decode_translate_browse_paths_response(std::string_view body);
 expected<create_subscription_request> decode_create_subscription_request(std::string_view body);
 expected<create_subscription_response> decode_create_subscription_response(std::string_view body);
 expected<create_monitored_items_request>

@@ -6,12 +6,12 @@
 // variable, then it drops the oldest: OPC UA has no broker that keeps a backlog).
 
 #include "actors/emitter.hpp"
-#include "actors/graph.hpp"
-#include "actors/kind.hpp"
-#include "actors/log.hpp"
+#include "actors/spawn.hpp"
+#include "core/log.hpp"
 #include "drivers/opcua/names.hpp"
 #include "drivers/opcua/subscriber.hpp"
 #include "flows/flow.hpp"
+#include "flows/kind.hpp"
 
 #include <caf/all.hpp>
 
@@ -23,47 +23,87 @@ namespace fabrik::opcua {
 namespace {
 
 const settings_table source_settings{{
-  {.name = "endpoint", .type = setting_type::string,
-   .doc = "server endpoint URL, opc.tcp://HOST:PORT/PATH (SecurityPolicy None)", .required = true},
-  {.name = "nodes", .type = setting_type::string_list,
+  {.name = "endpoint",
+   .type = setting_type::string,
+   .doc = "server endpoint URL, opc.tcp://HOST:PORT/PATH (SecurityPolicy None)",
+   .required = true},
+  {.name = "nodes",
+   .type = setting_type::string_list,
    .doc = "variables to monitor: node ids (ns=2;s=Line1.Temp, i=2258) or browse paths from "
           "the Objects folder (Plant/Line1/Temp, 2:Plant/2:Temp)"},
-  {.name = "folders", .type = setting_type::string_list,
+  {.name = "folders",
+   .type = setting_type::string_list,
    .doc = "monitor every variable below these folders (node ids or browse paths), named by "
           "their path from the folder"},
-  {.name = "namespace", .type = setting_type::integer, .default_value = "1",
-   .doc = "namespace index of browse path segments written without NS:", .min = 0,
+  {.name = "namespace",
+   .type = setting_type::integer,
+   .default_value = "1",
+   .doc = "namespace index of browse path segments written without NS:",
+   .min = 0,
    .max = 65535},
-  {.name = "stream", .type = setting_type::string, .default_value = "values",
+  {.name = "stream",
+   .type = setting_type::string,
+   .default_value = "values",
    .doc = "records go to stream ACTOR/STREAM"},
-  {.name = "sampling_interval", .type = setting_type::duration, .default_value = "100ms",
-   .doc = "how often the server samples each variable (0: on every change)", .min = 0},
-  {.name = "publishing_interval", .type = setting_type::duration, .default_value = "500ms",
-   .doc = "how often the server sends the changes it collected", .min = 1e6},
-  {.name = "report", .type = setting_type::choice, .default_value = "changes",
+  {.name = "sampling_interval",
+   .type = setting_type::duration,
+   .default_value = "100ms",
+   .doc = "how often the server samples each variable (0: on every change)",
+   .min = 0},
+  {.name = "publishing_interval",
+   .type = setting_type::duration,
+   .default_value = "500ms",
+   .doc = "how often the server sends the changes it collected",
+   .min = 1e6},
+  {.name = "report",
+   .type = setting_type::choice,
+   .default_value = "changes",
    .doc = "changes: a value only when it differs from the last; writes: every write, even of "
           "an equal value (by its new source timestamp), so each record has all fields",
    .choices = {"changes", "writes"}},
-  {.name = "queue_size", .type = setting_type::integer, .default_value = "10",
+  {.name = "queue_size",
+   .type = setting_type::integer,
+   .default_value = "10",
    .doc = "changes per variable the server keeps between two publishes; beyond, it drops "
           "the oldest (counted as server_overflows): at least changes/s x publishing_interval",
-   .min = 1, .max = 100000},
-  {.name = "user", .type = setting_type::string,
+   .min = 1,
+   .max = 100000},
+  {.name = "user",
+   .type = setting_type::string,
    .doc = "user name; without it fabrik logs in anonymously"},
-  {.name = "password", .type = setting_type::string,
+  {.name = "password",
+   .type = setting_type::string,
    .doc = "password: ${ENV_VAR} or file:PATH (encrypted with the server certificate when "
-          "the server asks for it)", .secret = true},
-  {.name = "timeout", .type = setting_type::duration, .default_value = "5s",
-   .doc = "for connecting and for each request", .min = 1e8},
-  {.name = "reconnect_min", .type = setting_type::duration, .default_value = "1s",
-   .doc = "first reconnect delay after the connection is lost", .min = 1e9},
-  {.name = "reconnect_max", .type = setting_type::duration, .default_value = "30s",
-   .doc = "longest reconnect delay (the delay doubles up to this)", .min = 1e9},
-  {.name = "max_in_flight", .type = setting_type::integer, .default_value = "4",
-   .doc = "batches sent downstream and not yet acknowledged", .min = 1, .max = 1000},
-  {.name = "max_pending", .type = setting_type::integer, .default_value = "100000",
+          "the server asks for it)",
+   .secret = true},
+  {.name = "timeout",
+   .type = setting_type::duration,
+   .default_value = "5s",
+   .doc = "for connecting and for each request",
+   .min = 1e8},
+  {.name = "reconnect_min",
+   .type = setting_type::duration,
+   .default_value = "1s",
+   .doc = "first reconnect delay after the connection is lost",
+   .min = 1e9},
+  {.name = "reconnect_max",
+   .type = setting_type::duration,
+   .default_value = "30s",
+   .doc = "longest reconnect delay (the delay doubles up to this)",
+   .min = 1e9},
+  {.name = "max_in_flight",
+   .type = setting_type::integer,
+   .default_value = "4",
+   .doc = "batches sent downstream and not yet acknowledged",
+   .min = 1,
+   .max = 1000},
+  {.name = "max_pending",
+   .type = setting_type::integer,
+   .default_value = "100000",
    .doc = "records received and not yet acknowledged downstream; beyond this fabrik stops "
-          "asking the server for more", .min = 1, .max = 10000000},
+          "asking the server for more",
+   .min = 1,
+   .max = 10000000},
 }};
 
 /// What the subscriber's thread and the actor share.
@@ -77,7 +117,7 @@ struct handoff {
   bool stopping = false;
   bool wake_pending = false;
   std::string state = "starting";
-  std::string why;                   ///< the reason of the last degraded state
+  std::string why; ///< the reason of the last degraded state
   std::vector<std::string> problems; ///< of the current session
 };
 
@@ -152,8 +192,9 @@ monitor_events events_for(std::shared_ptr<handoff> ho, std::string actor) {
       ho->problems.clear();
     else if (state == "running")
       spdlog::info("{}: subscribed: {}{}", actor, why,
-                   ho->problems.empty() ? "" : " (" + std::to_string(ho->problems.size()) +
-                                                 " missing, see above)");
+                   ho->problems.empty()
+                     ? ""
+                     : " (" + std::to_string(ho->problems.size()) + " missing, see above)");
     else if (state == "degraded" && why != ho->why)
       spdlog::warn("{}: {}", actor, why); // each new reason once, not every retry
     ho->state = state;
@@ -287,19 +328,18 @@ const kind source_kind{
   .role = kind_role::source,
   .settings = &source_settings,
   .spawn = &spawn_source,
-  .details =
-    "One subscription with a monitored item per variable; the stream is ACTOR/STREAM. "
-    "Changes with the same source timestamp and quality become one record (completed "
-    "across publishes: the newest timestamp's values wait at most one publishing "
-    "interval) whose fields are the variables' names (their browse names, or their path "
-    "below a folder); arrays become NAME[0], NAME[1], ... The record's time is the source "
-    "timestamp (else the server's, else the ingest time, flagged), its quality the status "
-    "code's severity (good, uncertain, bad). DateTime values are int ns since 1970, "
-    "ByteString and ExtensionObject bodies bytes. The source reconnects with backoff and "
-    "re-creates its subscription after a server restart; an unreachable endpoint, refused "
-    "credentials and unknown variables show in its status (`degraded`, last_error, "
-    "unknown_nodes). SecurityPolicy None only; a password is sent encrypted when the "
-    "server's user token policy asks for it (RSA-OAEP or RSA 1.5 with its certificate).",
+  .details = "One subscription with a monitored item per variable; the stream is ACTOR/STREAM. "
+             "Changes with the same source timestamp and quality become one record (completed "
+             "across publishes: the newest timestamp's values wait at most one publishing "
+             "interval) whose fields are the variables' names (their browse names, or their path "
+             "below a folder); arrays become NAME[0], NAME[1], ... The record's time is the source "
+             "timestamp (else the server's, else the ingest time, flagged), its quality the status "
+             "code's severity (good, uncertain, bad). DateTime values are int ns since 1970, "
+             "ByteString and ExtensionObject bodies bytes. The source reconnects with backoff and "
+             "re-creates its subscription after a server restart; an unreachable endpoint, refused "
+             "credentials and unknown variables show in its status (`degraded`, last_error, "
+             "unknown_nodes). SecurityPolicy None only; a password is sent encrypted when the "
+             "server's user token policy asks for it (RSA-OAEP or RSA 1.5 with its certificate).",
   .check = &check_source,
 };
 

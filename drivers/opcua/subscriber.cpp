@@ -1,7 +1,7 @@
 #include "drivers/opcua/subscriber.hpp"
 
-#include "actors/backoff.hpp"
-#include "actors/time.hpp"
+#include "core/backoff.hpp"
+#include "core/time.hpp"
 #include "drivers/opcua/names.hpp"
 
 #include <algorithm>
@@ -101,16 +101,16 @@ std::vector<record> record_grouper::add(const data_change_notification& n, int64
       t = to_unix_ns(*item.value.source_timestamp);
     else if (item.value.server_timestamp)
       t = to_unix_ns(*item.value.server_timestamp);
-    if (t == INT64_MIN || t == INT64_MAX || (!item.value.source_timestamp && !item.value.server_timestamp)) {
+    if (t == INT64_MIN || t == INT64_MAX
+        || (!item.value.source_timestamp && !item.value.server_timestamp)) {
       t = ingest;
       q |= quality::time_replaced;
     }
     // The first open record of that time and quality that lacks this variable, whether
     // the server lists changes item by item or time by time.
     auto& same = by_time[{t, q}];
-    auto at = std::find_if(same.begin(), same.end(), [&](size_t i) {
-      return !open_[i].has.contains(item.client_handle);
-    });
+    auto at = std::find_if(same.begin(), same.end(),
+                           [&](size_t i) { return !open_[i].has.contains(item.client_handle); });
     size_t target;
     if (at != same.end()) {
       target = *at;
@@ -156,7 +156,7 @@ std::vector<record> record_grouper::flush() {
 }
 
 subscriber::subscriber(monitor_options options, monitor_events events)
-    : options_(std::move(options)), events_(std::move(events)) {}
+  : options_(std::move(options)), events_(std::move(events)) {}
 
 subscriber::~subscriber() { stop(); }
 
@@ -245,9 +245,9 @@ expected<std::vector<monitored_variable>> subscriber::resolve(client& c) {
     if (!res)
       return res.err();
     if (res->results.size() != tr_index.size())
-      return make_error(ec::parse_error, "OPC UA server answered " +
-                                           std::to_string(res->results.size()) + " of " +
-                                           std::to_string(tr_index.size()) + " browse paths");
+      return make_error(ec::parse_error, "OPC UA server answered "
+                                           + std::to_string(res->results.size()) + " of "
+                                           + std::to_string(tr_index.size()) + " browse paths");
     for (size_t k = 0; k < tr_index.size(); ++k) {
       auto& w = wanted[tr_index[k]];
       auto& r = res->results[k];
@@ -274,9 +274,9 @@ expected<std::vector<monitored_variable>> subscriber::resolve(client& c) {
     if (!res)
       return res.err();
     if (res->results.size() != rd_index.size())
-      return make_error(ec::parse_error, "OPC UA server answered " +
-                                           std::to_string(res->results.size()) + " of " +
-                                           std::to_string(rd_index.size()) + " reads");
+      return make_error(ec::parse_error, "OPC UA server answered "
+                                           + std::to_string(res->results.size()) + " of "
+                                           + std::to_string(rd_index.size()) + " reads");
     for (size_t k = 0; k < rd_index.size(); ++k) {
       auto& w = wanted[rd_index[k]];
       auto& dv = res->results[k];
@@ -329,9 +329,9 @@ expected<std::vector<monitored_variable>> subscriber::resolve(client& c) {
           continue;
         }
         if (!r.continuation_point.bytes.empty())
-          events_.problem("folder " + w.text + ": the server split a browse result; only " +
-                          "its first " + std::to_string(r.references.size()) +
-                          " references are used");
+          events_.problem("folder " + w.text + ": the server split a browse result; only "
+                          + "its first " + std::to_string(r.references.size())
+                          + " references are used");
         for (auto& ref : r.references) {
           if (!ref.is_forward || ref.node.server_index != 0)
             continue;
@@ -392,14 +392,14 @@ error subscriber::monitor(client& c) {
     return vars.err();
   counters_.variables = vars->size();
   if (vars->empty())
-    return make_error(ec::not_found, "none of the variables named in the flow exist on " +
-                                       options_.connection.endpoint_url);
+    return make_error(ec::not_found, "none of the variables named in the flow exist on "
+                                       + options_.connection.endpoint_url);
 
   create_subscription_request cs;
   cs.requested_publishing_interval = options_.publishing_interval_ms;
   // Keep-alives at least every 5 s, and a lifetime long enough to ride out a slow engine.
-  cs.requested_max_keep_alive_count =
-    std::max<uint32_t>(1, static_cast<uint32_t>(5000 / std::max(1.0, options_.publishing_interval_ms)));
+  cs.requested_max_keep_alive_count = std::max<uint32_t>(
+    1, static_cast<uint32_t>(5000 / std::max(1.0, options_.publishing_interval_ms)));
   cs.requested_lifetime_count = cs.requested_max_keep_alive_count * 6;
   auto sub = c.call(cs, decode_create_subscription_response);
   if (!sub)
@@ -437,22 +437,22 @@ error subscriber::monitor(client& c) {
       }
       if (!is_good(res->results[k].status)) {
         ++counters_.unknown_nodes;
-        events_.problem("cannot monitor " + (*vars)[from + k].name + " (" +
-                        to_string((*vars)[from + k].id) + "): " +
-                        status_name(res->results[k].status));
+        events_.problem("cannot monitor " + (*vars)[from + k].name + " ("
+                        + to_string((*vars)[from + k].id)
+                        + "): " + status_name(res->results[k].status));
       }
     }
   }
   // What the server granted, which may differ from what the flow asked for.
-  events_.state("running", std::to_string(vars->size()) + " variables, publishing every " +
-                             std::to_string(int64_t(sub->revised_publishing_interval)) +
-                             " ms, sampling every " + std::to_string(int64_t(revised_sampling)) +
-                             " ms, queue " + std::to_string(revised_queue));
+  events_.state("running", std::to_string(vars->size()) + " variables, publishing every "
+                             + std::to_string(int64_t(sub->revised_publishing_interval))
+                             + " ms, sampling every " + std::to_string(int64_t(revised_sampling))
+                             + " ms, queue " + std::to_string(revised_queue));
 
   // A server that says nothing for this long is gone (keep-alives come far more often).
-  auto silence = milliseconds{static_cast<int64_t>(sub->revised_publishing_interval *
-                                                   sub->revised_max_keep_alive_count * 2)} +
-                 options_.connection.timeout;
+  auto silence = milliseconds{static_cast<int64_t>(sub->revised_publishing_interval
+                                                   * sub->revised_max_keep_alive_count * 2)}
+                 + options_.connection.timeout;
   std::vector<subscription_acknowledgement> acks;
   size_t outstanding = 0;
   std::optional<uint32_t> last_sequence;
@@ -487,8 +487,8 @@ error subscriber::monitor(client& c) {
       return r.err();
     if (!*r) {
       if (steady_clock::now() - last_heard > silence)
-        return make_error(ec::timeout, "the OPC UA server sent nothing for " +
-                                         std::to_string(silence.count()) + " ms");
+        return make_error(ec::timeout, "the OPC UA server sent nothing for "
+                                         + std::to_string(silence.count()) + " ms");
       continue;
     }
     last_heard = steady_clock::now();
@@ -509,7 +509,8 @@ error subscriber::monitor(client& c) {
     auto& msg = res->message;
     if (msg.notifications.empty())
       continue; // a keep-alive
-    if (last_sequence && msg.sequence_number != *last_sequence + 1 && msg.sequence_number > *last_sequence)
+    if (last_sequence && msg.sequence_number != *last_sequence + 1
+        && msg.sequence_number > *last_sequence)
       counters_.lost += msg.sequence_number - *last_sequence - 1;
     last_sequence = msg.sequence_number;
     acks.push_back({res->subscription_id, msg.sequence_number});

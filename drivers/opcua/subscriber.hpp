@@ -6,7 +6,7 @@
 // connection and starts over with backoff, so a server restart is survived and the
 // subscription re-created. Pure code: no CAF; the actor gets batches through a callback.
 
-#include "actors/record.hpp"
+#include "core/record.hpp"
 #include "drivers/opcua/client.hpp"
 
 #include <atomic>
@@ -23,15 +23,15 @@ namespace fabrik::opcua {
 
 struct monitor_options {
   client_options connection;
-  std::vector<std::string> nodes;   ///< node ids ("ns=1;s=X") or browse paths ("Plant/X")
+  std::vector<std::string> nodes; ///< node ids ("ns=1;s=X") or browse paths ("Plant/X")
   std::vector<std::string> folders; ///< the same forms: every variable below is monitored
-  uint16_t default_namespace = 1;   ///< for browse path segments without "NS:"
+  uint16_t default_namespace = 1; ///< for browse path segments without "NS:"
   double sampling_interval_ms = 100;
   double publishing_interval_ms = 500;
   uint32_t queue_size = 10; ///< per variable, changes the server keeps between publishes
   /// status_value: changed values only; status_value_timestamp: every write, even unchanged.
   data_change_trigger trigger = data_change_trigger::status_value;
-  std::string stream;       ///< the records' stream
+  std::string stream; ///< the records' stream
   int reconnect_min_s = 1;
   int reconnect_max_s = 30;
 };
@@ -55,13 +55,13 @@ struct monitor_events {
 
 /// Counters the actor shows in its status.
 struct monitor_counters {
-  std::atomic<uint64_t> values{0};        ///< data changes received
-  std::atomic<uint64_t> publishes{0};     ///< Publish responses, keep-alives included
-  std::atomic<uint64_t> connects{0};      ///< sessions activated
-  std::atomic<uint64_t> lost{0};          ///< notification messages missed (sequence gaps)
-  std::atomic<uint64_t> overflows{0};     ///< values the server dropped: its queue was full
+  std::atomic<uint64_t> values{0}; ///< data changes received
+  std::atomic<uint64_t> publishes{0}; ///< Publish responses, keep-alives included
+  std::atomic<uint64_t> connects{0}; ///< sessions activated
+  std::atomic<uint64_t> lost{0}; ///< notification messages missed (sequence gaps)
+  std::atomic<uint64_t> overflows{0}; ///< values the server dropped: its queue was full
   std::atomic<uint64_t> unknown_nodes{0}; ///< at the last connect
-  std::atomic<uint64_t> variables{0};     ///< monitored at the last connect
+  std::atomic<uint64_t> variables{0}; ///< monitored at the last connect
 };
 
 /// The fields one OPC UA value becomes: NAME for a scalar, NAME[i] for each element of an
@@ -81,13 +81,13 @@ void append_fields(const std::string& name, const variant& v, std::vector<field>
 class record_grouper {
 public:
   record_grouper(std::vector<monitored_variable> names, std::string stream)
-      : names_(std::move(names)), stream_(std::move(stream)) {}
+    : names_(std::move(names)), stream_(std::move(stream)) {}
 
   /// One publish's data changes; returns the records now complete, oldest first. New
   /// records are numbered from next_seq. `more`: the server said more notifications are
   /// on their way (a large backlog split by item), so nothing is complete yet.
-  std::vector<record> add(const data_change_notification& n, int64_t ingest,
-                          uint64_t& next_seq, bool more = false);
+  std::vector<record> add(const data_change_notification& n, int64_t ingest, uint64_t& next_seq,
+                          bool more = false);
   /// Hands over the records held back.
   std::vector<record> flush();
   bool holding() const { return !open_.empty(); }

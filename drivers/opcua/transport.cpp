@@ -47,19 +47,19 @@ expected<void> check_whole(std::string_view message, message_type want) {
   if (!h)
     return h.err();
   if (h->type != want)
-    return fail_at(0, std::string{"expected a "} + to_string(want) + " message, got " +
-                        to_string(h->type));
+    return fail_at(0, std::string{"expected a "} + to_string(want) + " message, got "
+                        + to_string(h->type));
   if (h->size != message.size())
-    return fail_at(4, std::string{to_string(want)} + " size field says " + std::to_string(h->size) +
-                        " bytes but the message has " + std::to_string(message.size()));
+    return fail_at(4, std::string{to_string(want)} + " size field says " + std::to_string(h->size)
+                        + " bytes but the message has " + std::to_string(message.size()));
   return {};
 }
 
 /// The sequence header and the fields before it, for one chunk.
 size_t header_overhead(message_type t) {
-  return message_header_size + 4 /* channel id */ +
-         (t == message_type::open ? 4 + security_policy_none.size() + 4 + 4 : 4 /* token id */) +
-         8 /* sequence header */;
+  return message_header_size + 4 /* channel id */
+         + (t == message_type::open ? 4 + security_policy_none.size() + 4 + 4 : 4 /* token id */)
+         + 8 /* sequence header */;
 }
 
 } // namespace
@@ -68,8 +68,8 @@ const char* to_string(message_type t) { return type_names[static_cast<size_t>(t)
 
 expected<message_header> read_message_header(std::string_view bytes) {
   if (bytes.size() < message_header_size)
-    return fail_at(0, "truncated message header (needs 8 bytes, " + std::to_string(bytes.size()) +
-                        " left)");
+    return fail_at(0, "truncated message header (needs 8 bytes, " + std::to_string(bytes.size())
+                        + " left)");
   message_header h;
   std::string_view name = bytes.substr(0, 3);
   size_t i = 0;
@@ -88,8 +88,8 @@ expected<message_header> read_message_header(std::string_view bytes) {
     return fail_at(3, "unknown chunk type " + std::to_string(static_cast<uint8_t>(c)));
   h.chunk = static_cast<chunk_type>(c);
   if (!is_secure(h.type) && h.chunk != chunk_type::final_chunk)
-    return fail_at(3, std::string{to_string(h.type)} + " message with chunk type '" + c +
-                        "' (only 'F' is allowed)");
+    return fail_at(3, std::string{to_string(h.type)} + " message with chunk type '" + c
+                        + "' (only 'F' is allowed)");
   reader r{bytes.substr(4, 4)};
   h.size = *r.read_uint32(); // 4 bytes are there
   if (h.size < message_header_size)
@@ -104,8 +104,8 @@ expected<size_t> next_message_length(std::string_view buffered, uint32_t max_siz
   if (!h)
     return h.err();
   if (h->size > max_size)
-    return fail_at(4, "message size " + std::to_string(h->size) + " exceeds the limit of " +
-                        std::to_string(max_size));
+    return fail_at(4, "message size " + std::to_string(h->size) + " exceeds the limit of "
+                        + std::to_string(max_size));
   return size_t{h->size};
 }
 
@@ -156,8 +156,8 @@ expected<hello> decode_hello(std::string_view message) {
   size_t at = r.offset();
   OPCUA_READ(m.endpoint_url, r.read_string(), "HEL endpoint url");
   if (m.endpoint_url.size() > max_url_length)
-    return fail_at(at, "HEL endpoint url of " + std::to_string(m.endpoint_url.size()) +
-                         " bytes is longer than 4096");
+    return fail_at(at, "HEL endpoint url of " + std::to_string(m.endpoint_url.size())
+                         + " bytes is longer than 4096");
   if (auto ok = check_end(r, "HEL"); !ok)
     return ok.err();
   return m;
@@ -189,8 +189,8 @@ expected<error_message> decode_error(std::string_view message) {
   size_t at = r.offset();
   OPCUA_READ(m.reason, r.read_string(), "ERR reason");
   if (m.reason.size() > max_url_length)
-    return fail_at(at, "ERR reason of " + std::to_string(m.reason.size()) +
-                         " bytes is longer than 4096");
+    return fail_at(at, "ERR reason of " + std::to_string(m.reason.size())
+                         + " bytes is longer than 4096");
   if (auto ok = check_end(r, "ERR"); !ok)
     return ok.err();
   return m;
@@ -199,19 +199,19 @@ expected<error_message> decode_error(std::string_view message) {
 expected<void> check_acknowledge(const hello& sent, const acknowledge& received) {
   auto bad = [](const std::string& m) { return make_error(ec::parse_error, "OPC UA ACK " + m); };
   if (received.receive_buffer_size < min_buffer_size)
-    return bad("receive buffer size " + std::to_string(received.receive_buffer_size) +
-               " is smaller than 8192");
+    return bad("receive buffer size " + std::to_string(received.receive_buffer_size)
+               + " is smaller than 8192");
   if (received.send_buffer_size < min_buffer_size)
-    return bad("send buffer size " + std::to_string(received.send_buffer_size) +
-               " is smaller than 8192");
+    return bad("send buffer size " + std::to_string(received.send_buffer_size)
+               + " is smaller than 8192");
   if (received.receive_buffer_size > sent.send_buffer_size)
-    return bad("receive buffer size " + std::to_string(received.receive_buffer_size) +
-               " is larger than the offered send buffer size " +
-               std::to_string(sent.send_buffer_size));
+    return bad("receive buffer size " + std::to_string(received.receive_buffer_size)
+               + " is larger than the offered send buffer size "
+               + std::to_string(sent.send_buffer_size));
   if (received.send_buffer_size > sent.receive_buffer_size)
-    return bad("send buffer size " + std::to_string(received.send_buffer_size) +
-               " is larger than the offered receive buffer size " +
-               std::to_string(sent.receive_buffer_size));
+    return bad("send buffer size " + std::to_string(received.send_buffer_size)
+               + " is larger than the offered receive buffer size "
+               + std::to_string(sent.receive_buffer_size));
   return {};
 }
 
@@ -225,8 +225,8 @@ expected<secure_chunk> decode_chunk(std::string_view chunk) {
     return fail_at(0, std::string{"expected an OPN, MSG or CLO chunk, got "} + to_string(h->type));
   const std::string name = to_string(h->type);
   if (h->size != chunk.size())
-    return fail_at(4, name + " chunk size field says " + std::to_string(h->size) +
-                        " bytes but the chunk has " + std::to_string(chunk.size()));
+    return fail_at(4, name + " chunk size field says " + std::to_string(h->size)
+                        + " bytes but the chunk has " + std::to_string(chunk.size()));
   secure_chunk c;
   c.header = *h;
   reader r{chunk};
@@ -236,8 +236,8 @@ expected<secure_chunk> decode_chunk(std::string_view chunk) {
     size_t at = r.offset();
     OPCUA_READ(c.asymmetric.security_policy_uri, r.read_string(), "OPN security policy uri");
     if (c.asymmetric.security_policy_uri != security_policy_none)
-      return fail_at(at, "OPN security policy \"" + c.asymmetric.security_policy_uri.substr(0, 100) +
-                           "\" is not supported (only None)");
+      return fail_at(at, "OPN security policy \"" + c.asymmetric.security_policy_uri.substr(0, 100)
+                           + "\" is not supported (only None)");
     OPCUA_READ(c.asymmetric.sender_certificate, r.read_byte_string(), "OPN sender certificate");
     OPCUA_READ(c.asymmetric.receiver_certificate_thumbprint, r.read_byte_string(),
                "OPN receiver certificate thumbprint");
@@ -277,24 +277,24 @@ expected<std::vector<std::string>> chunk_writer::write(message_type type, uint32
                                                        uint32_t token, uint32_t request_id,
                                                        std::string_view body) {
   if (!is_secure(type))
-    return make_error(ec::invalid_argument,
-                      std::string{"OPC UA "} + to_string(type) + " is not a secure conversation message");
+    return make_error(ec::invalid_argument, std::string{"OPC UA "} + to_string(type)
+                                              + " is not a secure conversation message");
   size_t overhead = header_overhead(type);
   if (max_chunk_size_ <= overhead)
-    return make_error(ec::invalid_argument, "OPC UA chunk size " + std::to_string(max_chunk_size_) +
-                                              " leaves no room after " + std::to_string(overhead) +
-                                              " header bytes");
+    return make_error(ec::invalid_argument, "OPC UA chunk size " + std::to_string(max_chunk_size_)
+                                              + " leaves no room after " + std::to_string(overhead)
+                                              + " header bytes");
   if (max_message_size_ != 0 && body.size() > max_message_size_)
-    return make_error(ec::invalid_argument, "OPC UA message body of " + std::to_string(body.size()) +
-                                              " bytes exceeds the peer's max message size " +
-                                              std::to_string(max_message_size_));
+    return make_error(ec::invalid_argument, "OPC UA message body of " + std::to_string(body.size())
+                                              + " bytes exceeds the peer's max message size "
+                                              + std::to_string(max_message_size_));
   size_t per = max_chunk_size_ - overhead;
   size_t n = body.empty() ? 1 : (body.size() + per - 1) / per;
   if (max_chunk_count_ != 0 && n > max_chunk_count_)
-    return make_error(ec::invalid_argument, "OPC UA message body of " + std::to_string(body.size()) +
-                                              " bytes needs " + std::to_string(n) +
-                                              " chunks, more than the peer's max chunk count " +
-                                              std::to_string(max_chunk_count_));
+    return make_error(ec::invalid_argument, "OPC UA message body of " + std::to_string(body.size())
+                                              + " bytes needs " + std::to_string(n)
+                                              + " chunks, more than the peer's max chunk count "
+                                              + std::to_string(max_chunk_count_));
   std::vector<std::string> chunks;
   chunks.reserve(n);
   for (size_t i = 0; i < n; ++i) {
@@ -323,8 +323,8 @@ expected<std::optional<secure_message>> chunk_assembler::add(std::string_view ch
   ++received_;
   abort_.reset();
   if (chunk.size() > max_chunk_size_)
-    return fail("size " + std::to_string(chunk.size()) + " exceeds the receive buffer size " +
-                std::to_string(max_chunk_size_));
+    return fail("size " + std::to_string(chunk.size()) + " exceeds the receive buffer size "
+                + std::to_string(max_chunk_size_));
   auto c = decode_chunk(chunk);
   if (!c) {
     std::string m = c.err().message;
@@ -336,25 +336,25 @@ expected<std::optional<secure_message>> chunk_assembler::add(std::string_view ch
   uint32_t seq = c->sequence.sequence_number;
   if (last_sequence_number_) {
     uint32_t last = *last_sequence_number_;
-    bool follows = (last < last_sequence_before_wrap && seq == last + 1) ||
-                   (last >= last_sequence_before_wrap && seq < 1024);
+    bool follows = (last < last_sequence_before_wrap && seq == last + 1)
+                   || (last >= last_sequence_before_wrap && seq < 1024);
     if (!follows)
-      return fail(name + " sequence number " + std::to_string(seq) + " does not follow " +
-                  std::to_string(last));
+      return fail(name + " sequence number " + std::to_string(seq) + " does not follow "
+                  + std::to_string(last));
   }
   last_sequence_number_ = seq;
   if (chunks_ != 0) {
     if (c->header.type != partial_.type)
       return fail(name + " chunk inside a " + to_string(partial_.type) + " message");
     if (c->secure_channel_id != partial_.secure_channel_id)
-      return fail("secure channel id " + std::to_string(c->secure_channel_id) + " differs from " +
-                  std::to_string(partial_.secure_channel_id) + " of the message's first chunk");
+      return fail("secure channel id " + std::to_string(c->secure_channel_id) + " differs from "
+                  + std::to_string(partial_.secure_channel_id) + " of the message's first chunk");
     if (c->header.type != message_type::open && c->token_id != partial_.token_id)
-      return fail("token id " + std::to_string(c->token_id) + " differs from " +
-                  std::to_string(partial_.token_id) + " of the message's first chunk");
+      return fail("token id " + std::to_string(c->token_id) + " differs from "
+                  + std::to_string(partial_.token_id) + " of the message's first chunk");
     if (c->sequence.request_id != partial_.request_id)
-      return fail("request id " + std::to_string(c->sequence.request_id) + " differs from " +
-                  std::to_string(partial_.request_id) + " of the message's first chunk");
+      return fail("request id " + std::to_string(c->sequence.request_id) + " differs from "
+                  + std::to_string(partial_.request_id) + " of the message's first chunk");
   }
   if (c->header.chunk == chunk_type::abort) {
     reader r{c->body};
@@ -368,9 +368,9 @@ expected<std::optional<secure_message>> chunk_assembler::add(std::string_view ch
     chunks_ = 0;
     partial_ = {};
     abort_ = why;
-    return make_error(ec::io_error, "OPC UA peer aborted " + name + " request " +
-                                      std::to_string(c->sequence.request_id) + ": " +
-                                      hex32(why.error.code) + " " + why.reason);
+    return make_error(ec::io_error, "OPC UA peer aborted " + name + " request "
+                                      + std::to_string(c->sequence.request_id) + ": "
+                                      + hex32(why.error.code) + " " + why.reason);
   }
   if (chunks_ == 0) {
     partial_.type = c->header.type;
@@ -437,16 +437,16 @@ expected<response_header> read_response_header(reader& r) {
   uint8_t mask = 0;
   OPCUA_READ(mask, r.read_byte(), "ResponseHeader service diagnostics");
   if (mask != 0)
-    return fail_at(at, "ResponseHeader service diagnostics: non-empty DiagnosticInfo (mask " +
-                         std::to_string(mask) + ") is not supported");
+    return fail_at(at, "ResponseHeader service diagnostics: non-empty DiagnosticInfo (mask "
+                         + std::to_string(mask) + ") is not supported");
   at = r.offset();
   int32_t n = 0;
   OPCUA_READ(n, r.read_int32(), "ResponseHeader string table length");
   if (n < -1)
     return fail_at(at, "ResponseHeader string table has negative length " + std::to_string(n));
   if (n > max_array_length || (n > 0 && static_cast<size_t>(n) > r.remaining() / 4))
-    return fail_at(at, "ResponseHeader string table of " + std::to_string(n) +
-                         " strings, only " + std::to_string(r.remaining()) + " bytes left");
+    return fail_at(at, "ResponseHeader string table of " + std::to_string(n) + " strings, only "
+                         + std::to_string(r.remaining()) + " bytes left");
   for (int32_t i = 0; i < n; ++i) {
     std::string s;
     OPCUA_READ(s, r.read_string(), "ResponseHeader string table");
@@ -468,7 +468,6 @@ expected<uint32_t> read_type_id(reader& r) {
 
 namespace {
 
-
 expected<service_fault> read_fault_rest(reader& r) {
   service_fault f;
   OPCUA_READ(f.header, read_response_header(r), "ServiceFault");
@@ -476,7 +475,6 @@ expected<service_fault> read_fault_rest(reader& r) {
     return ok.err();
   return f;
 }
-
 
 } // namespace
 
@@ -531,15 +529,15 @@ expected<open_secure_channel_request> decode_open_secure_channel_request(std::st
   int32_t type = 0;
   OPCUA_READ(type, r.read_int32(), "OpenSecureChannelRequest request type");
   if (type != 0 && type != 1)
-    return fail_at(at, "OpenSecureChannelRequest request type " + std::to_string(type) +
-                         " is neither Issue (0) nor Renew (1)");
+    return fail_at(at, "OpenSecureChannelRequest request type " + std::to_string(type)
+                         + " is neither Issue (0) nor Renew (1)");
   m.type = static_cast<request_type>(type);
   at = r.offset();
   int32_t mode = 0;
   OPCUA_READ(mode, r.read_int32(), "OpenSecureChannelRequest security mode");
   if (mode < 0 || mode > 3)
-    return fail_at(at, "OpenSecureChannelRequest security mode " + std::to_string(mode) +
-                         " is unknown");
+    return fail_at(at, "OpenSecureChannelRequest security mode " + std::to_string(mode)
+                         + " is unknown");
   m.mode = static_cast<security_mode>(mode);
   OPCUA_READ(m.client_nonce, r.read_byte_string(), "OpenSecureChannelRequest client nonce");
   OPCUA_READ(m.requested_lifetime, r.read_uint32(), "OpenSecureChannelRequest requested lifetime");
@@ -608,14 +606,14 @@ expected<void> expect_type(reader& r, std::string_view body, uint32_t want) {
   if (*id == service_fault_id) {
     auto f = as_service_fault(body);
     if (f && *f)
-      return make_error(ec::parse_error, std::string{"OPC UA ServiceFault "} +
-                                           status_name((*f)->header.service_result) +
-                                           " instead of " + message_name(want));
+      return make_error(ec::parse_error, std::string{"OPC UA ServiceFault "}
+                                           + status_name((*f)->header.service_result)
+                                           + " instead of " + message_name(want));
     if (!f)
       return in(std::string{"ServiceFault instead of "} + message_name(want), f.err());
   }
-  return fail_at(0, std::string{"expected "} + message_name(want) + " (i=" + std::to_string(want) +
-                      "), got " + message_name(*id) + " (i=" + std::to_string(*id) + ")");
+  return fail_at(0, std::string{"expected "} + message_name(want) + " (i=" + std::to_string(want)
+                      + "), got " + message_name(*id) + " (i=" + std::to_string(*id) + ")");
 }
 
 } // namespace detail

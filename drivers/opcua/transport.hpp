@@ -62,7 +62,7 @@ struct hello {
   uint32_t receive_buffer_size = 65536;
   uint32_t send_buffer_size = 65536;
   uint32_t max_message_size = 0; ///< 0: no limit
-  uint32_t max_chunk_count = 0;  ///< 0: no limit
+  uint32_t max_chunk_count = 0; ///< 0: no limit
   std::string endpoint_url;
   bool operator==(const hello&) const = default;
 };
@@ -100,7 +100,7 @@ expected<void> check_acknowledge(const hello& sent, const acknowledge& received)
 
 struct asymmetric_header {
   std::string security_policy_uri{security_policy_none};
-  byte_string sender_certificate;             ///< written null when empty
+  byte_string sender_certificate; ///< written null when empty
   byte_string receiver_certificate_thumbprint; ///< written null when empty
   bool operator==(const asymmetric_header&) const = default;
 };
@@ -116,7 +116,7 @@ struct secure_chunk {
   message_header header;
   uint32_t secure_channel_id = 0;
   asymmetric_header asymmetric; ///< OPN only
-  uint32_t token_id = 0;        ///< MSG and CLO only
+  uint32_t token_id = 0; ///< MSG and CLO only
   sequence_header sequence;
   std::string_view body;
 };
@@ -131,8 +131,8 @@ public:
   /// max_chunk_size: the peer's receive buffer size; max_chunk_count and max_message_size
   /// (body bytes): the peer's limits, 0 for none.
   chunk_writer(uint32_t max_chunk_size, uint32_t max_chunk_count = 0, uint32_t max_message_size = 0)
-      : max_chunk_size_(max_chunk_size), max_chunk_count_(max_chunk_count),
-        max_message_size_(max_message_size) {}
+    : max_chunk_size_(max_chunk_size), max_chunk_count_(max_chunk_count),
+      max_message_size_(max_message_size) {}
 
   /// The chunks of one message: intermediate ('C') ones, then a final ('F') one, each no
   /// larger than max_chunk_size. token_id is ignored for OPN. Refuses (invalid_argument) a
@@ -176,9 +176,10 @@ struct secure_message {
 /// message is dropped.
 class chunk_assembler {
 public:
-  chunk_assembler(uint32_t max_chunk_size, uint32_t max_chunk_count = 0, uint32_t max_message_size = 0)
-      : max_chunk_size_(max_chunk_size), max_chunk_count_(max_chunk_count),
-        max_message_size_(max_message_size) {}
+  chunk_assembler(uint32_t max_chunk_size, uint32_t max_chunk_count = 0,
+                  uint32_t max_message_size = 0)
+    : max_chunk_size_(max_chunk_size), max_chunk_count_(max_chunk_count),
+      max_message_size_(max_message_size) {}
 
   /// One whole chunk: the message once its final chunk arrives, else nullopt.
   expected<std::optional<secure_message>> add(std::string_view chunk);
@@ -193,7 +194,7 @@ private:
   uint32_t max_chunk_size_;
   uint32_t max_chunk_count_;
   uint32_t max_message_size_;
-  size_t chunks_ = 0;   ///< of the message in progress
+  size_t chunks_ = 0; ///< of the message in progress
   size_t received_ = 0; ///< chunks ever, for error messages
   std::optional<uint32_t> last_sequence_number_;
   secure_message partial_;

@@ -40,8 +40,7 @@ TEST_CASE("a truncated group is refused at every cut, naming where", "[delivery]
   }
 }
 
-TEST_CASE("an origin's text is a link id and a seq, and anything else is no origin",
-          "[delivery]") {
+TEST_CASE("an origin's text is a link id and a seq, and anything else is no origin", "[delivery]") {
   auto o = origin_filter::parse("3f2a9b1c00d4e5f6:42");
   REQUIRE(o);
   CHECK(o->first == "3f2a9b1c00d4e5f6");
@@ -51,7 +50,8 @@ TEST_CASE("an origin's text is a link id and a seq, and anything else is no orig
 }
 
 TEST_CASE("the origin filter drops what was taken before, also after a restart, and never "
-          "what a failed transaction refused", "[delivery]") {
+          "what a failed transaction refused",
+          "[delivery]") {
   std::map<std::string, std::string> side_table; // the spool's, across restarts
   auto load = [&](const std::string& upstream) -> uint64_t {
     auto it = side_table.find(origin_filter::key(upstream));
@@ -64,10 +64,10 @@ TEST_CASE("the origin filter drops what was taken before, also after a restart, 
   };
   {
     origin_filter f{load};
-    CHECK_FALSE(f.replay(""));      // no origin: never a replay
+    CHECK_FALSE(f.replay("")); // no origin: never a replay
     CHECK_FALSE(f.replay("up:1"));
     f.take("up:1");
-    CHECK(f.replay("up:1"));        // the same batch twice in one transaction
+    CHECK(f.replay("up:1")); // the same batch twice in one transaction
     f.take("up:2");
     f.take("other:7");
     commit(f);
@@ -78,7 +78,7 @@ TEST_CASE("the origin filter drops what was taken before, also after a restart, 
     CHECK_FALSE(f.replay("other:8"));
   }
   origin_filter after_restart{load};
-  CHECK(after_restart.replay("up:2"));       // made again after a crash: dropped
+  CHECK(after_restart.replay("up:2")); // made again after a crash: dropped
   CHECK(after_restart.replay("other:7"));
   CHECK_FALSE(after_restart.replay("up:3"));
   // up:3 fails to spool, up:4 gets in, then the producer resends up:3: taken, and the
@@ -93,5 +93,5 @@ TEST_CASE("the origin filter drops what was taken before, also after a restart, 
   commit(after_restart);
   CHECK(side_table.at("origin:up") == "4");
   CHECK(after_restart.replay("up:4"));
-  CHECK(after_restart.replay("up:3"));      // taken now: a second resend is a replay
+  CHECK(after_restart.replay("up:3")); // taken now: a second resend is a replay
 }

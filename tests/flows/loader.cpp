@@ -19,30 +19,49 @@ const settings_table test_broker_settings{{
   {.name = "password", .type = setting_type::string, .doc = "login", .secret = true},
 }};
 
-const section test_brokers{"test_brokers", "brokers for the loader tests",
-                           &test_broker_settings};
+const section test_brokers{"test_brokers", "brokers for the loader tests", &test_broker_settings};
 FABRIK_REGISTER_SECTION(test_brokers);
 
+const settings_table test_single_settings{{
+  {.name = "watch", .type = setting_type::string, .default_value = "zips", .doc = "a folder"},
+  {.name = "tdp", .type = setting_type::number, .default_value = "85", .doc = "watts", .min = 1},
+}};
+
+const section test_single{.name = "test_single",
+                          .summary = "one settings object for the loader tests",
+                          .settings = &test_single_settings,
+                          .single = true};
+FABRIK_REGISTER_SECTION(test_single);
+
 const settings_table test_source_settings{{
-  {.name = "broker", .type = setting_type::reference, .doc = "which broker", .required = true,
+  {.name = "broker",
+   .type = setting_type::reference,
+   .doc = "which broker",
+   .required = true,
    .section = "test_brokers"},
   {.name = "topics", .type = setting_type::string_list, .doc = "topics", .required = true},
-  {.name = "qos", .type = setting_type::integer, .default_value = "1", .doc = "QoS", .min = 0,
+  {.name = "qos",
+   .type = setting_type::integer,
+   .default_value = "1",
+   .doc = "QoS",
+   .min = 0,
    .max = 2},
 }};
 
-const kind test_source{"test.source", "reads test data", kind_role::source,
-                       &test_source_settings, nullptr, "Longer *markdown* details."};
+const kind test_source{"test.source",         "reads test data", kind_role::source,
+                       &test_source_settings, nullptr,           "Longer *markdown* details."};
 FABRIK_REGISTER_KIND(test_source);
 
 const settings_table test_stage_settings{{
-  {.name = "timeout", .type = setting_type::duration, .default_value = "500ms",
+  {.name = "timeout",
+   .type = setting_type::duration,
+   .default_value = "500ms",
    .doc = "how long a step may take"},
   {.name = "buffer", .type = setting_type::size, .default_value = "64MiB", .doc = "buffer"},
 }};
 
-const kind test_stage{"test.stage", "transforms test data", kind_role::stage,
-                      &test_stage_settings, nullptr};
+const kind test_stage{"test.stage", "transforms test data", kind_role::stage, &test_stage_settings,
+                      nullptr};
 FABRIK_REGISTER_KIND(test_stage);
 
 const settings_table test_sink_settings{{
@@ -205,8 +224,9 @@ TEST_CASE("the top level must be a non-empty map", "[flow]") {
   CHECK_FALSE(list.f);
   CHECK(list.only().line == 2);
   CHECK(list.only().column == 1);
-  CHECK(list.only().message == "a flow file must be a map of keys (name, actors, wires, ...), "
-                               "got a list");
+  CHECK(list.only().message
+        == "a flow file must be a map of keys (name, actors, wires, ...), "
+           "got a list");
 }
 
 TEST_CASE("unknown top-level keys list the valid keys", "[flow]") {
@@ -215,9 +235,9 @@ TEST_CASE("unknown top-level keys list the valid keys", "[flow]") {
   auto d = l.error();
   CHECK(d.line == 5);
   CHECK(d.column == 1);
-  // Sections registered by what this binary links: http is the engine's, not here.
+  // Sections registered by what this binary links: the flow loader's and the tests' own.
   CHECK(d.message.starts_with("unknown top-level key 'wire'; valid keys: actors, description, "
-                              "name, nodes, test_brokers, wires, workflows"));
+                              "name, nodes, test_brokers, test_single, wires"));
 }
 
 TEST_CASE("a repeated top-level key is an error", "[flow]") {
@@ -234,53 +254,60 @@ TEST_CASE("placement: every actor on a known node, each node at its own address"
                             "  fog: {listen: \"127.0.0.1:7001\", http: \"127.0.0.1:8001\"}\n"
                             "  cloud: {listen: \"127.0.0.1:0\"}\n"
                             "  spare: {listen: \"127.0.0.1:7004\"}\n";
-  auto l = load(nodes + head + "  a: {kind: test.source, broker: local, topics: x, on: edge}\n"
-                                 "  b: {kind: test.sink, on: moon}\n"
-                                 "  c: {kind: test.sink}\n"
-                                 "  d: {kind: test.sink, on: fog}\n"
-                                 "  e: {kind: test.sink, on: cloud}\n"
-                                 "wires: [a -> b, a -> c, a -> d, a -> e]\n");
+  auto l = load(nodes + head
+                + "  a: {kind: test.source, broker: local, topics: x, on: edge}\n"
+                  "  b: {kind: test.sink, on: moon}\n"
+                  "  c: {kind: test.sink}\n"
+                  "  d: {kind: test.sink, on: fog}\n"
+                  "  e: {kind: test.sink, on: cloud}\n"
+                  "wires: [a -> b, a -> c, a -> d, a -> e]\n");
   INFO(l.dump());
   CHECK_FALSE(l.f);
   auto p = l.problems();
   REQUIRE(p.size() == 6);
   CHECK(p[0].line == 3);
-  CHECK(p[0].message == "node 'fog': listen address 127.0.0.1:7001 is already node "
-                        "'edge''s (line 2)");
+  CHECK(p[0].message
+        == "node 'fog': listen address 127.0.0.1:7001 is already node "
+           "'edge''s (line 2)");
   CHECK(p[1].line == 3);
-  CHECK(p[1].message == "node 'fog': http address 127.0.0.1:8001 is already node 'edge''s "
-                        "(line 2)");
+  CHECK(p[1].message
+        == "node 'fog': http address 127.0.0.1:8001 is already node 'edge''s "
+           "(line 2)");
   CHECK(p[2].line == 4);
-  CHECK(p[2].message == "node 'cloud': listen needs a fixed port (the other nodes connect "
-                        "to it), not 0");
+  CHECK(p[2].message
+        == "node 'cloud': listen needs a fixed port (the other nodes connect "
+           "to it), not 0");
   CHECK(p[3].line == 5);
   CHECK(p[3].warning);
   CHECK(p[3].message == "node 'spare' runs no actor");
   CHECK(p[4].line == 10);
   CHECK(p[4].message == "actor 'b' is on unknown node 'moon'; nodes: cloud, edge, fog, spare");
   CHECK(p[5].line == 11);
-  CHECK(p[5].message == "actor 'c' is on no node; add 'on: NODE' (nodes: cloud, edge, fog, "
-                        "spare)");
+  CHECK(p[5].message
+        == "actor 'c' is on no node; add 'on: NODE' (nodes: cloud, edge, fog, "
+           "spare)");
 
   auto none = load(head + "  b: {kind: test.sink, on: edge}\n");
   CHECK_FALSE(none.f);
   CHECK(none.error().line == 4);
-  CHECK(none.error().message == "actor 'b' is on node 'edge', but the flow has no 'nodes' "
-                                "section");
+  CHECK(none.error().message
+        == "actor 'b' is on node 'edge', but the flow has no 'nodes' "
+           "section");
 }
 
 TEST_CASE("a single-object section is validated, and has its defaults when left out", "[flow]") {
   auto absent = load("name: t\nactors: {a: {kind: test.sink}}\n");
   REQUIRE(absent.f);
-  CHECK(absent.f->sections.at("workflows").at("").str("watch") == "workflows");
-  CHECK(absent.f->sections.at("workflows").at("").number("tdp") == 85);
+  CHECK(absent.f->sections.at("test_single").at("").str("watch") == "zips");
+  CHECK(absent.f->sections.at("test_single").at("").number("tdp") == 85);
 
-  auto set = load("name: t\nworkflows: {watch: zips, tdp: 35}\nactors: {a: {kind: test.sink}}\n");
+  auto set =
+    load("name: t\ntest_single: {watch: models, tdp: 35}\nactors: {a: {kind: test.sink}}\n");
   REQUIRE(set.f);
-  CHECK(set.f->sections.at("workflows").at("").str("watch") == "zips");
-  CHECK(set.f->sections.at("workflows").at("").number("tdp") == 35);
+  CHECK(set.f->sections.at("test_single").at("").str("watch") == "models");
+  CHECK(set.f->sections.at("test_single").at("").number("tdp") == 35);
 
-  auto bad = load("name: t\nworkflows:\n  wach: zips\nactors: {a: {kind: test.sink}}\n");
+  auto bad = load("name: t\ntest_single:\n  wach: zips\nactors: {a: {kind: test.sink}}\n");
   CHECK_FALSE(bad.f);
   CHECK(bad.error().line == 3);
   CHECK(bad.error().message.find("unknown setting 'wach'") != std::string::npos);
@@ -296,8 +323,9 @@ TEST_CASE("name is required and restricted to [a-z0-9_-]+", "[flow]") {
   CHECK_FALSE(bad.f);
   CHECK(bad.error().line == 1);
   CHECK(bad.error().column == 7);
-  CHECK(bad.error().message == "flow name 'PCB Ingest' must match [a-z0-9_-]+ (it goes into "
-                              "client ids and data paths)");
+  CHECK(bad.error().message
+        == "flow name 'PCB Ingest' must match [a-z0-9_-]+ (it goes into "
+           "client ids and data paths)");
   auto list = load("name: [a]\nactors: {a: {kind: test.sink}}\n");
   CHECK(list.error().message == "'name' must be text matching [a-z0-9_-]+, got a list");
 }
@@ -320,8 +348,9 @@ TEST_CASE("actors are required and must not be empty", "[flow]") {
 }
 
 TEST_CASE("actor names must match [A-Za-z_][A-Za-z0-9_-]*", "[flow]") {
-  auto l = load(head + "  ok_Name-2: {kind: test.sink}\n  9lives: {kind: test.sink}\n"
-                       "  a/b: {kind: test.sink}\n");
+  auto l = load(head
+                + "  ok_Name-2: {kind: test.sink}\n  9lives: {kind: test.sink}\n"
+                  "  a/b: {kind: test.sink}\n");
   CHECK_FALSE(l.f);
   std::vector<diagnostic> errors;
   for (const auto& d : l.diags)
@@ -330,18 +359,19 @@ TEST_CASE("actor names must match [A-Za-z_][A-Za-z0-9_-]*", "[flow]") {
   REQUIRE(errors.size() == 2);
   CHECK(errors[0].line == 5);
   CHECK(errors[0].column == 3);
-  CHECK(errors[0].message == "actor name '9lives' must match [A-Za-z_][A-Za-z0-9_-]* (it "
-                             "prefixes stream names and client ids)");
+  CHECK(errors[0].message
+        == "actor name '9lives' must match [A-Za-z_][A-Za-z0-9_-]* (it "
+           "prefixes stream names and client ids)");
   CHECK(errors[1].line == 6);
   CHECK(errors[1].message.starts_with("actor name 'a/b' must match"));
 }
 
-TEST_CASE("duplicate actor names are found although yaml-cpp keeps only one on lookup",
-          "[flow]") {
-  auto l = load(head + "  a: {kind: test.source, broker: local, topics: x}\n"
-                       "  b: {kind: test.sink}\n"
-                       "  a: {kind: test.sink}\n"
-                       "wires: [a -> b]\n");
+TEST_CASE("duplicate actor names are found although yaml-cpp keeps only one on lookup", "[flow]") {
+  auto l = load(head
+                + "  a: {kind: test.source, broker: local, topics: x}\n"
+                  "  b: {kind: test.sink}\n"
+                  "  a: {kind: test.sink}\n"
+                  "wires: [a -> b]\n");
   CHECK_FALSE(l.f);
   auto d = l.only();
   CHECK(d.line == 6);
@@ -350,8 +380,9 @@ TEST_CASE("duplicate actor names are found although yaml-cpp keeps only one on l
 }
 
 TEST_CASE("every actor needs a known kind", "[flow]") {
-  auto l = load(head + "  a: {broker: local}\n  b:\n    kind: test.nope\n  c: sink\n"
-                       "  d: {kind: [x]}\n");
+  auto l = load(head
+                + "  a: {broker: local}\n  b:\n    kind: test.nope\n  c: sink\n"
+                  "  d: {kind: [x]}\n");
   CHECK_FALSE(l.f);
   std::vector<diagnostic> errors;
   for (const auto& d : l.diags)
@@ -384,10 +415,11 @@ TEST_CASE("kind or on written twice in one actor is an error", "[flow]") {
 }
 
 TEST_CASE("actor settings are validated with the kind's table", "[flow]") {
-  auto l = load(head + "  a:\n    kind: test.source\n    broker: local\n    topics: x\n"
-                       "    qos: 7\n    color: red\n"
-                       "  b: {kind: test.sink}\n"
-                       "wires: [a -> b]\n");
+  auto l = load(head
+                + "  a:\n    kind: test.source\n    broker: local\n    topics: x\n"
+                  "    qos: 7\n    color: red\n"
+                  "  b: {kind: test.sink}\n"
+                  "wires: [a -> b]\n");
   CHECK_FALSE(l.f);
   auto p = l.problems();
   INFO(l.dump());
@@ -397,13 +429,15 @@ TEST_CASE("actor settings are validated with the kind's table", "[flow]") {
   CHECK(p[0].message == "setting 'qos' must be between 0 and 2, got 7");
   CHECK(p[1].line == 9);
   CHECK(p[1].column == 5);
-  CHECK(p[1].message == "unknown setting 'color' for test.source; valid settings: broker, qos, "
-                        "topics");
+  CHECK(p[1].message
+        == "unknown setting 'color' for test.source; valid settings: broker, qos, "
+           "topics");
 }
 
 TEST_CASE("a missing required actor setting points at the actor's map", "[flow]") {
-  auto l = load(head + "  a:\n    kind: test.source\n    broker: local\n"
-                       "  b: {kind: test.sink}\nwires: [a -> b]\n");
+  auto l = load(head
+                + "  a:\n    kind: test.source\n    broker: local\n"
+                  "  b: {kind: test.sink}\nwires: [a -> b]\n");
   CHECK_FALSE(l.f);
   CHECK(l.only().line == 5);
   CHECK(l.only().column == 5);
@@ -411,8 +445,9 @@ TEST_CASE("a missing required actor setting points at the actor's map", "[flow]"
 }
 
 TEST_CASE("references to sections must exist", "[flow]") {
-  auto l = load(head + "  a: {kind: test.source, broker: plant, topics: x}\n"
-                       "  b: {kind: test.sink}\nwires: [a -> b]\n");
+  auto l = load(head
+                + "  a: {kind: test.source, broker: plant, topics: x}\n"
+                  "  b: {kind: test.sink}\nwires: [a -> b]\n");
   CHECK_FALSE(l.f);
   CHECK(l.only().line == 4);
   CHECK(l.only().column == 34);
@@ -446,8 +481,9 @@ TEST_CASE("section entries are validated with the section's table", "[flow]") {
   CHECK(p[1].message == "cannot read /flows/nowhere (setting 'password')");
   CHECK(p[2].line == 5);
   CHECK(p[2].column == 19);
-  CHECK(p[2].message == "unknown setting 'port' for test_brokers.plant; valid settings: "
-                        "password, url");
+  CHECK(p[2].message
+        == "unknown setting 'port' for test_brokers.plant; valid settings: "
+           "password, url");
   CHECK(p[3].line == 6);
   CHECK(p[3].column == 3);
   CHECK(p[3].message == "missing required setting 'url' for test_brokers.empty");
@@ -467,9 +503,10 @@ TEST_CASE("'on' must be a node name", "[flow]") {
 }
 
 TEST_CASE("wires must be a list of 'from -> to' strings", "[flow]") {
-  const std::string actors = head + "  a: {kind: test.source, broker: local, topics: x}\n"
-                                    "  b: {kind: test.stage}\n"
-                                    "  c: {kind: test.sink}\n";
+  const std::string actors = head
+                             + "  a: {kind: test.source, broker: local, topics: x}\n"
+                               "  b: {kind: test.stage}\n"
+                               "  c: {kind: test.sink}\n";
   SECTION("not a list") {
     auto l = load(actors + "wires: {a: b}\n");
     CHECK_FALSE(l.f);
@@ -513,13 +550,14 @@ TEST_CASE("wires must be a list of 'from -> to' strings", "[flow]") {
 }
 
 TEST_CASE("wire direction follows the kinds' roles", "[flow]") {
-  auto l = load(head + "  a: {kind: test.source, broker: local, topics: x}\n"
-                       "  b: {kind: test.stage}\n"
-                       "  c: {kind: test.sink}\n"
-                       "wires:\n"
-                       "  - a -> b -> c\n"
-                       "  - b -> a\n"
-                       "  - c -> b\n");
+  auto l = load(head
+                + "  a: {kind: test.source, broker: local, topics: x}\n"
+                  "  b: {kind: test.stage}\n"
+                  "  c: {kind: test.sink}\n"
+                  "wires:\n"
+                  "  - a -> b -> c\n"
+                  "  - b -> a\n"
+                  "  - c -> b\n");
   CHECK_FALSE(l.f);
   auto p = l.problems();
   INFO(l.dump());
@@ -533,10 +571,11 @@ TEST_CASE("wire direction follows the kinds' roles", "[flow]") {
 }
 
 TEST_CASE("self-wires and cycles are errors", "[flow]") {
-  const std::string actors = head + "  a: {kind: test.source, broker: local, topics: x}\n"
-                                    "  b: {kind: test.stage}\n"
-                                    "  c: {kind: test.stage}\n"
-                                    "  d: {kind: test.sink}\n";
+  const std::string actors = head
+                             + "  a: {kind: test.source, broker: local, topics: x}\n"
+                               "  b: {kind: test.stage}\n"
+                               "  c: {kind: test.stage}\n"
+                               "  d: {kind: test.sink}\n";
   SECTION("self") {
     auto l = load(actors + "wires:\n  - a -> b -> d\n  - c -> c\n");
     CHECK_FALSE(l.f);
@@ -554,9 +593,10 @@ TEST_CASE("self-wires and cycles are errors", "[flow]") {
 }
 
 TEST_CASE("a duplicate wire is a warning and kept once", "[flow]") {
-  auto l = load(head + "  a: {kind: test.source, broker: local, topics: x}\n"
-                       "  b: {kind: test.sink}\n"
-                       "wires:\n  - a -> b\n  - a->b\n");
+  auto l = load(head
+                + "  a: {kind: test.source, broker: local, topics: x}\n"
+                  "  b: {kind: test.sink}\n"
+                  "wires:\n  - a -> b\n  - a->b\n");
   REQUIRE(l.f);
   auto d = l.only();
   CHECK(d.warning);
@@ -567,11 +607,12 @@ TEST_CASE("a duplicate wire is a warning and kept once", "[flow]") {
 }
 
 TEST_CASE("unwired actors and sources without outgoing wires are warned about", "[flow]") {
-  auto l = load(head + "  a: {kind: test.source, broker: local, topics: x}\n"
-                       "  b: {kind: test.stage}\n"
-                       "  c: {kind: test.sink}\n"
-                       "  d: {kind: test.sink}\n"
-                       "wires: [b -> c]\n");
+  auto l = load(head
+                + "  a: {kind: test.source, broker: local, topics: x}\n"
+                  "  b: {kind: test.stage}\n"
+                  "  c: {kind: test.sink}\n"
+                  "  d: {kind: test.sink}\n"
+                  "wires: [b -> c]\n");
   REQUIRE(l.f);
   auto p = l.problems();
   REQUIRE(p.size() == 2);
@@ -585,9 +626,10 @@ TEST_CASE("unwired actors and sources without outgoing wires are warned about", 
 }
 
 TEST_CASE("a flow without storage is warned to be at-most-once", "[flow]") {
-  const std::string text = head + "  a: {kind: test.source, broker: local, topics: x}\n"
-                                  "  b: {kind: test.sink}\n"
-                                  "wires: [a -> b]\n";
+  const std::string text = head
+                           + "  a: {kind: test.source, broker: local, topics: x}\n"
+                             "  b: {kind: test.sink}\n"
+                             "wires: [a -> b]\n";
   auto without = load(text);
   REQUIRE(without.f);
   REQUIRE(without.diags.size() == 1);
@@ -597,9 +639,10 @@ TEST_CASE("a flow without storage is warned to be at-most-once", "[flow]") {
   CHECK(without.diags[0].message == no_storage);
   if (!find_kind("storage"))
     register_kind(test_storage);
-  auto stored = load(head + "  a: {kind: test.source, broker: local, topics: x}\n"
-                            "  keep: {kind: storage, path: x.lmdb}\n"
-                            "wires: [a -> keep]\n");
+  auto stored = load(head
+                     + "  a: {kind: test.source, broker: local, topics: x}\n"
+                       "  keep: {kind: storage, path: x.lmdb}\n"
+                       "wires: [a -> keep]\n");
   INFO(stored.dump());
   REQUIRE(stored.f);
   CHECK(stored.diags.empty());
@@ -655,9 +698,9 @@ TEST_CASE("the kind registry finds kinds and lists them sorted", "[kinds]") {
   auto ks = all_kinds();
   CHECK(std::is_sorted(ks.begin(), ks.end(),
                        [](const kind* a, const kind* b) { return a->name < b->name; }));
-  CHECK(std::count_if(ks.begin(), ks.end(),
-                      [](const kind* k) { return k->name.starts_with("test."); })
-        == 3);
+  CHECK(
+    std::count_if(ks.begin(), ks.end(), [](const kind* k) { return k->name.starts_with("test."); })
+    == 3);
   CHECK(std::string{to_string(kind_role::source)} == "source");
   CHECK(std::string{to_string(kind_role::sink)} == "sink");
   CHECK(std::string{to_string(kind_role::stage)} == "stage");
@@ -671,8 +714,8 @@ TEST_CASE("the kinds reference mentions every kind, section and setting", "[kind
   CHECK(md.find("### `test.source`") != std::string::npos);
   CHECK(md.find("Role: source. reads test data") != std::string::npos);
   CHECK(md.find("Longer *markdown* details.") != std::string::npos);
-  for (const auto* t : {&test_broker_settings, &test_source_settings, &test_stage_settings,
-                        &test_sink_settings})
+  for (const auto* t :
+       {&test_broker_settings, &test_source_settings, &test_stage_settings, &test_sink_settings})
     for (const auto& s : t->items) {
       INFO(s.name);
       CHECK(md.find("`" + std::string{s.name} + "`") != std::string::npos);
@@ -741,11 +784,10 @@ TEST_CASE("problems in the local fragment name the fragment's file and line", "[
   CHECK(has("unknown actor 'nowhere'", 5));
 
   diags.clear();
-  CHECK_FALSE(load_flow_text("name: t\nactors:\n  out: {kind: test.sink}\n", "/x/flow.yaml",
-                             diags, "actors: [oops\n"));
-  CHECK(std::any_of(diags.begin(), diags.end(), [](auto& d) {
-    return !d.warning && d.file == "/x/flow.local.yaml";
-  }));
+  CHECK_FALSE(load_flow_text("name: t\nactors:\n  out: {kind: test.sink}\n", "/x/flow.yaml", diags,
+                             "actors: [oops\n"));
+  CHECK(std::any_of(diags.begin(), diags.end(),
+                    [](auto& d) { return !d.warning && d.file == "/x/flow.local.yaml"; }));
 }
 
 TEST_CASE("load_flow reads NAME.local.yaml beside the flow file", "[flow][local]") {
@@ -778,7 +820,8 @@ TEST_CASE("diff_flows restarts what changed and everything feeding it", "[flow][
   CHECK_FALSE(diff_flows(*before, *same).any());
 
   // The sink's settings change: it restarts, and so does everything upstream of it.
-  auto sink = load_flow_text(base, "/x/f.yaml", diags, "actors:\n  out: {kind: test.sink, path: y}\n");
+  auto sink =
+    load_flow_text(base, "/x/f.yaml", diags, "actors:\n  out: {kind: test.sink, path: y}\n");
   REQUIRE(sink);
   auto d = diff_flows(*before, *sink);
   CHECK(d.restarted == std::vector<std::string>{"a", "s", "out"});
@@ -796,18 +839,18 @@ TEST_CASE("diff_flows restarts what changed and everything feeding it", "[flow][
   CHECK(d.restarted.empty());
 
   // A shared section changes: everything restarts.
-  auto broker = load_flow_text(base.substr(0, 8) + "test_brokers: {b: {url: z}}\n" + base.substr(36),
-                               "/x/f.yaml", diags);
+  auto broker = load_flow_text(
+    base.substr(0, 8) + "test_brokers: {b: {url: z}}\n" + base.substr(36), "/x/f.yaml", diags);
   REQUIRE(broker);
   CHECK(diff_flows(*before, *broker).restarted.size() == 5);
 }
 
 TEST_CASE("a fragment entry without kind patches the flow file's actor", "[flow][local]") {
   std::vector<diagnostic> diags;
-  auto f = load_flow_text("name: t\nactors:\n  out: {kind: test.sink, path: a}\n"
-                          "  st: {kind: test.stage, timeout: 2s}\nwires:\n  - st -> out\n",
-                          "/x/flow.yaml", diags,
-                          "actors:\n  out: {path: b}\n  st: {timeout: null}\n");
+  auto f =
+    load_flow_text("name: t\nactors:\n  out: {kind: test.sink, path: a}\n"
+                   "  st: {kind: test.stage, timeout: 2s}\nwires:\n  - st -> out\n",
+                   "/x/flow.yaml", diags, "actors:\n  out: {path: b}\n  st: {timeout: null}\n");
   std::string all;
   for (auto& d : diags)
     all += d.to_string() + "\n";

@@ -1,5 +1,5 @@
 // Settings tables: validation of one YAML map against a table, defaults, secrets, docs.
-#include "actors/settings.hpp"
+#include "core/settings.hpp"
 #include "tests/support/support.hpp"
 
 #include <catch2/catch.hpp>
@@ -16,32 +16,56 @@ using namespace fabrik;
 namespace {
 
 const settings_table retention_table{{
-  {.name = "max_age", .type = setting_type::duration, .default_value = "7d",
-   .doc = "drop records older than this", .min = 1e9},
+  {.name = "max_age",
+   .type = setting_type::duration,
+   .default_value = "7d",
+   .doc = "drop records older than this",
+   .min = 1e9},
   {.name = "max_size", .type = setting_type::size, .doc = "cap the store at this size"},
 }};
 
 const settings_table table{{
   {.name = "url", .type = setting_type::string, .doc = "broker address", .required = true},
-  {.name = "qos", .type = setting_type::integer, .default_value = "1", .doc = "MQTT QoS",
-   .min = 0, .max = 2},
-  {.name = "ratio", .type = setting_type::number, .default_value = "0.5", .doc = "a fraction",
-   .min = 0, .max = 1},
-  {.name = "retain", .type = setting_type::boolean, .default_value = "false",
-   .doc = "retain flag"},
-  {.name = "timeout", .type = setting_type::duration, .default_value = "500ms",
-   .doc = "how long to wait", .min = 1e6, .max = 3600e9},
-  {.name = "buffer", .type = setting_type::size, .default_value = "64MiB",
-   .doc = "buffer size", .min = 1024},
-  {.name = "format", .type = setting_type::choice, .default_value = "simatic-v1",
-   .doc = "payload format", .choices = {"simatic-v1", "json"}},
+  {.name = "qos",
+   .type = setting_type::integer,
+   .default_value = "1",
+   .doc = "MQTT QoS",
+   .min = 0,
+   .max = 2},
+  {.name = "ratio",
+   .type = setting_type::number,
+   .default_value = "0.5",
+   .doc = "a fraction",
+   .min = 0,
+   .max = 1},
+  {.name = "retain", .type = setting_type::boolean, .default_value = "false", .doc = "retain flag"},
+  {.name = "timeout",
+   .type = setting_type::duration,
+   .default_value = "500ms",
+   .doc = "how long to wait",
+   .min = 1e6,
+   .max = 3600e9},
+  {.name = "buffer",
+   .type = setting_type::size,
+   .default_value = "64MiB",
+   .doc = "buffer size",
+   .min = 1024},
+  {.name = "format",
+   .type = setting_type::choice,
+   .default_value = "simatic-v1",
+   .doc = "payload format",
+   .choices = {"simatic-v1", "json"}},
   {.name = "topics", .type = setting_type::string_list, .doc = "topics to subscribe"},
-  {.name = "retention", .type = setting_type::object, .default_value = "{}",
-   .doc = "what to keep", .children = &retention_table},
-  {.name = "streams", .type = setting_type::object_map, .doc = "per-stream retention",
+  {.name = "retention",
+   .type = setting_type::object,
+   .default_value = "{}",
+   .doc = "what to keep",
    .children = &retention_table},
-  {.name = "broker", .type = setting_type::reference, .doc = "which broker",
-   .section = "brokers"},
+  {.name = "streams",
+   .type = setting_type::object_map,
+   .doc = "per-stream retention",
+   .children = &retention_table},
+  {.name = "broker", .type = setting_type::reference, .doc = "which broker", .section = "brokers"},
   {.name = "password", .type = setting_type::string, .doc = "login password", .secret = true},
   {.name = "label", .type = setting_type::string, .doc = "free text"},
 }};
@@ -56,8 +80,7 @@ struct result {
 result validate(const std::string& yaml, const std::string& file = "flow.yaml",
                 std::vector<std::string_view> ignore = {}) {
   result r;
-  r.c = validate_settings(YAML::Load(yaml), table, file, sections, r.diags, ignore,
-                          "test.kind");
+  r.c = validate_settings(YAML::Load(yaml), table, file, sections, r.diags, ignore, "test.kind");
   return r;
 }
 
@@ -70,8 +93,7 @@ const diagnostic& only_error(const result& r) {
 
 } // namespace
 
-TEST_CASE("defaults are filled and parsed with the same rules as flow values",
-          "[settings]") {
+TEST_CASE("defaults are filled and parsed with the same rules as flow values", "[settings]") {
   auto r = validate("url: tcp://127.0.0.1:1883\n");
   REQUIRE(r.diags.empty());
   CHECK(r.c.str("url") == "tcp://127.0.0.1:1883");
@@ -112,9 +134,10 @@ TEST_CASE("an unknown setting names the context and lists the valid ones", "[set
   CHECK(d.file == "flow.yaml");
   CHECK(d.line == 3);
   CHECK(d.column == 1);
-  CHECK(d.message == "unknown setting 'foo' for test.kind; valid settings: broker, buffer, "
-                     "format, label, password, qos, ratio, retain, retention, streams, "
-                     "timeout, topics, url");
+  CHECK(d.message
+        == "unknown setting 'foo' for test.kind; valid settings: broker, buffer, "
+           "format, label, password, qos, ratio, retain, retention, streams, "
+           "timeout, topics, url");
 }
 
 TEST_CASE("ignored keys are skipped", "[settings]") {
@@ -213,11 +236,13 @@ TEST_CASE("unparseable durations and sizes are errors", "[settings]") {
   auto r = validate("url: x\ntimeout: soon\nbuffer: big\n");
   REQUIRE(r.diags.size() == 2);
   CHECK(r.diags[0].line == 2);
-  CHECK(r.diags[0].message == "setting 'timeout' must be a duration such as 500ms, 10s, 5m or "
-                              "7d, got 'soon'");
+  CHECK(r.diags[0].message
+        == "setting 'timeout' must be a duration such as 500ms, 10s, 5m or "
+           "7d, got 'soon'");
   CHECK(r.diags[1].line == 3);
-  CHECK(r.diags[1].message == "setting 'buffer' must be a size such as 512KiB, 64MiB or 1GiB, "
-                              "got 'big'");
+  CHECK(r.diags[1].message
+        == "setting 'buffer' must be a size such as 512KiB, 64MiB or 1GiB, "
+           "got 'big'");
 }
 
 TEST_CASE("a choice outside the list names the choices", "[settings]") {
@@ -228,8 +253,7 @@ TEST_CASE("a choice outside the list names the choices", "[settings]") {
   CHECK(d.message == "setting 'format' must be one of simatic-v1, json, got 'xml'");
 }
 
-TEST_CASE("a missing required setting is reported at the map's own position",
-          "[settings]") {
+TEST_CASE("a missing required setting is reported at the map's own position", "[settings]") {
   SECTION("block map: its first key") {
     auto r = validate("qos: 1\nretain: true\n");
     const auto& d = only_error(r);
@@ -266,8 +290,9 @@ TEST_CASE("objects are validated recursively with positions of nested keys", "[s
   const auto& d = only_error(r);
   CHECK(d.line == 4);
   CHECK(d.column == 3);
-  CHECK(d.message == "unknown setting 'max_sise' for test.kind.retention; valid settings: "
-                     "max_age, max_size");
+  CHECK(d.message
+        == "unknown setting 'max_sise' for test.kind.retention; valid settings: "
+           "max_age, max_size");
   auto range = validate("url: x\nretention: {max_age: 10ms}\n");
   const auto& e = only_error(range);
   CHECK(e.line == 2);
@@ -320,8 +345,7 @@ TEST_CASE("secrets come from the environment", "[settings][secrets]") {
   CHECK_FALSE(unset.c.has("password"));
 }
 
-TEST_CASE("secrets come from a file relative to the flow file's folder",
-          "[settings][secrets]") {
+TEST_CASE("secrets come from a file relative to the flow file's folder", "[settings][secrets]") {
   namespace fs = std::filesystem;
   test_support::scratch_dir scratch{"settings"};
   const auto& dir = scratch.path();
@@ -334,8 +358,8 @@ TEST_CASE("secrets come from a file relative to the flow file's folder",
   auto missing = validate("url: x\npassword: file:secrets/nope\n", flow_file);
   const auto& d = only_error(missing);
   CHECK(d.line == 2);
-  CHECK(d.message == "cannot read " + (dir / "secrets" / "nope").string()
-                       + " (setting 'password')");
+  CHECK(d.message
+        == "cannot read " + (dir / "secrets" / "nope").string() + " (setting 'password')");
 }
 
 TEST_CASE("a literal secret is used but warned about", "[settings][secrets]") {
@@ -356,9 +380,10 @@ TEST_CASE("to_string masks secrets and shows human units", "[settings][secrets]"
   REQUIRE(r.diags.empty());
   auto s = r.c.to_string(table);
   CHECK(s.find("s3cret") == std::string::npos);
-  CHECK(s == "url=tcp://h:1883, qos=1, ratio=0.5, retain=false, timeout=500ms, buffer=64MiB, "
-             "format=simatic-v1, topics=[a, b], retention={max_age=7d}, password=***, "
-             "label=\"two words\"");
+  CHECK(s
+        == "url=tcp://h:1883, qos=1, ratio=0.5, retain=false, timeout=500ms, buffer=64MiB, "
+           "format=simatic-v1, topics=[a, b], retention={max_age=7d}, password=***, "
+           "label=\"two words\"");
 }
 
 TEST_CASE("config accessors throw logic_error naming the setting", "[settings]") {
@@ -413,8 +438,7 @@ TEST_CASE("settings markdown mentions every setting with type, default and doc",
         != std::string::npos);
   CHECK(md.find("- `url` (string; required): broker address\n") != std::string::npos);
   CHECK(md.find("one of `simatic-v1`, `json`") != std::string::npos);
-  CHECK(md.find("`password` (string; secret: write `${ENV}` or `file:PATH`)")
-        != std::string::npos);
+  CHECK(md.find("`password` (string; secret: write `${ENV}` or `file:PATH`)") != std::string::npos);
   CHECK(md.find("name of an entry in `brokers`") != std::string::npos);
   CHECK(md.find("between 1ms and 1h") != std::string::npos);
 }

@@ -1,6 +1,6 @@
 #include "tests/integration/fixture.hpp"
 
-#include "actors/store.hpp"
+#include "core/store.hpp"
 #include "drivers/mqtt/client.hpp"
 
 #include <catch2/catch.hpp>
@@ -132,8 +132,8 @@ void broker::start() {
   std::ostringstream conf;
   conf << "listener " << port_ << " 127.0.0.1\n"
        << listener_config_
-       << (listener_config_.find("allow_anonymous") == std::string::npos
-             ? "allow_anonymous true\n" : "")
+       << (listener_config_.find("allow_anonymous") == std::string::npos ? "allow_anonymous true\n"
+                                                                         : "")
        << "set_tcp_nodelay true\n"
        << "max_queued_messages 0\n"
        << "max_inflight_messages 100\n"
@@ -226,8 +226,8 @@ void publish_lines(int port, const std::string& topic, const std::vector<std::st
     all += l + "\n";
   write_file(tmp / "in.txt", all);
   std::string cmd = "mosquitto_pub -h 127.0.0.1 -p " + std::to_string(port) + " -q "
-                    + std::to_string(qos) + (retain ? " -r" : "") + " -t '" + topic
-                    + "' -l < " + (tmp / "in.txt").string() + " 2>&1";
+                    + std::to_string(qos) + (retain ? " -r" : "") + " -t '" + topic + "' -l < "
+                    + (tmp / "in.txt").string() + " 2>&1";
   int rc = std::system(cmd.c_str());
   REQUIRE(rc == 0);
 }
@@ -288,9 +288,9 @@ opcua_server::~opcua_server() { stop(); }
 
 void opcua_server::start() {
   // node-opcua writes its certificates under XDG_CONFIG_HOME: keep them in the test's dir.
-  std::vector<std::string> argv{"env", "XDG_CONFIG_HOME=" + (dir_ / "config").string(), "node",
-                                (source_dir() / "tests/opcua/server.mjs").string(), "--port",
-                                std::to_string(port_)};
+  std::vector<std::string> argv{"env",    "XDG_CONFIG_HOME=" + (dir_ / "config").string(),
+                                "node",   (source_dir() / "tests/opcua/server.mjs").string(),
+                                "--port", std::to_string(port_)};
   argv.insert(argv.end(), args_.begin(), args_.end());
   proc_ = process(argv, dir_ / ("server" + std::to_string(++starts_) + ".log"));
   if (!wait_until([&] { return proc_.log().find("ready ") != std::string::npos; },
@@ -438,9 +438,18 @@ namespace {
 /// The command line of a virtual asset of bench/assets; rate 0: as fast as the broker takes.
 std::vector<std::string> asset_command(const std::string& script, int port, int count, int rate,
                                        int seed, int start_seq) {
-  return {"/usr/bin/python3", (source_dir() / "bench" / "assets" / script).string(),
-          "--port", std::to_string(port), "--count", std::to_string(count),
-          "--rate", std::to_string(rate), "-q", "--seed", std::to_string(seed), "--start-seq",
+  return {"/usr/bin/python3",
+          (source_dir() / "bench" / "assets" / script).string(),
+          "--port",
+          std::to_string(port),
+          "--count",
+          std::to_string(count),
+          "--rate",
+          std::to_string(rate),
+          "-q",
+          "--seed",
+          std::to_string(seed),
+          "--start-seq",
           std::to_string(start_seq)};
 }
 } // namespace
@@ -484,31 +493,36 @@ std::string pcb_flow_text(const broker& b, const std::string& workflow, const st
     auto it = on.find(actor);
     return it == on.end() ? std::string{} : "    on: " + it->second + "\n";
   };
-  return "name: workflow-test\n" + top +
-         "brokers:\n"
-         "  local: {url: \"" + b.url() + "\"}\n"
-         "actors:\n"
-         "  src:\n"
-         "    kind: mqtt.source\n"
-         "    broker: local\n"
-         "    topics: [\"ie/m/j/simatic/v1/+/dp\", \"ie/d/j/simatic/v1/+/dp/r/#\"]\n"
-         "    format: simatic-v1\n" + at("src") +
-         "  store:\n"
-         "    kind: storage\n" + at("store") +
-         "  model:\n"
-         "    kind: workflow\n" + workflow + at("model") +
-         "  out:\n"
-         "    kind: mqtt.sink\n"
-         "    broker: local\n"
-         "    topic: \"predictions/{stream}\"\n" + at("out") +
-         "wires:\n"
-         "  - src -> store\n"
-         "  - src -> model\n"
-         "  - model -> out\n";
+  return "name: workflow-test\n" + top
+         + "brokers:\n"
+           "  local: {url: \""
+         + b.url()
+         + "\"}\n"
+           "actors:\n"
+           "  src:\n"
+           "    kind: mqtt.source\n"
+           "    broker: local\n"
+           "    topics: [\"ie/m/j/simatic/v1/+/dp\", \"ie/d/j/simatic/v1/+/dp/r/#\"]\n"
+           "    format: simatic-v1\n"
+         + at("src")
+         + "  store:\n"
+           "    kind: storage\n"
+         + at("store")
+         + "  model:\n"
+           "    kind: workflow\n"
+         + workflow + at("model")
+         + "  out:\n"
+           "    kind: mqtt.sink\n"
+           "    broker: local\n"
+           "    topic: \"predictions/{stream}\"\n"
+         + at("out")
+         + "wires:\n"
+           "  - src -> store\n"
+           "  - src -> model\n"
+           "  - model -> out\n";
 }
 
-loopback_nodes::loopback_nodes(std::vector<std::string> node_names)
-    : names(std::move(node_names)) {
+loopback_nodes::loopback_nodes(std::vector<std::string> node_names) : names(std::move(node_names)) {
   for (auto& n : names) {
     listen[n] = free_port();
     http[n] = free_port();
@@ -571,8 +585,8 @@ delay_proxy::delay_proxy(const std::filesystem::path& dir, int target, int delay
   : port_(free_port()) {
   std::filesystem::create_directories(dir);
   auto script = source_dir() / "tests" / "tools" / "delay_proxy.py";
-  proc_ = process({"/usr/bin/python3", script.string(), "--port", std::to_string(port_),
-                   "--target", std::to_string(target), "--delay-ms", std::to_string(delay_ms)},
+  proc_ = process({"/usr/bin/python3", script.string(), "--port", std::to_string(port_), "--target",
+                   std::to_string(target), "--delay-ms", std::to_string(delay_ms)},
                   dir / "delay_proxy.log");
   if (!wait_until([&] { return logged(proc_, "delay_proxy: listening on") || !proc_.running(); },
                   std::chrono::seconds{10})

@@ -3,17 +3,17 @@
 // fabrik binary as a child process, temporary directories. Every test starts what it
 // needs and stops it.
 
-#include "actors/record.hpp"
+#include "core/record.hpp"
 
 #include <nlohmann/json_fwd.hpp>
 
 #include <atomic>
 #include <chrono>
-#include <memory>
-#include <mutex>
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
@@ -115,7 +115,7 @@ public:
   explicit opcua_server(const std::filesystem::path& dir, std::vector<std::string> args = {});
   ~opcua_server();
   void start(); ///< again after stop(), on the same port
-  void stop();  ///< SIGKILL: the server vanishes without closing sessions
+  void stop(); ///< SIGKILL: the server vanishes without closing sessions
   int port() const { return port_; }
   std::string url() const { return "opc.tcp://127.0.0.1:" + std::to_string(port_) + "/fabrik"; }
   std::string log() const { return proc_.log(); }
@@ -213,8 +213,7 @@ void package(const std::string& example, const std::filesystem::path& zip,
 /// `model` -> JSON sink `out` on `predictions/{stream}`. `workflow` holds the model's
 /// settings lines (indented 4); `top` goes before the brokers (an http section, nodes, ...);
 /// `on` places actors on nodes (actor -> node).
-std::string pcb_flow_text(const broker& b, const std::string& workflow,
-                          const std::string& top = "",
+std::string pcb_flow_text(const broker& b, const std::string& workflow, const std::string& top = "",
                           const std::map<std::string, std::string>& on = {});
 
 /// The nodes of a split flow on loopback, each with a free listen and web UI port.

@@ -28,9 +28,10 @@ struct api_engine {
   explicit api_engine(const std::string& http = "") {
     package("pcb-classifier", dir / "pcb.zip");
     write_file(dir / "flow.yaml",
-               pcb_flow_text(b, "    package: pcb-classifier\n"
-                                "    train: {storage: store, stream: src/Line1/default, "
-                                "min_records: 500}\n",
+               pcb_flow_text(b,
+                             "    package: pcb-classifier\n"
+                             "    train: {storage: store, stream: src/Line1/default, "
+                             "min_records: 500}\n",
                              http));
     fabrik = process{{fabrik_binary(), "run", (dir / "flow.yaml").string(), "--data-dir",
                       (dir / "data").string(), "--http", "127.0.0.1:0"},
@@ -83,15 +84,18 @@ struct api_engine {
   }
 };
 
-const std::vector<std::string> read_routes{
-  "/api/flow",      "/api/actors", "/api/actors/src", "/api/streams",
-  "/api/records?stream=src/Line1/default&storage=store", "/api/workflows",
-  "/api/runs",      "/api/predictions"};
+const std::vector<std::string> read_routes{"/api/flow",
+                                           "/api/actors",
+                                           "/api/actors/src",
+                                           "/api/streams",
+                                           "/api/records?stream=src/Line1/default&storage=store",
+                                           "/api/workflows",
+                                           "/api/runs",
+                                           "/api/predictions"};
 
 } // namespace
 
-TEST_CASE("every API route needs the token and answers JSON, also for errors",
-          "[e2e][http]") {
+TEST_CASE("every API route needs the token and answers JSON, also for errors", "[e2e][http]") {
   api_engine e;
   for (auto& path : read_routes) {
     INFO(path);
@@ -144,10 +148,10 @@ TEST_CASE("every API route needs the token and answers JSON, also for errors",
   CHECK(e.post("/api/workflows", "", "application/zip").first == 400);
 
   // Cross-site requests are refused, even with the token.
-  auto cross = e.client().Post("/api/workflows/model/train",
-                               {{"Authorization", "Bearer " + e.token},
-                                {"Origin", "http://elsewhere.example"}},
-                               "{}", "application/json");
+  auto cross = e.client().Post(
+    "/api/workflows/model/train",
+    {{"Authorization", "Bearer " + e.token}, {"Origin", "http://elsewhere.example"}}, "{}",
+    "application/json");
   CHECK(cross->status == 403);
 }
 
@@ -167,7 +171,8 @@ TEST_CASE("login sets a cookie that works in place of the token", "[e2e][http]")
 }
 
 TEST_CASE("an uploaded zip is deployed and trained, and runs, predictions, events and metrics "
-          "show it", "[e2e][http]") {
+          "show it",
+          "[e2e][http]") {
   api_engine e;
   e.publish_boards(800, 1, 1);
   REQUIRE(wait_until([&] {
@@ -178,8 +183,9 @@ TEST_CASE("an uploaded zip is deployed and trained, and runs, predictions, event
   CHECK(s1 == 201);
   CHECK(added.at("version").at("name") == "pcb-classifier");
   CHECK(e.post("/api/workflows", zip, "application/zip").first == 200); // stored already
-  REQUIRE(wait_until([&] { return e.fabrik.log().find("model: serving pcb-classifier")
-                                  != std::string::npos; }, std::chrono::seconds{90}));
+  REQUIRE(wait_until(
+    [&] { return e.fabrik.log().find("model: serving pcb-classifier") != std::string::npos; },
+    std::chrono::seconds{90}));
   auto [s2, versions] = e.get("/api/workflows");
   CHECK(versions.at("versions").size() == 1);
 
@@ -189,20 +195,24 @@ TEST_CASE("an uploaded zip is deployed and trained, and runs, predictions, event
   auto [s5, small] = e.post("/api/workflows/model/train", R"({"last": 300})");
   REQUIRE(s5 == 202);
   json failed;
-  REQUIRE(wait_until([&] {
-    failed = e.get("/api/runs/" + small.at("run").dump()).second.at("run");
-    return failed.at("status") != "running";
-  }, std::chrono::seconds{90}));
+  REQUIRE(wait_until(
+    [&] {
+      failed = e.get("/api/runs/" + small.at("run").dump()).second.at("run");
+      return failed.at("status") != "running";
+    },
+    std::chrono::seconds{90}));
   CHECK(failed.at("status") == "failed");
   CHECK(failed.at("error").get<std::string>().find("300 of 500 records") != std::string::npos);
   auto [s3, started] = e.post("/api/workflows/model/train", R"({"last": 300, "min_records": 100})");
   REQUIRE(s3 == 202);
   auto id = started.at("run").get<uint64_t>();
   json run;
-  REQUIRE(wait_until([&] {
-    run = e.get("/api/runs/" + std::to_string(id)).second.at("run");
-    return run.at("status") != "running";
-  }, std::chrono::seconds{90}));
+  REQUIRE(wait_until(
+    [&] {
+      run = e.get("/api/runs/" + std::to_string(id)).second.at("run");
+      return run.at("status") != "running";
+    },
+    std::chrono::seconds{90}));
   INFO(run.dump());
   CHECK(run.at("status") == "succeeded");
   CHECK(run.at("rows") == 300);
@@ -237,10 +247,11 @@ TEST_CASE("an uploaded zip is deployed and trained, and runs, predictions, event
   auto metrics = c.Get("/metrics", e.auth());
   REQUIRE(metrics->status == 200);
   auto& text = metrics->body;
-  for (auto family : {"fabrik_actor_messages_in_total{actor=\"src\"",
-                      "fabrik_storage_bytes{actor=\"store\"}", "fabrik_worker_rss_bytes{actor=\"model\"}",
-                      "fabrik_training_seconds{actor=\"model\",status=\"succeeded\"}",
-                      "fabrik_prediction_latency_seconds_count{actor=\"model\"}"}) {
+  for (auto family :
+       {"fabrik_actor_messages_in_total{actor=\"src\"", "fabrik_storage_bytes{actor=\"store\"}",
+        "fabrik_worker_rss_bytes{actor=\"model\"}",
+        "fabrik_training_seconds{actor=\"model\",status=\"succeeded\"}",
+        "fabrik_prediction_latency_seconds_count{actor=\"model\"}"}) {
     INFO(family);
     CHECK(text.find(family) != std::string::npos);
   }
@@ -261,7 +272,8 @@ TEST_CASE("public_status opens reads, never changes, and uploads over max_upload
 }
 
 TEST_CASE("the ingest API adds an MQTT source to the local fragment, and a reload restarts "
-          "only what changed", "[e2e][http]") {
+          "only what changed",
+          "[e2e][http]") {
   api_engine e;
   auto [s0, page] = e.get("/api/ingest");
   REQUIRE(s0 == 200);
@@ -302,7 +314,8 @@ TEST_CASE("the ingest API adds an MQTT source to the local fragment, and a reloa
   // Another kind of actor is not replaced by a source; only the fragment's sources can be
   // deleted here.
   CHECK(e.post("/api/ingest/sources",
-               R"({"name": "store", "settings": {"broker": "local", "topics": ["x"]}})").first
+               R"({"name": "store", "settings": {"broker": "local", "topics": ["x"]}})")
+          .first
         == 409);
   CHECK(e.client().Delete("/api/ingest/sources/src", e.auth())->status == 409);
 
@@ -320,7 +333,8 @@ TEST_CASE("the ingest API adds an MQTT source to the local fragment, and a reloa
   write_file(fragment, "actors:\n  line2: {kind: mqtt.source, broker: local, colour: red}\n");
   auto [s3, broken] = e.post("/api/reload", "");
   CHECK(s3 == 400);
-  CHECK(broken.at("diagnostics")[0].get<std::string>().find("flow.local.yaml:2") != std::string::npos);
+  CHECK(broken.at("diagnostics")[0].get<std::string>().find("flow.local.yaml:2")
+        != std::string::npos);
   CHECK(e.get("/api/actors/line2").first == 200);
 
   write_file(fragment, text);

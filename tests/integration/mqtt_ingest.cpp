@@ -2,8 +2,8 @@
 
 #include "tests/integration/fixture.hpp"
 
-#include "actors/store.hpp"
-#include "actors/time.hpp"
+#include "core/store.hpp"
+#include "core/time.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -35,12 +35,11 @@ std::string metadata() {
 std::string board(int i) {
   // 2024-01-01T00:00:00Z plus i milliseconds.
   auto ts = format_time(1704067200'000'000'000 + int64_t{i} * 1'000'000, 3);
-  return R"({"seq":)" + std::to_string(i) + R"(,"vals":[)"
-         + R"({"id":"1","val":)" + std::to_string(i * 0.5) + R"(,"ts":")" + ts + R"(","qc":3},)"
-         + R"({"id":"2","val":)" + std::to_string(i) + R"(,"ts":")" + ts + R"(","qc":3},)"
-         + R"({"id":"3","val":)" + (i % 2 ? "true" : "false") + R"(,"ts":")" + ts
-         + R"(","qc":3},)" + R"({"id":"4","val":"b)" + std::to_string(i) + R"(","ts":")" + ts
-         + R"(","qc":3}]})";
+  return R"({"seq":)" + std::to_string(i) + R"(,"vals":[)" + R"({"id":"1","val":)"
+         + std::to_string(i * 0.5) + R"(,"ts":")" + ts + R"(","qc":3},)" + R"({"id":"2","val":)"
+         + std::to_string(i) + R"(,"ts":")" + ts + R"(","qc":3},)" + R"({"id":"3","val":)"
+         + (i % 2 ? "true" : "false") + R"(,"ts":")" + ts + R"(","qc":3},)"
+         + R"({"id":"4","val":"b)" + std::to_string(i) + R"(","ts":")" + ts + R"(","qc":3}]})";
 }
 
 std::vector<std::string> boards(int from, int to) {
@@ -53,19 +52,21 @@ std::vector<std::string> boards(int from, int to) {
 std::string flow_text(const broker& b, const std::string& extra_actor = "") {
   return "name: ingest-test\n"
          "brokers:\n"
-         "  local: {url: \"" + b.url() + "\"}\n"
-         "actors:\n"
-         "  line_in:\n"
-         "    kind: mqtt.source\n"
-         "    broker: local\n"
-         "    topics: [\"ie/m/j/simatic/v1/+/dp\", \"ie/d/j/simatic/v1/+/dp/r/#\"]\n"
-         "    format: simatic-v1\n"
-         "    qos: 1\n"
-         "  store:\n"
-         "    kind: storage\n"
-         + extra_actor +
-         "wires:\n"
-         "  - line_in -> store\n";
+         "  local: {url: \""
+         + b.url()
+         + "\"}\n"
+           "actors:\n"
+           "  line_in:\n"
+           "    kind: mqtt.source\n"
+           "    broker: local\n"
+           "    topics: [\"ie/m/j/simatic/v1/+/dp\", \"ie/d/j/simatic/v1/+/dp/r/#\"]\n"
+           "    format: simatic-v1\n"
+           "    qos: 1\n"
+           "  store:\n"
+           "    kind: storage\n"
+         + extra_actor
+         + "wires:\n"
+           "  - line_in -> store\n";
 }
 
 struct running_flow {
@@ -134,8 +135,7 @@ TEST_CASE("10,000 QoS1 simatic-v1 messages become exactly 10,000 records", "[e2e
   check_boards(read_all(fabrik.store_dir()), 10000);
 }
 
-TEST_CASE("QoS1 messages published while fabrik is down arrive after a restart",
-          "[e2e][mqtt]") {
+TEST_CASE("QoS1 messages published while fabrik is down arrive after a restart", "[e2e][mqtt]") {
   temp_dir dir;
   broker b{dir / "broker"};
   write_file(dir / "flow.yaml", flow_text(b));
@@ -194,9 +194,7 @@ TEST_CASE("fabrik SIGKILLed mid-stream loses nothing and stores nothing twice", 
   check_boards(read_all(second.store_dir()), 20000);
 }
 
-
-TEST_CASE("malformed payloads are counted and logged while good ones are stored",
-          "[e2e][mqtt]") {
+TEST_CASE("malformed payloads are counted and logged while good ones are stored", "[e2e][mqtt]") {
   temp_dir dir;
   broker b{dir / "broker"};
   write_file(dir / "flow.yaml", flow_text(b));
@@ -221,9 +219,8 @@ TEST_CASE("malformed payloads are counted and logged while good ones are stored"
     return n;
   };
   REQUIRE(wait_until([&] { return boards_stored() >= 200; }));
-  REQUIRE(wait_until([&] {
-    return status_value(fabrik.proc.log(), "line_in", "malformed") >= 4;
-  }, std::chrono::seconds{20}));
+  REQUIRE(wait_until([&] { return status_value(fabrik.proc.log(), "line_in", "malformed") >= 4; },
+                     std::chrono::seconds{20}));
   CHECK(status_value(fabrik.proc.log(), "line_in", "errors") >= 4);
   fabrik.proc.signal(SIGTERM);
   REQUIRE(fabrik.proc.wait() == 0);

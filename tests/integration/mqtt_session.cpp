@@ -3,7 +3,6 @@
 
 #include "tests/integration/fixture.hpp"
 
-
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -20,15 +19,17 @@ const std::string data_topic = "ie/d/j/simatic/v1/plc9/dp/r/Press/cycle";
 
 std::string metadata() {
   return R"({"seq":1,"connections":[{"name":"Press","type":"simulated","dataPoints":[)"
-         R"({"name":"cycle","topic":")" + data_topic + R"(","dataPointDefinitions":[)"
-         R"({"name":"force","id":"7","dataType":"Real"},)"
-         R"({"name":"count","id":"8","dataType":"UDInt"}]}]}]})";
+         R"({"name":"cycle","topic":")"
+         + data_topic
+         + R"(","dataPointDefinitions":[)"
+           R"({"name":"force","id":"7","dataType":"Real"},)"
+           R"({"name":"count","id":"8","dataType":"UDInt"}]}]}]})";
 }
 
 std::string value(int i) {
-  return R"({"seq":)" + std::to_string(i) + R"(,"vals":[{"id":"7","val":)"
-         + std::to_string(100 + i) + R"(.5,"ts":"2025-03-01T08:00:00.)" + std::to_string(100 + i)
-         + R"(Z"},{"id":"8","val":)" + std::to_string(i) + "}]}";
+  return R"({"seq":)" + std::to_string(i) + R"(,"vals":[{"id":"7","val":)" + std::to_string(100 + i)
+         + R"(.5,"ts":"2025-03-01T08:00:00.)" + std::to_string(100 + i) + R"(Z"},{"id":"8","val":)"
+         + std::to_string(i) + "}]}";
 }
 
 std::vector<std::string> values(int n) {
@@ -43,16 +44,17 @@ std::string flow_text(const std::string& url, const std::string& broker_extra = 
   return "name: session-test\n"
          "brokers:\n"
          "  local:\n"
-         "    url: \"" + url + "\"\n" + broker_extra +
-         "actors:\n"
-         "  press:\n"
-         "    kind: mqtt.source\n"
-         "    broker: local\n"
-         "    topics: [\"ie/m/j/simatic/v1/+/dp\", \"ie/d/j/simatic/v1/+/dp/r/#\"]\n"
-         "    format: simatic-v1\n"
-         "    app: fab-src\n"
-         "  store: {kind: storage}\n"
-         "wires: [press -> store]\n";
+         "    url: \""
+         + url + "\"\n" + broker_extra
+         + "actors:\n"
+           "  press:\n"
+           "    kind: mqtt.source\n"
+           "    broker: local\n"
+           "    topics: [\"ie/m/j/simatic/v1/+/dp\", \"ie/d/j/simatic/v1/+/dp/r/#\"]\n"
+           "    format: simatic-v1\n"
+           "    app: fab-src\n"
+           "  store: {kind: storage}\n"
+           "wires: [press -> store]\n";
 }
 
 process run_fabrik(temp_dir& dir, const std::string& log = "fabrik.log") {
@@ -68,7 +70,8 @@ uint64_t stored(temp_dir& dir) {
 } // namespace
 
 TEST_CASE("a simatic-v1 source publishes available and good, and its last will says "
-          "unavailable when it dies", "[e2e][mqtt][simatic]") {
+          "unavailable when it dies",
+          "[e2e][mqtt][simatic]") {
   temp_dir dir;
   broker b{dir / "broker"};
   write_file(dir / "flow.yaml", flow_text(b.url()));
@@ -79,8 +82,8 @@ TEST_CASE("a simatic-v1 source publishes available and good, and its last will s
   CHECK_FALSE(status.saw(R"("status":"unavailable")"));
   fabrik.signal(SIGKILL);
   fabrik.wait();
-  CHECK(wait_until([&] { return status.saw(R"("status":"unavailable")"); },
-                   std::chrono::seconds{20}));
+  CHECK(
+    wait_until([&] { return status.saw(R"("status":"unavailable")"); }, std::chrono::seconds{20}));
 }
 
 TEST_CASE("values that arrive before their metadata are kept and stored once it arrives",
@@ -105,10 +108,10 @@ TEST_CASE("username and password from a file authenticate, a wrong one is report
   temp_dir dir;
   auto pw = dir / "passwd";
   REQUIRE(run_command({"mosquitto_passwd", "-b", "-c", pw.string(), "plant", "s3cret"}) == 0);
-  broker b{dir / "broker", true,
-           "allow_anonymous false\npassword_file " + pw.string() + "\n"};
+  broker b{dir / "broker", true, "allow_anonymous false\npassword_file " + pw.string() + "\n"};
   write_file(dir / "pw.txt", "s3cret\n");
-  write_file(dir / "flow.yaml", flow_text(b.url(), "    username: plant\n    password: file:pw.txt\n"));
+  write_file(dir / "flow.yaml",
+             flow_text(b.url(), "    username: plant\n    password: file:pw.txt\n"));
   {
     auto fabrik = run_fabrik(dir);
     REQUIRE(wait_until([&] { return logged(fabrik, "press: connected"); }));
@@ -130,13 +133,14 @@ TEST_CASE("a source connects over TLS with the CA from its settings", "[e2e][mqt
   temp_dir dir;
   auto d = dir.path().string();
   // A throwaway CA and a server certificate for 127.0.0.1.
-  REQUIRE(std::system(("cd " + d + " && openssl req -x509 -newkey rsa:2048 -nodes -days 2 "
-                       "-subj /CN=test-ca -keyout ca.key -out ca.crt 2>/dev/null && "
-                       "openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 "
-                       "-keyout server.key -out server.csr 2>/dev/null && "
-                       "printf 'subjectAltName=IP:127.0.0.1\\n' > ext.cnf && "
-                       "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key "
-                       "-CAcreateserial -days 2 -extfile ext.cnf -out server.crt 2>/dev/null")
+  REQUIRE(std::system(("cd " + d
+                       + " && openssl req -x509 -newkey rsa:2048 -nodes -days 2 "
+                         "-subj /CN=test-ca -keyout ca.key -out ca.crt 2>/dev/null && "
+                         "openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 "
+                         "-keyout server.key -out server.csr 2>/dev/null && "
+                         "printf 'subjectAltName=IP:127.0.0.1\\n' > ext.cnf && "
+                         "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key "
+                         "-CAcreateserial -days 2 -extfile ext.cnf -out server.crt 2>/dev/null")
                         .c_str())
           == 0);
   broker b{dir / "broker", true,

@@ -2,7 +2,6 @@
 
 #include "tests/integration/fixture.hpp"
 
-
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -14,22 +13,23 @@
 using namespace fabrik;
 using namespace fabrik::test;
 
-
 TEST_CASE("mqtt.sink publishes every record as JSON on its topic template", "[e2e][mqtt]") {
   temp_dir dir;
   broker b{dir / "broker"};
   write_file(dir / "flow.yaml",
              "name: sink-test\n"
              "brokers:\n"
-             "  local: {url: \"" + b.url() + "\"}\n"
-             "actors:\n"
-             "  sensors: {kind: mqtt.source, broker: local, topics: [\"in/#\"], format: json}\n"
-             "  out: {kind: mqtt.sink, broker: local, topic: \"out/{stream}\"}\n"
-             "wires: [\"sensors -> out\"]\n");
+             "  local: {url: \""
+               + b.url()
+               + "\"}\n"
+                 "actors:\n"
+                 "  sensors: {kind: mqtt.source, broker: local, topics: [\"in/#\"], format: json}\n"
+                 "  out: {kind: mqtt.sink, broker: local, topic: \"out/{stream}\"}\n"
+                 "wires: [\"sensors -> out\"]\n");
   subscriber sub{b, {"out/#"}};
-  process fabrik{{fabrik_binary(), "run", (dir / "flow.yaml").string(), "--data-dir",
-                  (dir / "data").string()},
-                 dir / "fabrik.log"};
+  process fabrik{
+    {fabrik_binary(), "run", (dir / "flow.yaml").string(), "--data-dir", (dir / "data").string()},
+    dir / "fabrik.log"};
   REQUIRE(wait_until([&] {
     auto log = fabrik.log();
     size_t n = 0;
@@ -39,9 +39,8 @@ TEST_CASE("mqtt.sink publishes every record as JSON on its topic template", "[e2
   }));
   std::vector<std::string> lines;
   for (int i = 0; i < 50; ++i)
-    lines.push_back(R"({"ts":"2024-05-01T10:00:00.)" + std::to_string(100 + i)
-                    + R"(Z","temp":)" + std::to_string(20.5 + i) + R"(,"n":)" + std::to_string(i)
-                    + "}");
+    lines.push_back(R"({"ts":"2024-05-01T10:00:00.)" + std::to_string(100 + i) + R"(Z","temp":)"
+                    + std::to_string(20.5 + i) + R"(,"n":)" + std::to_string(i) + "}");
   publish_lines(b.port(), "in/hall1", lines);
   REQUIRE(wait_until([&] { return sub.count() >= 50; }, std::chrono::seconds{30}));
   auto msgs = sub.messages();
@@ -66,27 +65,32 @@ TEST_CASE("a simatic-v1 sink publishes its own metadata and data a decoder maps 
   write_file(dir / "flow.yaml",
              "name: sink-test\n"
              "brokers:\n"
-             "  local: {url: \"" + b.url() + "\"}\n"
-             "actors:\n"
-             "  sensors: {kind: mqtt.source, broker: local, topics: [\"in/#\"], format: json}\n"
-             "  out: {kind: mqtt.sink, broker: local, format: simatic-v1, app: fab1}\n"
-             "wires: [\"sensors -> out\"]\n");
+             "  local: {url: \""
+               + b.url()
+               + "\"}\n"
+                 "actors:\n"
+                 "  sensors: {kind: mqtt.source, broker: local, topics: [\"in/#\"], format: json}\n"
+                 "  out: {kind: mqtt.sink, broker: local, format: simatic-v1, app: fab1}\n"
+                 "wires: [\"sensors -> out\"]\n");
   subscriber sub{b, {"ie/#"}};
-  process fabrik{{fabrik_binary(), "run", (dir / "flow.yaml").string(), "--data-dir",
-                  (dir / "data").string()},
-                 dir / "fabrik.log"};
+  process fabrik{
+    {fabrik_binary(), "run", (dir / "flow.yaml").string(), "--data-dir", (dir / "data").string()},
+    dir / "fabrik.log"};
   REQUIRE(wait_until([&] {
     auto log = fabrik.log();
     return log.find("out: connected") != std::string::npos
            && log.find("sensors: connected") != std::string::npos;
   }));
-  publish_lines(b.port(), "in/press", {R"({"force":12.5,"ok":true})", R"({"force":13.5,"ok":false})"});
-  REQUIRE(wait_until([&] {
-    size_t data = 0;
-    for (auto& [t, p] : sub.messages())
-      data += t.rfind("ie/d/j/simatic/v1/fab1/dp/r/", 0) == 0;
-    return data >= 2;
-  }, std::chrono::seconds{30}));
+  publish_lines(b.port(), "in/press",
+                {R"({"force":12.5,"ok":true})", R"({"force":13.5,"ok":false})"});
+  REQUIRE(wait_until(
+    [&] {
+      size_t data = 0;
+      for (auto& [t, p] : sub.messages())
+        data += t.rfind("ie/d/j/simatic/v1/fab1/dp/r/", 0) == 0;
+      return data >= 2;
+    },
+    std::chrono::seconds{30}));
   // The metadata names the datapoints; the data messages use its ids.
   std::map<std::string, std::string> name_of;
   std::vector<nlohmann::json> data;

@@ -5,7 +5,7 @@
 
 #include "tests/integration/fixture.hpp"
 
-#include "actors/lmdb.hpp"
+#include "core/lmdb.hpp"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -40,17 +40,18 @@ const std::map<std::string, std::string> edge_fog_cloud{
 // took them already (record_batch::origin; docs/records.md, "Delivery across nodes").
 TEST_CASE("three nodes on loopback run one flow: ingest at the edge, storage at the fog, "
           "training at the cloud from the fog's storage, and a cloud killed and restarted "
-          "mid-stream loses and doubles nothing", "[e2e][nodes]") {
+          "mid-stream loses and doubles nothing",
+          "[e2e][nodes]") {
   temp_dir dir;
   broker b{dir / "broker"};
   package("pcb-classifier", dir / "pcb.zip");
   three_nodes nodes;
   write_file(dir / "flow.yaml",
-             pcb_flow_text(b, "    package: pcb.zip\n"
-                              "    params: {n_estimators: 20}\n"
-                              "    train: {storage: store, stream: src/Line1/default}\n",
-                           nodes.section(),
-                           edge_fog_cloud));
+             pcb_flow_text(b,
+                           "    package: pcb.zip\n"
+                           "    params: {n_estimators: 20}\n"
+                           "    train: {storage: store, stream: src/Line1/default}\n",
+                           nodes.section(), edge_fog_cloud));
   std::string out;
   REQUIRE(run_command({fabrik_binary(), "check", (dir / "flow.yaml").string()}, &out) == 0);
   // The cloud first: its training waits for the fog, which it reaches once the fog is up.
@@ -75,9 +76,10 @@ TEST_CASE("three nodes on loopback run one flow: ingest at the edge, storage at 
 
   subscriber predictions{b, {"predictions/#"}};
   const int first = 500001, n = 1500;
-  process load{{"/usr/bin/python3", (source_dir() / "bench" / "assets" / "pcb_publisher.py").string(),
-                "--port", std::to_string(b.port()), "--count", std::to_string(n), "--rate", "150",
-                "-q", "--seed", "9", "--start-seq", std::to_string(first)},
+  process load{{"/usr/bin/python3",
+                (source_dir() / "bench" / "assets" / "pcb_publisher.py").string(), "--port",
+                std::to_string(b.port()), "--count", std::to_string(n), "--rate", "150", "-q",
+                "--seed", "9", "--start-seq", std::to_string(first)},
                dir / "publisher.log"};
   REQUIRE(wait_until([&] { return answers_per_seq(predictions, first).size() > 200; }));
   cloud.signal(SIGKILL);
@@ -88,8 +90,8 @@ TEST_CASE("three nodes on loopback run one flow: ingest at the edge, storage at 
   REQUIRE(wait_until([&] { return stored() > while_away + 100; }));
   auto answered_while_away = answers_per_seq(predictions, first).size();
   auto again = start_node(dir, "cloud", "cloud-again.log");
-  REQUIRE(wait_until([&] { return logged(again, "serving stored model"); },
-                     std::chrono::seconds{60}));
+  REQUIRE(
+    wait_until([&] { return logged(again, "serving stored model"); }, std::chrono::seconds{60}));
   REQUIRE(load.wait(std::chrono::seconds{60}) == 0);
   check_answered_once(predictions, first, static_cast<size_t>(n));
   CHECK(answered_while_away < static_cast<size_t>(n)); // the kill was mid-stream
@@ -99,23 +101,26 @@ TEST_CASE("three nodes on loopback run one flow: ingest at the edge, storage at 
 }
 
 TEST_CASE("fabrik run --node names a node of the flow, and a node whose listen address is "
-          "taken says so and exits", "[cli][nodes]") {
+          "taken says so and exits",
+          "[cli][nodes]") {
   temp_dir dir;
   broker b{dir / "broker"};
   three_nodes nodes;
   write_file(dir / "flow.yaml",
-             pcb_flow_text(b, "    package: pcb-classifier\n", nodes.section(),
-                           edge_fog_cloud));
+             pcb_flow_text(b, "    package: pcb-classifier\n", nodes.section(), edge_fog_cloud));
   std::string out;
-  CHECK(run_command({fabrik_binary(), "run", (dir / "flow.yaml").string(), "--node", "moon"},
-                    &out) == 1);
+  CHECK(run_command({fabrik_binary(), "run", (dir / "flow.yaml").string(), "--node", "moon"}, &out)
+        == 1);
   CHECK(out.find("--node moon: flow " + (dir / "flow.yaml").string()
-                 + " has no such node; nodes: cloud, edge, fog") != std::string::npos);
+                 + " has no such node; nodes: cloud, edge, fog")
+        != std::string::npos);
   // Another process holds the fog's listen port.
   auto fog = start_node(dir, "fog", "fog.log");
   REQUIRE(wait_until([&] { return logged(fog, "listening on"); }));
   CHECK(run_command({fabrik_binary(), "run", (dir / "flow.yaml").string(), "--node", "fog",
-                     "--data-dir", (dir / "other").string()}, &out) == 2);
+                     "--data-dir", (dir / "other").string()},
+                    &out)
+        == 2);
   CHECK(out.find("node fog: cannot listen on 127.0.0.1:" + std::to_string(nodes.listen["fog"]))
         != std::string::npos);
   fog.signal(SIGTERM);
@@ -123,19 +128,21 @@ TEST_CASE("fabrik run --node names a node of the flow, and a node whose listen a
 }
 
 TEST_CASE("nodes talk TLS with certificates of fabrik certs, and a node with a certificate "
-          "of another CA is refused until it has one of the deployment's", "[e2e][nodes][tls]") {
+          "of another CA is refused until it has one of the deployment's",
+          "[e2e][nodes][tls]") {
   temp_dir dir;
   broker b{dir / "broker"};
   std::string out;
-  REQUIRE(run_command({fabrik_binary(), "certs", (dir / "certs").string(), "edge", "fog"}, &out) == 0);
+  REQUIRE(run_command({fabrik_binary(), "certs", (dir / "certs").string(), "edge", "fog"}, &out)
+          == 0);
   REQUIRE(run_command({fabrik_binary(), "certs", (dir / "foreign").string(), "edge"}, &out) == 0);
   three_nodes nodes;
   std::string section = "nodes:\n";
   for (auto n : {"edge", "fog"})
-    section += std::string{"  "} + n + ": {listen: \"127.0.0.1:"
-               + std::to_string(nodes.listen[n]) + "\", http: \"127.0.0.1:"
-               + std::to_string(nodes.http[n]) + "\", certificate: certs/" + n
-               + ".crt, key: certs/" + n + ".key, ca: certs/ca.crt}\n";
+    section += std::string{"  "} + n + ": {listen: \"127.0.0.1:" + std::to_string(nodes.listen[n])
+               + "\", http: \"127.0.0.1:" + std::to_string(nodes.http[n])
+               + "\", certificate: certs/" + n + ".crt, key: certs/" + n
+               + ".key, ca: certs/ca.crt}\n";
   write_file(dir / "flow.yaml",
              pcb_flow_text(b, "    package: pcb-classifier\n", section,
                            {{"src", "edge"}, {"store", "fog"}, {"model", "fog"}, {"out", "edge"}}));
@@ -156,9 +163,11 @@ TEST_CASE("nodes talk TLS with certificates of fabrik certs, and a node with a c
     auto stranger = start_node(dir, "edge", "edge-foreign.log");
     REQUIRE(wait_until([&] { return logged(stranger, "src: connected"); }));
     publish_boards(b.port(), 100, 1, 1);
-    REQUIRE(wait_until([&] { return logged(stranger, "link fog/store: node fog at 127.0.0.1:"
-                                                     + std::to_string(nodes.listen["fog"])
-                                                     + " unreachable (TLS handshake refused"); }));
+    REQUIRE(wait_until([&] {
+      return logged(stranger,
+                    "link fog/store: node fog at 127.0.0.1:" + std::to_string(nodes.listen["fog"])
+                      + " unreachable (TLS handshake refused");
+    }));
     // Its status line names a backlog only when there is one.
     REQUIRE(wait_until([&] { return logged(stranger, "backlog="); }));
     CHECK_FALSE(logged(stranger, "link fog/store: connected"));
@@ -186,8 +195,9 @@ TEST_CASE("hybrid deployment (flows/examples/hybrid-pcb.yaml): trained at the cl
   temp_dir dir;
   broker b{dir / "broker"};
   std::string out;
-  REQUIRE(run_command({fabrik_binary(), "certs", (dir / "certs").string(), "edge", "fog",
-                       "cloud"}, &out) == 0);
+  REQUIRE(
+    run_command({fabrik_binary(), "certs", (dir / "certs").string(), "edge", "fog", "cloud"}, &out)
+    == 0);
   std::filesystem::create_directories(dir / "workflows");
   package("pcb-classifier", dir / "workflows" / "pcb-classifier.zip");
   // The example as shipped, on this test's broker and free ports.
@@ -223,9 +233,10 @@ TEST_CASE("hybrid deployment (flows/examples/hybrid-pcb.yaml): trained at the cl
     REQUIRE(p->wait() == 0);
   }
   const int first = 700001, n = 3000;
-  process load{{"/usr/bin/python3", (source_dir() / "bench" / "assets" / "pcb_publisher.py").string(),
-                "--port", std::to_string(b.port()), "--count", std::to_string(n), "--rate", "150",
-                "-q", "--seed", "5", "--start-seq", std::to_string(first)},
+  process load{{"/usr/bin/python3",
+                (source_dir() / "bench" / "assets" / "pcb_publisher.py").string(), "--port",
+                std::to_string(b.port()), "--count", std::to_string(n), "--rate", "150", "-q",
+                "--seed", "5", "--start-seq", std::to_string(first)},
                dir / "publisher.log"};
   REQUIRE(wait_until([&] { return answers_per_seq(predictions, first).size() >= 300; }));
   CHECK(logged(edge, "link fog/store: lost"));
@@ -235,10 +246,13 @@ TEST_CASE("hybrid deployment (flows/examples/hybrid-pcb.yaml): trained at the cl
   REQUIRE(wait_until([&] { return logged(cloud2, "trainer: serving pcb-classifier 1.0.0"); }));
   // Train once the fog has boards the first run did not see: the same data would give the
   // same model (a fixed seed), and nothing to swap.
-  REQUIRE(wait_until([&] { return stored_count(dir / "fog" / "storage" / "store",
-                                               "pcb_in/Line1/default") >= 1500u + 300u; }));
+  REQUIRE(wait_until([&] {
+    return stored_count(dir / "fog" / "storage" / "store", "pcb_in/Line1/default") >= 1500u + 300u;
+  }));
   REQUIRE(run_command({fabrik_binary(), "train", (dir / "flow.yaml").string(), "trainer",
-                       "--data-dir", (dir / "cloud").string()}, &out) == 0);
+                       "--data-dir", (dir / "cloud").string()},
+                      &out)
+          == 0);
   bool swapped = wait_until([&] { return logged(edge, "classifier: now serving pcb-classifier"); });
   std::string links;
   {
@@ -248,32 +262,35 @@ TEST_CASE("hybrid deployment (flows/examples/hybrid-pcb.yaml): trained at the cl
         links += line + "\n";
   }
   INFO("edge, link lines: " << links);
-  INFO("cloud2: " << cloud2.log().substr(cloud2.log().size() > 3000 ? cloud2.log().size() - 3000 : 0));
+  INFO(
+    "cloud2: " << cloud2.log().substr(cloud2.log().size() > 3000 ? cloud2.log().size() - 3000 : 0));
   REQUIRE(swapped);
   CHECK(load.running()); // the swap came mid-stream
   REQUIRE(load.wait(std::chrono::seconds{60}) == 0);
   check_answered_once(predictions, first, static_cast<size_t>(n));
   // The retrained model answered some boards.
   CHECK(values_of(predictions, "model", first).size() >= 2);
-  REQUIRE(wait_until([&] { return stored_count(dir / "fog" / "storage" / "store",
-                                               "pcb_in/Line1/default") == 1500u + n; }));
+  REQUIRE(wait_until([&] {
+    return stored_count(dir / "fog" / "storage" / "store", "pcb_in/Line1/default") == 1500u + n;
+  }));
   stop_nodes({&edge, &fog2, &cloud2});
 }
 
 TEST_CASE("one view: the web API of any node shows every node, the links between them and "
-          "every actor's status, and a node that went away", "[e2e][nodes][view]") {
+          "every actor's status, and a node that went away",
+          "[e2e][nodes][view]") {
   temp_dir dir;
   broker b{dir / "broker"};
   three_nodes nodes;
   write_file(dir / "flow.yaml",
-             pcb_flow_text(b, "    package: pcb-classifier\n", nodes.section(),
-                           edge_fog_cloud));
+             pcb_flow_text(b, "    package: pcb-classifier\n", nodes.section(), edge_fog_cloud));
   auto fog = start_node(dir, "fog", "fog.log");
   auto cloud = start_node(dir, "cloud", "cloud.log");
   auto edge = start_node(dir, "edge", "edge.log");
-  REQUIRE(wait_until([&] { return logged(edge, "link cloud/model: connected")
-                                  && logged(edge, "link fog/store: connected")
-                                  && logged(cloud, "link edge/out: connected"); }));
+  REQUIRE(wait_until([&] {
+    return logged(edge, "link cloud/model: connected") && logged(edge, "link fog/store: connected")
+           && logged(cloud, "link edge/out: connected");
+  }));
   // Asked of the fog, which has no link of its own.
   REQUIRE(wait_until([&] { return logged(fog, "http: web UI on"); }));
   auto view = [&] { return api_nodes(nodes.http["fog"], dir / "fog"); };
@@ -284,8 +301,7 @@ TEST_CASE("one view: the web API of any node shows every node, the links between
     FAIL("no node " << name);
     return nlohmann::json{};
   };
-  auto link_state = [](const nlohmann::json& v, const std::string& node,
-                       const std::string& actor) {
+  auto link_state = [](const nlohmann::json& v, const std::string& node, const std::string& actor) {
     auto l = link_in_view(v, node, actor);
     return l.is_null() ? std::string{"none"} : l.at("state").get<std::string>();
   };
@@ -329,29 +345,35 @@ std::string buffer_flow(const broker& b, const three_nodes& n, const std::string
                         int batch_size = 10) {
   auto addr = [](int port) { return "\"127.0.0.1:" + std::to_string(port) + "\""; };
   return "name: buffer-test\n"
-         "brokers: {local: {url: \"" + b.url() + "\"}}\n"
-         "nodes:\n"
-         "  edge: {listen: " + addr(n.listen.at("edge")) + ", http: " + addr(n.http.at("edge"))
-         + ", " + edge + ", reconnect_max: 500ms}\n"
-         "  fog: {listen: " + addr(n.listen.at("fog")) + ", http: " + addr(n.http.at("fog")) + "}\n"
-         "actors:\n"
-         "  src: {kind: mqtt.source, broker: local, topics: [\"t/#\"], batch_size: "
-         + std::to_string(batch_size) + ", on: edge}\n"
-         "  store: {kind: storage, on: fog}\n"
-         "wires: [src -> store]\n";
+         "brokers: {local: {url: \""
+         + b.url()
+         + "\"}}\n"
+           "nodes:\n"
+           "  edge: {listen: "
+         + addr(n.listen.at("edge")) + ", http: " + addr(n.http.at("edge")) + ", " + edge
+         + ", reconnect_max: 500ms}\n"
+           "  fog: {listen: "
+         + addr(n.listen.at("fog")) + ", http: " + addr(n.http.at("fog"))
+         + "}\n"
+           "actors:\n"
+           "  src: {kind: mqtt.source, broker: local, topics: [\"t/#\"], batch_size: "
+         + std::to_string(batch_size)
+         + ", on: edge}\n"
+           "  store: {kind: storage, on: fog}\n"
+           "wires: [src -> store]\n";
 }
 } // namespace
 
 TEST_CASE("a full link buffer: block holds the producer back and loses nothing, drop_oldest "
-          "drops and counts", "[e2e][nodes][buffer]") {
+          "drops and counts",
+          "[e2e][nodes][buffer]") {
   for (std::string when : {"block", "drop_oldest"}) {
     DYNAMIC_SECTION(when) {
       temp_dir dir;
       broker b{dir / "broker"};
       three_nodes nodes;
       // The edge's wire to the fog holds 3 batches.
-      write_file(dir / "flow.yaml",
-                 buffer_flow(b, nodes, "link_buffer: 3, when_full: " + when));
+      write_file(dir / "flow.yaml", buffer_flow(b, nodes, "link_buffer: 3, when_full: " + when));
       auto edge = start_node(dir, "edge", "edge.log");
       REQUIRE(wait_until([&] { return logged(edge, "src: connected"); }));
       publish_lines(b.port(), "t/a", numbered_lines(0, 300));
@@ -364,7 +386,8 @@ TEST_CASE("a full link buffer: block holds the producer back and loses nothing, 
         REQUIRE(wait_until([&] { return stored() == 300; }));
         CHECK_FALSE(logged(edge, "dropped="));
       } else {
-        REQUIRE(wait_until([&] { return logged(edge, "buffer full (3 batches), dropped the oldest"); }));
+        REQUIRE(
+          wait_until([&] { return logged(edge, "buffer full (3 batches), dropped the oldest"); }));
         CHECK(logged(edge, "dropped=")); // and in its status
         REQUIRE(wait_until([&] { return logged(edge, "link fog/store: connected"); }));
         std::this_thread::sleep_for(std::chrono::seconds{2});
@@ -380,14 +403,15 @@ TEST_CASE("a full link buffer: block holds the producer back and loses nothing, 
 // link's next spool write waits and the link cannot answer. The one view shows it as
 // unresponsive (it used to leave it out); once the lock is let go, nothing was lost.
 TEST_CASE("a link stuck in a spool write is shown unresponsive in the one view, and loses "
-          "nothing once the write goes through", "[e2e][nodes][view]") {
+          "nothing once the write goes through",
+          "[e2e][nodes][view]") {
   temp_dir dir;
   broker b{dir / "broker"};
   three_nodes nodes;
   write_file(dir / "flow.yaml", buffer_flow(b, nodes, "link_buffer: 1000, when_full: block"));
   auto edge = start_node(dir, "edge", "edge.log");
-  REQUIRE(wait_until([&] { return logged(edge, "src: connected")
-                                  && logged(edge, "http: web UI on"); }));
+  REQUIRE(
+    wait_until([&] { return logged(edge, "src: connected") && logged(edge, "http: web UI on"); }));
   auto view = [&] {
     auto l = link_in_view(api_nodes(nodes.http["edge"], dir / "edge"), "edge", "store");
     return l.is_null() ? nlohmann::json::object() : l;
@@ -413,9 +437,8 @@ TEST_CASE("a link stuck in a spool write is shown unresponsive in the one view, 
   held->abort();
   CHECK(wait_until([&] { return view().value("state", "") == "unreachable"; }));
   auto fog = start_node(dir, "fog", "fog.log");
-  CHECK(wait_until([&] {
-    return stored_count(dir / "fog" / "storage" / "store", "src/t/a") == 100;
-  }));
+  CHECK(
+    wait_until([&] { return stored_count(dir / "fog" / "storage" / "store", "src/t/a") == 100; }));
   INFO(edge.log());
   stop_nodes({&edge, &fog});
 }
@@ -425,7 +448,8 @@ TEST_CASE("a link stuck in a spool write is shown unresponsive in the one view, 
 // ahead of it and then holds the producer back, instead of growing its spool to
 // link_buffer; when the peer goes on, every record arrives once.
 TEST_CASE("a link to a connected peer that does not keep up spools at most 1024 batches "
-          "ahead and holds the producer back, losing nothing", "[e2e][nodes][buffer]") {
+          "ahead and holds the producer back, losing nothing",
+          "[e2e][nodes][buffer]") {
   temp_dir dir;
   broker b{dir / "broker"};
   three_nodes nodes;
@@ -434,9 +458,10 @@ TEST_CASE("a link to a connected peer that does not keep up spools at most 1024 
   auto fog = start_node(dir, "fog", "fog.log");
   auto edge = start_node(dir, "edge", "edge.log");
   INFO(edge.log());
-  REQUIRE(wait_until([&] { return logged(edge, "src: connected")
-                                  && logged(edge, "link fog/store: connected")
-                                  && logged(edge, "http: web UI on"); }));
+  REQUIRE(wait_until([&] {
+    return logged(edge, "src: connected") && logged(edge, "link fog/store: connected")
+           && logged(edge, "http: web UI on");
+  }));
   auto backlog = [&] {
     auto view = api_nodes(nodes.http["edge"], dir / "edge");
     INFO(view.dump());
@@ -458,9 +483,8 @@ TEST_CASE("a link to a connected peer that does not keep up spools at most 1024 
   }
   CHECK(most <= 1024 + 4);
   fog.signal(SIGCONT);
-  CHECK(wait_until([&] {
-    return stored_count(dir / "fog" / "storage" / "store", "src/t/a") == 3000;
-  }));
+  CHECK(
+    wait_until([&] { return stored_count(dir / "fog" / "storage" / "store", "src/t/a") == 3000; }));
   stop_nodes({&edge, &fog});
 }
 
@@ -471,7 +495,8 @@ TEST_CASE("a link to a connected peer that does not keep up spools at most 1024 
 // marks are removed. The batches come again, are predicted again, and the cloud's link to
 // the edge drops those predictions as replays instead of sending them twice.
 TEST_CASE("a batch predicted again after a crash before its delivery was recorded is not "
-          "answered twice", "[e2e][nodes][replay]") {
+          "answered twice",
+          "[e2e][nodes][replay]") {
   temp_dir dir;
   broker b{dir / "broker"};
   std::filesystem::create_directories(dir / "twice");
@@ -482,13 +507,15 @@ TEST_CASE("a batch predicted again after a crash before its delivery was recorde
              "def predict(model, sample):\n    return {\"twice\": 2 * sample[\"height\"]}\n");
   std::string out;
   REQUIRE(run_command({fabrik_binary(), "package", (dir / "twice").string(), "-o",
-                       (dir / "twice.zip").string()}, &out) == 0);
+                       (dir / "twice.zip").string()},
+                      &out)
+          == 0);
   INFO(out);
   three_nodes nodes;
-  write_file(dir / "flow.yaml",
-             pcb_flow_text(b, "    package: twice.zip\n", nodes.section(),
-                           {{"src", "edge"}, {"store", "edge"}, {"model", "cloud"},
-                            {"out", "edge"}}));
+  write_file(
+    dir / "flow.yaml",
+    pcb_flow_text(b, "    package: twice.zip\n", nodes.section(),
+                  {{"src", "edge"}, {"store", "edge"}, {"model", "cloud"}, {"out", "edge"}}));
   const auto stream = "src/Line1/default";
   const auto spool = dir / "edge" / "links" / "out" / "cloud" / "model";
   const int n = 200;
@@ -497,8 +524,9 @@ TEST_CASE("a batch predicted again after a crash before its delivery was recorde
     auto edge = start_node(dir, "edge", "edge.log");
     REQUIRE(wait_until([&] { return logged(edge, "src: connected"); }));
     publish_boards(b.port(), n, 1, 1);
-    REQUIRE(wait_until([&] { return stored_count(dir / "edge" / "storage" / "store", stream)
-                                    == static_cast<uint64_t>(n); }));
+    REQUIRE(wait_until([&] {
+      return stored_count(dir / "edge" / "storage" / "store", stream) == static_cast<uint64_t>(n);
+    }));
     stop_nodes({&edge});
   }
   std::filesystem::copy(spool, dir / "spool-before", std::filesystem::copy_options::recursive);
@@ -512,8 +540,8 @@ TEST_CASE("a batch predicted again after a crash before its delivery was recorde
     auto cloud = start_node(dir, "cloud", "cloud.log");
     auto edge = start_node(dir, "edge", "edge-2.log");
     if (!wait_until(all_answered, std::chrono::seconds{60}))
-      FAIL("answered " << answers_per_seq(predictions, 1).size() << "\n" << cloud.log()
-                       << edge.log());
+      FAIL("answered " << answers_per_seq(predictions, 1).size() << "\n"
+                       << cloud.log() << edge.log());
     stop_nodes({&edge, &cloud});
   }
   // The state a kill in the window leaves behind.
@@ -524,11 +552,12 @@ TEST_CASE("a batch predicted again after a crash before its delivery was recorde
   auto edge = start_node(dir, "edge", "edge-3.log");
   INFO(cloud.log());
   // Every batch of the old spool delivered again (the workflow ran them), then a moment.
-  REQUIRE(wait_until([&] { return status_value(cloud.log(), "model", "in") >= static_cast<uint64_t>(n); },
-                     std::chrono::seconds{60}));
+  REQUIRE(
+    wait_until([&] { return status_value(cloud.log(), "model", "in") >= static_cast<uint64_t>(n); },
+               std::chrono::seconds{60}));
   REQUIRE(wait_until([&] {
-    return logged(edge, "status link:cloud/model") && status_value(edge.log(), "link:cloud/model",
-                                                                   "queue") == 0;
+    return logged(edge, "status link:cloud/model")
+           && status_value(edge.log(), "link:cloud/model", "queue") == 0;
   }));
   check_answered_once(predictions, 1, static_cast<size_t>(n), std::chrono::seconds{1});
   CHECK(logged(cloud, "link edge/out: dropped a batch it took before a restart"));

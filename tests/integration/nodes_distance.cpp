@@ -45,8 +45,8 @@ struct edge_and_far_fog {
     INFO(edge.log());
     REQUIRE(wait_until([&] {
       return logged(edge, "src: connected")
-             && logged(edge, "link fog/store: connected to 127.0.0.1:"
-                               + std::to_string(proxy.port()));
+             && logged(edge,
+                       "link fog/store: connected to 127.0.0.1:" + std::to_string(proxy.port()));
     }));
   }
   nlohmann::json edge_view() const { return api_nodes(nodes.http.at("edge"), dir / "edge"); }
@@ -71,7 +71,10 @@ int64_t detail(const nlohmann::json& status, const std::string& key) {
 /// The fog's storage stored `n` records and was handed each once: no batch twice.
 void check_stored_once(const edge_and_far_fog& nodes, uint64_t n) {
   nlohmann::json store;
-  REQUIRE(wait_until([&] { store = nodes.actor("fog", "store"); return store.at("out") == n; }));
+  REQUIRE(wait_until([&] {
+    store = nodes.actor("fog", "store");
+    return store.at("out") == n;
+  }));
   INFO(store.dump());
   CHECK(store.at("in") == n);
   CHECK(detail(store, "duplicates") == 0);
@@ -80,18 +83,20 @@ void check_stored_once(const edge_and_far_fog& nodes, uint64_t n) {
 } // namespace
 
 TEST_CASE("a link to a node 20 ms away (the delay proxy as its address) delivers every "
-          "record once and shows the distance in its round trip", "[e2e][nodes][distance]") {
+          "record once and shows the distance in its round trip",
+          "[e2e][nodes][distance]") {
   temp_dir dir;
   broker b{dir / "broker"};
   edge_and_far_fog nodes{dir, 20};
   write_file(dir / "flow.yaml",
              "name: distance-test\n"
-             "brokers: {local: {url: \"" + b.url() + "\"}}\n" + nodes.section() +
-             "actors:\n"
-             "  src: {kind: mqtt.source, broker: local, topics: [\"t/#\"], batch_size: 50,\n"
-             "        on: edge}\n"
-             "  store: {kind: storage, on: fog}\n"
-             "wires: [src -> store]\n");
+             "brokers: {local: {url: \""
+               + b.url() + "\"}}\n" + nodes.section()
+               + "actors:\n"
+                 "  src: {kind: mqtt.source, broker: local, topics: [\"t/#\"], batch_size: 50,\n"
+                 "        on: edge}\n"
+                 "  store: {kind: storage, on: fog}\n"
+                 "wires: [src -> store]\n");
   std::string out;
   REQUIRE(run_command({fabrik_binary(), "check", (dir / "flow.yaml").string()}, &out) == 0);
   process fog, edge;
@@ -112,7 +117,10 @@ TEST_CASE("a link to a node 20 ms away (the delay proxy as its address) delivers
 
   // The last replies come back 20 ms after the fog committed.
   nlohmann::json link;
-  REQUIRE(wait_until([&] { link = nodes.link("store"); return link.at("queue") == 0; }));
+  REQUIRE(wait_until([&] {
+    link = nodes.link("store");
+    return link.at("queue") == 0;
+  }));
   INFO(link.dump());
   CHECK(link.at("state") == "connected");
   CHECK(link.at("details").at("address") == "127.0.0.1:" + std::to_string(nodes.proxy.port()));
@@ -123,32 +131,35 @@ TEST_CASE("a link to a node 20 ms away (the delay proxy as its address) delivers
 
 TEST_CASE("a link cut by the delay proxy while both nodes run: the edge keeps ingesting, "
           "storing and predicting, its link shows unreachable with a backlog, and once the "
-          "wire is back the fog gets every record once", "[e2e][nodes][distance]") {
+          "wire is back the fog gets every record once",
+          "[e2e][nodes][distance]") {
   temp_dir dir;
   broker b{dir / "broker"};
   package("pcb-classifier", dir / "pcb.zip");
   edge_and_far_fog nodes{dir, 20};
   // Everything but the fog's storage at the edge, the workflow trained from the edge's own.
-  write_file(dir / "flow.yaml",
-             "name: distance-test\n"
-             "brokers: {local: {url: \"" + b.url() + "\"}}\n" + nodes.section() +
-             "actors:\n"
-             "  src:\n"
-             "    kind: mqtt.source\n"
-             "    broker: local\n"
-             "    topics: [\"ie/m/j/simatic/v1/+/dp\", \"ie/d/j/simatic/v1/+/dp/r/#\"]\n"
-             "    format: simatic-v1\n"
-             "    on: edge\n"
-             "  local: {kind: storage, on: edge}\n"
-             "  model:\n"
-             "    kind: workflow\n"
-             "    package: pcb.zip\n"
-             "    params: {n_estimators: 20}\n"
-             "    train: {storage: local, stream: src/Line1/default}\n"
-             "    on: edge\n"
-             "  out: {kind: mqtt.sink, broker: local, topic: \"predictions/{stream}\", on: edge}\n"
-             "  store: {kind: storage, on: fog}\n"
-             "wires: [src -> local, src -> store, src -> model, model -> out]\n");
+  write_file(
+    dir / "flow.yaml",
+    "name: distance-test\n"
+    "brokers: {local: {url: \""
+      + b.url() + "\"}}\n" + nodes.section()
+      + "actors:\n"
+        "  src:\n"
+        "    kind: mqtt.source\n"
+        "    broker: local\n"
+        "    topics: [\"ie/m/j/simatic/v1/+/dp\", \"ie/d/j/simatic/v1/+/dp/r/#\"]\n"
+        "    format: simatic-v1\n"
+        "    on: edge\n"
+        "  local: {kind: storage, on: edge}\n"
+        "  model:\n"
+        "    kind: workflow\n"
+        "    package: pcb.zip\n"
+        "    params: {n_estimators: 20}\n"
+        "    train: {storage: local, stream: src/Line1/default}\n"
+        "    on: edge\n"
+        "  out: {kind: mqtt.sink, broker: local, topic: \"predictions/{stream}\", on: edge}\n"
+        "  store: {kind: storage, on: fog}\n"
+        "wires: [src -> local, src -> store, src -> model, model -> out]\n");
   std::string out;
   REQUIRE(run_command({fabrik_binary(), "check", (dir / "flow.yaml").string()}, &out) == 0);
   process fog, edge;
@@ -173,7 +184,10 @@ TEST_CASE("a link cut by the delay proxy while both nodes run: the edge keeps in
   REQUIRE(wait_until([&] { return answers_per_seq(predictions, first).size() >= 300; }));
   REQUIRE(wait_until([&] { return at_edge() >= history + 300; }));
   nlohmann::json link;
-  REQUIRE(wait_until([&] { link = nodes.link("store"); return detail(link, "backlog") > 0; }));
+  REQUIRE(wait_until([&] {
+    link = nodes.link("store");
+    return detail(link, "backlog") > 0;
+  }));
   {
     INFO(link.dump());
     CHECK(link.at("state") == "unreachable");
@@ -213,14 +227,16 @@ TEST_CASE("a silent cut (the proxy holds every byte and closes nothing) is notic
   temp_dir dir;
   broker b{dir / "broker"};
   edge_and_far_fog nodes{dir, 0, "reconnect_max: 1s, peer_timeout: 2s"};
-  write_file(dir / "flow.yaml",
-             "name: silent-test\n"
-             "brokers: {local: {url: \"" + b.url() + "\"}}\n" + nodes.section() +
-             "actors:\n"
-             "  src: {kind: mqtt.source, broker: local, topics: [\"t/#\"], batch_size: 10, on: edge}\n"
-             "  local: {kind: storage, on: edge}\n"
-             "  store: {kind: storage, on: fog}\n"
-             "wires: [src -> local, src -> store]\n");
+  write_file(
+    dir / "flow.yaml",
+    "name: silent-test\n"
+    "brokers: {local: {url: \""
+      + b.url() + "\"}}\n" + nodes.section()
+      + "actors:\n"
+        "  src: {kind: mqtt.source, broker: local, topics: [\"t/#\"], batch_size: 10, on: edge}\n"
+        "  local: {kind: storage, on: edge}\n"
+        "  store: {kind: storage, on: fog}\n"
+        "wires: [src -> local, src -> store]\n");
   process fog, edge;
   nodes.start(fog, edge);
   INFO(edge.log());
@@ -239,12 +255,15 @@ TEST_CASE("a silent cut (the proxy holds every byte and closes nothing) is notic
   {
     INFO(link.dump());
     auto proxy_at = "127.0.0.1:" + std::to_string(nodes.proxy.port());
-    CHECK(logged(edge, "link fog/store: lost (no answer from " + proxy_at
-                         + " for 2 s (peer_timeout))"));
+    CHECK(logged(edge,
+                 "link fog/store: lost (no answer from " + proxy_at + " for 2 s (peer_timeout))"));
   }
   publish(200, 300);
   REQUIRE(wait_until([&] { return at_edge() == 500; })); // the edge goes on alone
-  REQUIRE(wait_until([&] { link = nodes.link("store"); return detail(link, "backlog") > 0; }));
+  REQUIRE(wait_until([&] {
+    link = nodes.link("store");
+    return detail(link, "backlog") > 0;
+  }));
   CHECK(at_fog() == 200);
 
   nodes.proxy.restore();

@@ -31,12 +31,13 @@ TEST_CASE("fabrik train on a split flow asks the engine of the actor's node with
   loopback_nodes nodes{{"edge", "cloud"}};
   // Ingest at the edge; storage and the workflow that trains on it at the cloud.
   const auto flow = (dir / "flow.yaml").string();
-  write_file(flow, pcb_flow_text(b, "    package: pcb.zip\n"
-                                    "    params: {n_estimators: 20}\n"
-                                    "    train: {storage: store, stream: src/Line1/default}\n",
-                                 nodes.section(),
-                                 {{"src", "edge"}, {"store", "cloud"}, {"model", "cloud"},
-                                  {"out", "edge"}}));
+  write_file(flow, pcb_flow_text(
+                     b,
+                     "    package: pcb.zip\n"
+                     "    params: {n_estimators: 20}\n"
+                     "    train: {storage: store, stream: src/Line1/default}\n",
+                     nodes.section(),
+                     {{"src", "edge"}, {"store", "cloud"}, {"model", "cloud"}, {"out", "edge"}}));
   std::string out;
   REQUIRE(run_command({fabrik_binary(), "check", flow}, &out) == 0);
   const std::string not_running = "node cloud of flow " + flow + " is not running";
@@ -55,9 +56,8 @@ TEST_CASE("fabrik train on a split flow asks the engine of the actor's node with
   auto cloud = run_node(dir, "cloud");
   const auto stream = "src/Line1/default";
   publish_boards(b.port(), 1200, 1, 1);
-  REQUIRE(wait_until([&] {
-    return stored_count(dir / "data" / "cloud" / "storage" / "store", stream) == 1200;
-  }));
+  REQUIRE(wait_until(
+    [&] { return stored_count(dir / "data" / "cloud" / "storage" / "store", stream) == 1200; }));
   INFO(cloud.log());
   REQUIRE(wait_until([&] { return logged(cloud, "model: serving pcb-classifier 1.0.0"); },
                      std::chrono::seconds{90}));
@@ -69,8 +69,9 @@ TEST_CASE("fabrik train on a split flow asks the engine of the actor's node with
   // That run is the cloud's, started by hand.
   REQUIRE(trained.starts_with("run "));
   auto id = trained.substr(4, trained.find(' ', 4) - 4);
-  REQUIRE(run_command({fabrik_binary(), "runs", "--data-dir", (dir / "data" / "cloud").string(),
-                       id}, &out) == 0);
+  REQUIRE(run_command(
+            {fabrik_binary(), "runs", "--data-dir", (dir / "data" / "cloud").string(), id}, &out)
+          == 0);
   CHECK(out.find("manual") != std::string::npos);
   // fabrik runs and workflows read the nodes' state the same way: data/NODE per node.
   REQUIRE(run_command({fabrik_binary(), "runs", flow, "--actor", "model"}, &out) == 0);
@@ -81,8 +82,10 @@ TEST_CASE("fabrik train on a split flow asks the engine of the actor's node with
   CHECK(out.find("node cloud") != std::string::npos);
   CHECK(out.find("pcb-classifier") != std::string::npos);
   // --data-dir still names the engine outright: the edge's has no actor model.
-  CHECK(run_command({fabrik_binary(), "train", flow, "model", "--data-dir",
-                     (dir / "data" / "edge").string()}, &out) == 1);
+  CHECK(run_command(
+          {fabrik_binary(), "train", flow, "model", "--data-dir", (dir / "data" / "edge").string()},
+          &out)
+        == 1);
   CHECK(out.find(not_running) == std::string::npos);
 
   cloud.signal(SIGTERM);

@@ -4,7 +4,7 @@
 
 #include "tests/integration/fixture.hpp"
 
-#include "actors/store.hpp"
+#include "core/store.hpp"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -30,7 +30,6 @@ process run_flow(temp_dir& dir) {
   REQUIRE(wait_until([&] { return p.log().find("src: connected") != std::string::npos; }));
   return p;
 }
-
 
 /// The stored records of `stream` with seq >= first, by seq.
 std::map<int64_t, record> stored_by_seq(temp_dir& dir, const std::string& stream, int64_t first) {
@@ -69,25 +68,29 @@ std::map<int64_t, std::string> predictions_by_seq(subscriber& sub, const std::st
 } // namespace
 
 TEST_CASE("a PCB workflow trains on stored boards and predicts new ones on MQTT with "
-          "accuracy above 0.8", "[e2e][workflow]") {
+          "accuracy above 0.8",
+          "[e2e][workflow]") {
   temp_dir dir;
   broker b{dir / "broker"};
   package("pcb-classifier", dir / "pcb.zip");
   write_file(dir / "flow.yaml",
              pcb_flow_text(b, "    package: pcb.zip\n"
-                          "    train: {storage: store, stream: src/Line1/default}\n"));
+                              "    train: {storage: store, stream: src/Line1/default}\n"));
   auto fabrik = run_flow(dir);
   // History with labels; the workflow trains once it finds enough stored records.
   publish_boards(b.port(), 3000, 1, 1);
-  REQUIRE(wait_until([&] { return fabrik.log().find("model: serving pcb-classifier 1.0.0") != std::string::npos; },
-                     std::chrono::seconds{90}));
+  REQUIRE(wait_until(
+    [&] { return fabrik.log().find("model: serving pcb-classifier 1.0.0") != std::string::npos; },
+    std::chrono::seconds{90}));
   subscriber predictions{b, {"predictions/#"}};
   // New boards: their labels are stored (for the test to check), not used by the model.
   const int first = 100001, n = 500;
   publish_boards(b.port(), n, 7, first);
-  REQUIRE(wait_until([&] { return predictions_by_seq(predictions, "prediction", first).size()
-                                  >= static_cast<size_t>(n); },
-                     std::chrono::seconds{60}));
+  REQUIRE(wait_until(
+    [&] {
+      return predictions_by_seq(predictions, "prediction", first).size() >= static_cast<size_t>(n);
+    },
+    std::chrono::seconds{60}));
   fabrik.signal(SIGTERM);
   REQUIRE(fabrik.wait() == 0);
   // Every prediction names the workflow and a model, and most agree with the true label.
@@ -108,26 +111,28 @@ TEST_CASE("a PCB workflow trains on stored boards and predicts new ones on MQTT 
 }
 
 TEST_CASE("an IMU workflow classifies windows of 50 samples every 25 with accuracy above "
-          "0.8", "[e2e][workflow]") {
+          "0.8",
+          "[e2e][workflow]") {
   temp_dir dir;
   broker b{dir / "broker"};
   package("imu-classifier", dir / "imu.zip");
   write_file(dir / "flow.yaml",
              pcb_flow_text(b, "    package: imu.zip\n"
-                          "    window: {size: 50, step: 25}\n"
-                          "    train: {storage: store, stream: src/Worker1/imu, "
-                          "min_records: 12000}\n"));
+                              "    window: {size: 50, step: 25}\n"
+                              "    train: {storage: store, stream: src/Worker1/imu, "
+                              "min_records: 12000}\n"));
   auto fabrik = run_flow(dir);
   publish_asset("imu_publisher.py", b.port(), 15000, 1, 1); // 5 minutes at 50 Hz
-  REQUIRE(wait_until([&] { return fabrik.log().find("model: serving imu-classifier") != std::string::npos; },
-                     std::chrono::seconds{120}));
+  REQUIRE(wait_until(
+    [&] { return fabrik.log().find("model: serving imu-classifier") != std::string::npos; },
+    std::chrono::seconds{120}));
   subscriber predictions{b, {"predictions/#"}};
   const int first = 1000000, n = 3000; // one more minute, another worker's day
   publish_asset("imu_publisher.py", b.port(), n, 1001, first);
   const size_t windows = (n - 50) / 25 + 1;
-  REQUIRE(wait_until([&] { return predictions_by_seq(predictions, "activity", first).size()
-                                  >= windows; },
-                     std::chrono::seconds{90}));
+  REQUIRE(
+    wait_until([&] { return predictions_by_seq(predictions, "activity", first).size() >= windows; },
+               std::chrono::seconds{90}));
   fabrik.signal(SIGTERM);
   REQUIRE(fabrik.wait() == 0);
   // A window's prediction answers its newest sample; the truth is the window's majority.
@@ -157,7 +162,8 @@ TEST_CASE("an IMU workflow classifies windows of 50 samples every 25 with accura
 }
 
 TEST_CASE("a zip dropped into the watched directory is deployed once complete, a broken one "
-          "is refused and a new version is swapped in", "[e2e][workflow]") {
+          "is refused and a new version is swapped in",
+          "[e2e][workflow]") {
   temp_dir dir;
   broker b{dir / "broker"};
   package("pcb-classifier", dir / "pcb.zip");
@@ -166,11 +172,11 @@ TEST_CASE("a zip dropped into the watched directory is deployed once complete, a
   write_file(dir / "flow.yaml",
              "workflows: {watch: zips}\n"
                + pcb_flow_text(b, "    package: pcb-classifier\n"
-                              "    train: {storage: store, stream: src/Line1/default}\n"));
+                                  "    train: {storage: store, stream: src/Line1/default}\n"));
   auto fabrik = run_flow(dir);
   publish_boards(b.port(), 1500, 1, 1);
-  REQUIRE(wait_until([&] { return stored_count(dir / "data" / "storage" / "store",
-                                               "src/Line1/default") >= 1500; }));
+  REQUIRE(wait_until(
+    [&] { return stored_count(dir / "data" / "storage" / "store", "src/Line1/default") >= 1500; }));
   CHECK(fabrik.log().find("model: waiting for package pcb-classifier") != std::string::npos);
 
   // Half a zip, the file still open: never read.
@@ -184,30 +190,34 @@ TEST_CASE("a zip dropped into the watched directory is deployed once complete, a
     CHECK(fabrik.log().find("workflows: stored") == std::string::npos);
     f.write(zip.data() + zip.size() / 2, static_cast<std::streamsize>(zip.size() - zip.size() / 2));
   }
-  REQUIRE(wait_until([&] { return fabrik.log().find("model: serving pcb-classifier 1.0.0")
-                                  != std::string::npos; }, std::chrono::seconds{90}));
+  REQUIRE(wait_until(
+    [&] { return fabrik.log().find("model: serving pcb-classifier 1.0.0") != std::string::npos; },
+    std::chrono::seconds{90}));
   CHECK(fabrik.log().find("workflows: refused") == std::string::npos);
 
   subscriber predictions{b, {"predictions/#"}};
   auto expect_predictions = [&](int first, int n, const std::string& version) {
     publish_boards(b.port(), n, 7, first);
-    REQUIRE(wait_until([&] { return answers_per_seq(predictions, first).size()
-                                    >= static_cast<size_t>(n); }));
+    REQUIRE(wait_until(
+      [&] { return answers_per_seq(predictions, first).size() >= static_cast<size_t>(n); }));
     CHECK(values_of(predictions, "version", first) == std::set<std::string>{version});
   };
   expect_predictions(200001, 100, "1.0.0");
 
   // A broken zip: refused with its reason, the serving version stays.
   write_file(dir / "zips" / "broken.zip", "PK\x03\x04 this is not a zip at all");
-  REQUIRE(wait_until([&] { return fabrik.log().find("workflows: refused broken.zip")
-                                  != std::string::npos; }));
+  REQUIRE(wait_until(
+    [&] { return fabrik.log().find("workflows: refused broken.zip") != std::string::npos; }));
   expect_predictions(300001, 100, "1.0.0");
 
   // Version 1.1.0, moved in: trained in a second worker, then swapped in.
   std::filesystem::copy_file(dir / "pcb-v2.zip", dir / "v2.zip.part");
   std::filesystem::rename(dir / "v2.zip.part", dir / "zips" / "v2.zip");
-  REQUIRE(wait_until([&] { return fabrik.log().find("model: now serving pcb-classifier 1.1.0")
-                                  != std::string::npos; }, std::chrono::seconds{90}));
+  REQUIRE(wait_until(
+    [&] {
+      return fabrik.log().find("model: now serving pcb-classifier 1.1.0") != std::string::npos;
+    },
+    std::chrono::seconds{90}));
   expect_predictions(400001, 100, "1.1.0");
 
   // Deleting the files deletes no version; a restart serves 1.1.0 with its stored model.
@@ -219,8 +229,9 @@ TEST_CASE("a zip dropped into the watched directory is deployed once complete, a
   CHECK(out.find("1.0.0") != std::string::npos);
   CHECK(out.find("1.1.0") != std::string::npos);
   auto again = run_flow(dir);
-  REQUIRE(wait_until([&] { return again.log().find("model: serving pcb-classifier 1.1.0")
-                                  != std::string::npos; }, std::chrono::seconds{60}));
+  REQUIRE(wait_until(
+    [&] { return again.log().find("model: serving pcb-classifier 1.1.0") != std::string::npos; },
+    std::chrono::seconds{60}));
   CHECK(again.log().find("serving stored model") != std::string::npos);
   again.signal(SIGTERM);
   REQUIRE(again.wait() == 0);
@@ -234,23 +245,26 @@ TEST_CASE("fabrik train retrains under load: the new model is swapped in with no
   package("pcb-classifier", dir / "pcb.zip");
   write_file(dir / "flow.yaml",
              pcb_flow_text(b, "    package: pcb.zip\n"
-                          "    params: {n_estimators: 30}\n"
-                          "    train: {storage: store, stream: src/Line1/default}\n"));
+                              "    params: {n_estimators: 30}\n"
+                              "    train: {storage: store, stream: src/Line1/default}\n"));
   auto fabrik = run_flow(dir);
   publish_boards(b.port(), 1500, 1, 1);
-  REQUIRE(wait_until([&] { return fabrik.log().find("model: serving pcb-classifier 1.0.0")
-                                  != std::string::npos; }, std::chrono::seconds{90}));
+  REQUIRE(wait_until(
+    [&] { return fabrik.log().find("model: serving pcb-classifier 1.0.0") != std::string::npos; },
+    std::chrono::seconds{90}));
   subscriber predictions{b, {"predictions/#"}};
   // Boards at 200/s for 10 s while two runs train and swap.
   const int first = 500001, n = 2000;
-  process load{{"/usr/bin/python3", (source_dir() / "bench" / "assets" / "pcb_publisher.py").string(),
-                "--port", std::to_string(b.port()), "--count", std::to_string(n), "--rate", "200",
-                "-q", "--seed", "9", "--start-seq", std::to_string(first)},
+  process load{{"/usr/bin/python3",
+                (source_dir() / "bench" / "assets" / "pcb_publisher.py").string(), "--port",
+                std::to_string(b.port()), "--count", std::to_string(n), "--rate", "200", "-q",
+                "--seed", "9", "--start-seq", std::to_string(first)},
                dir / "publisher.log"};
   std::string out;
   for (int i = 0; i < 2; ++i) {
-    REQUIRE(wait_until([&] { return answers_per_seq(predictions, first).size()
-                                    > static_cast<size_t>(300 * (i + 1)); }));
+    REQUIRE(wait_until([&] {
+      return answers_per_seq(predictions, first).size() > static_cast<size_t>(300 * (i + 1));
+    }));
     int rc = fabrik_cli({"train", (dir / "flow.yaml").string(), "model"}, out);
     INFO(out);
     REQUIRE(rc == 0);
@@ -276,7 +290,8 @@ TEST_CASE("fabrik train retrains under load: the new model is swapped in with no
 }
 
 TEST_CASE("a Siemens AI Inference Server package runs unchanged: process_input per record, "
-          "None emits nothing", "[e2e][workflow]") {
+          "None emits nothing",
+          "[e2e][workflow]") {
   temp_dir dir;
   broker b{dir / "broker"};
   std::filesystem::create_directories(dir / "siemens");
@@ -290,17 +305,21 @@ TEST_CASE("a Siemens AI Inference Server package runs unchanged: process_input p
              "        return None\n"
              "    return {'flag': 'inspect', 'was': data['label'], 'limit': limit}\n");
   std::string out;
-  REQUIRE(fabrik_cli({"package", (dir / "siemens").string(), "-o", (dir / "inspect.zip").string()},
-                     out) == 0);
+  REQUIRE(
+    fabrik_cli({"package", (dir / "siemens").string(), "-o", (dir / "inspect.zip").string()}, out)
+    == 0);
   write_file(dir / "flow.yaml", pcb_flow_text(b, "    package: inspect.zip\n"));
   auto fabrik = run_flow(dir);
-  REQUIRE(wait_until([&] { return fabrik.log().find("model: serving inspect") != std::string::npos; }));
+  REQUIRE(
+    wait_until([&] { return fabrik.log().find("model: serving inspect") != std::string::npos; }));
   subscriber predictions{b, {"predictions/#"}};
   const int first = 1, n = 300;
   publish_boards(b.port(), n, 3, first);
   auto truth = [&] { return stored_by_seq(dir, "src/Line1/default", first); };
-  REQUIRE(wait_until([&] { return stored_count(dir / "data" / "storage" / "store",
-                                               "src/Line1/default") >= static_cast<size_t>(n); }));
+  REQUIRE(wait_until([&] {
+    return stored_count(dir / "data" / "storage" / "store", "src/Line1/default")
+           >= static_cast<size_t>(n);
+  }));
   size_t flagged = 0;
   for (auto& [seq, r] : truth())
     flagged += std::get<std::string>(*r.find("label")) != "OK";
@@ -329,25 +348,30 @@ TEST_CASE("a time window holds the records of its span of source time, one every
              "    return {'n': int(sample.X.shape[1]), 'first': float(sample.x[0][0]),\n"
              "            'last': float(sample.x[-1][0])}\n");
   std::string out;
-  REQUIRE(fabrik_cli({"package", (dir / "probe").string(), "-o", (dir / "probe.zip").string()},
-                     out) == 0);
+  REQUIRE(fabrik_cli({"package", (dir / "probe").string(), "-o", (dir / "probe.zip").string()}, out)
+          == 0);
   write_file(dir / "flow.yaml",
              "name: window-test\n"
-             "brokers:\n  local: {url: \"" + b.url() + "\"}\n"
-             "actors:\n"
-             "  src: {kind: mqtt.source, broker: local, topics: [probe/#], format: json}\n"
-             "  model:\n"
-             "    kind: workflow\n"
-             "    package: probe.zip\n"
-             "    window: {span: 1s, every: 1s}\n"
-             "  out: {kind: mqtt.sink, broker: local, topic: \"predictions/{stream}\"}\n"
-             "wires:\n  - src -> model -> out\n");
+             "brokers:\n  local: {url: \""
+               + b.url()
+               + "\"}\n"
+                 "actors:\n"
+                 "  src: {kind: mqtt.source, broker: local, topics: [probe/#], format: json}\n"
+                 "  model:\n"
+                 "    kind: workflow\n"
+                 "    package: probe.zip\n"
+                 "    window: {span: 1s, every: 1s}\n"
+                 "  out: {kind: mqtt.sink, broker: local, topic: \"predictions/{stream}\"}\n"
+                 "wires:\n  - src -> model -> out\n");
   auto fabrik = run_flow(dir);
-  REQUIRE(wait_until([&] { return fabrik.log().find("model: serving window-probe") != std::string::npos; }));
+  REQUIRE(wait_until(
+    [&] { return fabrik.log().find("model: serving window-probe") != std::string::npos; }));
   subscriber predictions{b, {"predictions/#"}};
   // 50 records 100 ms apart in source time (published at once): x = 0..49.
   auto base = std::chrono::duration_cast<std::chrono::milliseconds>(
-                std::chrono::system_clock::now().time_since_epoch()).count() - 60'000;
+                std::chrono::system_clock::now().time_since_epoch())
+                .count()
+              - 60'000;
   std::vector<std::string> lines;
   for (int i = 0; i < 50; ++i)
     lines.push_back("{\"ts\":" + std::to_string(base + 100 * i) + ",\"seq\":" + std::to_string(i)
@@ -364,8 +388,9 @@ TEST_CASE("a time window holds the records of its span of source time, one every
     auto j = nlohmann::json::parse(payload);
     got.emplace_back(j.at("n").get<int>(), j.at("first").get<double>(), j.at("last").get<double>());
   }
-  CHECK(got == std::vector<std::tuple<int, double, double>>{
-                 {1, 0, 0}, {10, 1, 10}, {10, 11, 20}, {10, 21, 30}, {10, 31, 40}});
+  CHECK(got
+        == std::vector<std::tuple<int, double, double>>{
+          {1, 0, 0}, {10, 1, 10}, {10, 11, 20}, {10, 21, 30}, {10, 31, 40}});
 }
 
 TEST_CASE("train.when: every DURATION trains again that long after the last run",
@@ -375,9 +400,9 @@ TEST_CASE("train.when: every DURATION trains again that long after the last run"
   package("pcb-classifier", dir / "pcb.zip");
   write_file(dir / "flow.yaml",
              pcb_flow_text(b, "    package: pcb.zip\n"
-                          "    params: {n_estimators: 10}\n"
-                          "    train: {storage: store, stream: src/Line1/default, "
-                          "when: every 2s}\n"));
+                              "    params: {n_estimators: 10}\n"
+                              "    train: {storage: store, stream: src/Line1/default, "
+                              "when: every 2s}\n"));
   auto fabrik = run_flow(dir);
   publish_boards(b.port(), 1200, 1, 1);
   std::string out;
@@ -387,7 +412,8 @@ TEST_CASE("train.when: every DURATION trains again that long after the last run"
     for (uint64_t id = 1; id <= 5; ++id) {
       std::string one;
       if (fabrik_cli({"runs", "--data-dir", (dir / "data").string(), std::to_string(id)}, one) == 0
-          && one.find("schedule") != std::string::npos && one.find("succeeded") != std::string::npos)
+          && one.find("schedule") != std::string::npos
+          && one.find("succeeded") != std::string::npos)
         ++n;
     }
     return n;

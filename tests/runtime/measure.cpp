@@ -125,9 +125,9 @@ TEST_CASE("RAPL is absent without powercap, and its counter wraps once", "[measu
   }
   CHECK(rapl_delta(10, 25, 100) == Approx(15));
   CHECK(rapl_delta(10, 10, 100) == 0);
-  CHECK(rapl_delta(90, 5, 100) == Approx(15));       // 90 -> 100 = 0 -> 5
-  CHECK(rapl_delta(90, 5, 0) == 0);                  // no range: not a negative energy
-  CHECK(rapl_delta(90, 5, 50) == 0);                 // more than one wrap
+  CHECK(rapl_delta(90, 5, 100) == Approx(15)); // 90 -> 100 = 0 -> 5
+  CHECK(rapl_delta(90, 5, 0) == 0); // no range: not a negative energy
+  CHECK(rapl_delta(90, 5, 50) == 0); // more than one wrap
 }
 
 TEST_CASE("estimate_energy follows codecarbon for RAPL and TDP", "[measure]") {
@@ -135,7 +135,7 @@ TEST_CASE("estimate_energy follows codecarbon for RAPL and TDP", "[measure]") {
   SECTION("TDP x utilisation, plus RAM") {
     energy_inputs in;
     in.wall_s = 10;
-    in.cpu_s = 5;  // a quarter of 2 cores
+    in.cpu_s = 5; // a quarter of 2 cores
     in.cores = 2;
     in.rss_gib = 2;
     // 85 W x 0.25 x 10 s + 0.375 W/GiB x 2 GiB x 10 s

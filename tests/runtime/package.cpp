@@ -102,11 +102,11 @@ TEST_CASE("valid_utf8 accepts UTF-8 and rejects broken sequences", "[package]") 
   CHECK(valid_utf8("plain ascii"));
   CHECK(valid_utf8("Grüße, 温度, 🙂"));
   CHECK_FALSE(valid_utf8("\xff"));
-  CHECK_FALSE(valid_utf8("caf\xe9"));         // Latin-1
-  CHECK_FALSE(valid_utf8("\xc0\xaf"));        // overlong '/'
-  CHECK_FALSE(valid_utf8("\xed\xa0\x80"));    // surrogate
+  CHECK_FALSE(valid_utf8("caf\xe9")); // Latin-1
+  CHECK_FALSE(valid_utf8("\xc0\xaf")); // overlong '/'
+  CHECK_FALSE(valid_utf8("\xed\xa0\x80")); // surrogate
   CHECK_FALSE(valid_utf8("\xf4\x90\x80\x80")); // above U+10FFFF
-  CHECK_FALSE(valid_utf8("\xe2\x82"));        // truncated
+  CHECK_FALSE(valid_utf8("\xe2\x82")); // truncated
 }
 
 // -- a good package --------------------------------------------------------------------
@@ -153,10 +153,10 @@ TEST_CASE("the content hash ignores entry order, compression and directories", "
   auto files = good_files();
   std::reverse(files.begin(), files.end());
   files.push_back({"lib/", ""});
-  auto b = read_package_bytes(make_zip(files, [](zip_t* za, zip_uint64_t i, const file&) {
-                                zip_set_file_compression(za, i, ZIP_CM_STORE, 0);
-                              }),
-                              "b.zip");
+  auto b = read_package_bytes(
+    make_zip(files, [](zip_t* za, zip_uint64_t i,
+                       const file&) { zip_set_file_compression(za, i, ZIP_CM_STORE, 0); }),
+    "b.zip");
   REQUIRE(a);
   REQUIRE(b);
   CHECK(a->sha256 == b->sha256);
@@ -192,8 +192,10 @@ TEST_CASE("a '..' component is rejected", "[package][hostile]") {
     auto files = good_files();
     files.push_back({name, "x"});
     auto msg = error_of(read_package_bytes(make_zip(files), "evil.zip"));
-    CHECK(msg == "evil.zip: entry '" + name + "' contains a '..' component (it would leave "
-                                              "the package)");
+    CHECK(msg
+          == "evil.zip: entry '" + name
+               + "' contains a '..' component (it would leave "
+                 "the package)");
   }
 }
 
@@ -212,8 +214,7 @@ TEST_CASE("empty and '.' components and control characters are rejected", "[pack
   auto check = [](std::string name, std::string why) {
     auto files = good_files();
     files.push_back({name, "x"});
-    CHECK_THAT(error_of(read_package_bytes(make_zip(files), "evil.zip")),
-               Catch::EndsWith(why));
+    CHECK_THAT(error_of(read_package_bytes(make_zip(files), "evil.zip")), Catch::EndsWith(why));
   };
   check("lib//x.py", "has an empty path component (//)");
   check("./x.py", "contains a '.' component");
@@ -229,8 +230,9 @@ TEST_CASE("a symlink entry is rejected", "[package][hostile]") {
       zip_file_set_external_attributes(za, i, 0, ZIP_OPSYS_UNIX, (S_IFLNK | 0777u) << 16);
   });
   auto msg = error_of(read_package_bytes(zip, "evil.zip"));
-  CHECK(msg == "evil.zip: entry 'lib/passwd' is a symbolic link; packages hold regular files "
-               "only");
+  CHECK(msg
+        == "evil.zip: entry 'lib/passwd' is a symbolic link; packages hold regular files "
+           "only");
   scratch_dir tmp{"package"};
   CHECK_FALSE(extract_package_bytes(zip, "evil.zip", tmp.path() / "out"));
   CHECK_FALSE(fs::exists(tmp.path() / "out"));
@@ -244,8 +246,9 @@ TEST_CASE("other non-regular entries (a FIFO) are rejected", "[package][hostile]
       zip_file_set_external_attributes(za, i, 0, ZIP_OPSYS_UNIX, (S_IFIFO | 0644u) << 16);
   });
   auto msg = error_of(read_package_bytes(zip, "evil.zip"));
-  CHECK(msg == "evil.zip: entry 'pipe' is not a regular file or directory (Unix file type "
-               "FIFO)");
+  CHECK(msg
+        == "evil.zip: entry 'pipe' is not a regular file or directory (Unix file type "
+           "FIFO)");
 }
 
 TEST_CASE("duplicate entry names are rejected, naming the entry", "[package][hostile]") {
@@ -317,8 +320,9 @@ TEST_CASE("an entry holding more data than its header declares is rejected", "[p
   auto zip = make_zip(files);
   set_declared_size(zip, "big.txt", 100);
   auto msg = error_of(read_package_bytes(zip, "liar.zip"));
-  CHECK(msg == "liar.zip: entry 'big.txt' holds more data than the 100 bytes its header "
-               "declares");
+  CHECK(msg
+        == "liar.zip: entry 'big.txt' holds more data than the 100 bytes its header "
+           "declares");
   scratch_dir tmp{"package"};
   CHECK_FALSE(extract_package_bytes(zip, "liar.zip", tmp.path() / "out"));
   CHECK_FALSE(fs::exists(tmp.path() / "out"));
@@ -361,8 +365,8 @@ TEST_CASE("a file that is not a zip is rejected", "[package][hostile]") {
 }
 
 TEST_CASE("a missing entry module is rejected", "[package][hostile]") {
-  auto msg = error_of(read_package_bytes(make_zip({{"fabrik-workflow.yaml", good_manifest}}),
-                                         "demo.zip"));
+  auto msg =
+    error_of(read_package_bytes(make_zip({{"fabrik-workflow.yaml", good_manifest}}), "demo.zip"));
   CHECK(msg == "demo.zip: entry module 'model' is missing: no model.py in the package");
 }
 
@@ -386,29 +390,32 @@ TEST_CASE("a zip without manifest or entrypoint.py is not a package", "[package]
 // -- manifests -------------------------------------------------------------------------
 
 TEST_CASE("manifest errors point at FILE.zip!fabrik-workflow.yaml:LINE:COL", "[package]") {
-  const std::string manifest = "name: Demo Model\n"     // 1: bad name
-                               "version: \"0.1\"\n"     // 2
-                               "kind: tensorflow\n"     // 3: not a kind
-                               "inputs: [a, b, a]\n"    // 4: a twice
-                               "label: b\n"             // 5: label is an input
-                               "colour: blue\n"         // 6: unknown
-                               "parameters:\n"          // 7
-                               "  layers: [1, 2]\n";    // 8: not a scalar
-  auto msg = error_of(
-    read_package_bytes(make_zip({{"fabrik-workflow.yaml", manifest}, {"model.py", good_model}}),
-                       "demo.zip"));
+  const std::string manifest = "name: Demo Model\n" // 1: bad name
+                               "version: \"0.1\"\n" // 2
+                               "kind: tensorflow\n" // 3: not a kind
+                               "inputs: [a, b, a]\n" // 4: a twice
+                               "label: b\n" // 5: label is an input
+                               "colour: blue\n" // 6: unknown
+                               "parameters:\n" // 7
+                               "  layers: [1, 2]\n"; // 8: not a scalar
+  auto msg = error_of(read_package_bytes(
+    make_zip({{"fabrik-workflow.yaml", manifest}, {"model.py", good_model}}), "demo.zip"));
   const std::string f = "demo.zip!fabrik-workflow.yaml:";
-  CHECK_THAT(msg, Catch::Contains(f + "1:7: name 'Demo Model' must be 1 to 64 lowercase "
-                                      "letters, digits, - or _"));
-  CHECK_THAT(msg, Catch::Contains(f + "3:7: setting 'kind' must be one of fabrik, "
-                                      "process_input, got 'tensorflow'"));
+  CHECK_THAT(msg, Catch::Contains(f
+                                  + "1:7: name 'Demo Model' must be 1 to 64 lowercase "
+                                    "letters, digits, - or _"));
+  CHECK_THAT(msg, Catch::Contains(f
+                                  + "3:7: setting 'kind' must be one of fabrik, "
+                                    "process_input, got 'tensorflow'"));
   CHECK_THAT(msg, Catch::Contains(f + "4:16: inputs names 'a' twice"));
   CHECK_THAT(msg, Catch::Contains(f + "5:8: label 'b' is also an input"));
-  CHECK_THAT(msg, Catch::Contains(f + "6:1: unknown setting 'colour'; valid settings: "
-                                      "description, entry, images, inputs, kind, label, name, "
-                                      "outputs, parameters, python, version"));
-  CHECK_THAT(msg, Catch::Contains(f + "8:11: parameter 'layers' must be a number, string, "
-                                      "boolean or null, got a list"));
+  CHECK_THAT(msg, Catch::Contains(f
+                                  + "6:1: unknown setting 'colour'; valid settings: "
+                                    "description, entry, images, inputs, kind, label, name, "
+                                    "outputs, parameters, python, version"));
+  CHECK_THAT(msg, Catch::Contains(f
+                                  + "8:11: parameter 'layers' must be a number, string, "
+                                    "boolean or null, got a list"));
   // One line per problem, in file order.
   CHECK(std::count(msg.begin(), msg.end(), '\n') == 5);
   CHECK_THAT(msg, Catch::StartsWith(f + "1:7: "));
@@ -459,7 +466,7 @@ TEST_CASE("manifest: defaults, entry forms and parameter types", "[package]") {
   CHECK(p.at("d") == parameter_value{0.25});
   CHECK(p.at("b") == parameter_value{true});
   CHECK(p.at("s") == parameter_value{std::string{"yes"}}); // YAML 1.2: not a boolean
-  CHECK(p.at("q") == parameter_value{std::string{"10"}});  // quoted: a string
+  CHECK(p.at("q") == parameter_value{std::string{"10"}}); // quoted: a string
   CHECK(p.at("n") == parameter_value{std::monostate{}});
   CHECK(p.at("e") == parameter_value{std::monostate{}});
 
@@ -473,12 +480,15 @@ TEST_CASE("manifest: defaults, entry forms and parameter types", "[package]") {
   CHECK_FALSE(parse_manifest("name: x\nversion: 1 beta\nentry: 3d\ninputs: [a]\npython: 3.x\n",
                              "m.yaml", diags));
   REQUIRE(diags.size() == 3);
-  CHECK(diags[0].to_string() == "m.yaml:2:10: version '1 beta' must be 1 to 64 letters, "
-                                "digits, '.', '_', '+' or '-'");
-  CHECK(diags[1].to_string() == "m.yaml:3:8: entry '3d' must be a Python module name such as "
-                                "model or pkg.model");
-  CHECK(diags[2].to_string() == "m.yaml:5:9: python '3.x' must be a version such as 3.11 or "
-                                "3.11.2");
+  CHECK(diags[0].to_string()
+        == "m.yaml:2:10: version '1 beta' must be 1 to 64 letters, "
+           "digits, '.', '_', '+' or '-'");
+  CHECK(diags[1].to_string()
+        == "m.yaml:3:8: entry '3d' must be a Python module name such as "
+           "model or pkg.model");
+  CHECK(diags[2].to_string()
+        == "m.yaml:5:9: python '3.x' must be a version such as 3.11 or "
+           "3.11.2");
 }
 
 TEST_CASE("a label is required when the entry module defines train()", "[package]") {
@@ -498,8 +508,8 @@ TEST_CASE("a dotted entry resolves to a module file or a package", "[package]") 
     make_zip({{"fabrik-workflow.yaml", manifest}, {"app/main/__init__.py", "x = 1\n"}}), "d.zip");
   REQUIRE(p);
   CHECK(p->entry_file == "app/main/__init__.py");
-  p = read_package_bytes(
-    make_zip({{"fabrik-workflow.yaml", manifest}, {"app/main.py", "x = 1\n"}}), "d.zip");
+  p = read_package_bytes(make_zip({{"fabrik-workflow.yaml", manifest}, {"app/main.py", "x = 1\n"}}),
+                         "d.zip");
   REQUIRE(p);
   CHECK(p->entry_file == "app/main.py");
 }
@@ -636,8 +646,8 @@ TEST_CASE("packaging is deterministic and skips caches and .git", "[package]") {
   std::vector<std::string> names;
   for (auto& e : a->entries)
     names.push_back(e.name);
-  CHECK(names == std::vector<std::string>{"fabrik-workflow.yaml", "lib/util/__init__.py",
-                                          "model.py"});
+  CHECK(names
+        == std::vector<std::string>{"fabrik-workflow.yaml", "lib/util/__init__.py", "model.py"});
 }
 
 TEST_CASE("packaging skips its own output inside the source directory", "[package]") {
@@ -657,8 +667,10 @@ TEST_CASE("packaging refuses links and reports manifest errors at their line", "
   write_file(src / "model.py", good_model);
   fs::create_symlink("/etc/passwd", src / "passwd");
   auto msg = error_of(build_package(src, tmp.path() / "x.zip"));
-  CHECK(msg == (src / "passwd").string() + " is a symbolic link; packages hold regular files "
-                                           "only");
+  CHECK(msg
+        == (src / "passwd").string()
+             + " is a symbolic link; packages hold regular files "
+               "only");
   fs::remove(src / "passwd");
 
   write_file(src / "fabrik-workflow.yaml", good_manifest + "extra: 1\n");

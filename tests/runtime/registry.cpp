@@ -2,7 +2,7 @@
 // serving, runs and their recovery, read-only readers, layout versions and map growth.
 #include "runtime/registry.hpp"
 
-#include "actors/lmdb.hpp"
+#include "core/lmdb.hpp"
 #include "tests/support/support.hpp"
 
 #include <catch2/catch.hpp>
@@ -29,7 +29,7 @@ using file = test_support::zip_entry;
 /// How a zip is written: the same files give different bytes, but the same content hash.
 enum class zip_style {
   deflated, ///< entries in the given order, compressed
-  stored,   ///< entries in reverse order, uncompressed
+  stored, ///< entries in reverse order, uncompressed
 };
 
 std::string styled_zip(const std::vector<file>& files, zip_style style = zip_style::deflated) {
@@ -50,8 +50,7 @@ std::vector<file> package_files(const std::string& name, const std::string& vers
                                 const std::string& extra = {}) {
   auto manifest = "name: " + name + "\nversion: \"" + version
                   + "\"\nentry: model\ninputs: [a]\nlabel: y\noutputs: [prediction]\n";
-  return {{"fabrik-workflow.yaml", manifest},
-          {"model.py", model_py + extra}};
+  return {{"fabrik-workflow.yaml", manifest}, {"model.py", model_py + extra}};
 }
 
 std::string package_zip(const std::string& name, const std::string& version,
@@ -523,8 +522,7 @@ TEST_CASE("a read-only registry sees the writer's data", "[registry]") {
   }
 }
 
-TEST_CASE("opening read-only creates nothing and refuses what is not a registry",
-          "[registry]") {
+TEST_CASE("opening read-only creates nothing and refuses what is not a registry", "[registry]") {
   scratch_dir dir{"registry"};
   auto missing = registry::open(dir.path() / "missing", true);
   CHECK(error_of(missing).code == ec::not_found);

@@ -147,9 +147,7 @@ def fail(mode):
     raise ValueError("mode %d is broken" % mode)
 )";
 
-worker::dataset mode(int m) {
-  return one_row({"mode"}, {static_cast<double>(m)});
-}
+worker::dataset mode(int m) { return one_row({"mode"}, {static_cast<double>(m)}); }
 
 } // namespace
 
@@ -193,8 +191,8 @@ TEST_CASE("frames and datasets survive encoding", "[worker][protocol]") {
     d.y = std::vector<std::string>{"x", "y", "z"};
     worker::message_builder b2{worker::message_type::train};
     b2.header()["dataset"] = worker::encode_dataset(d, b2);
-    auto m2 = worker::decode_message(worker::message_type::train,
-                                     worker::to_bytes(*b2.build()).substr(5));
+    auto m2 =
+      worker::decode_message(worker::message_type::train, worker::to_bytes(*b2.build()).substr(5));
     REQUIRE(m2);
     auto d2 = worker::decode_dataset(m2->header["dataset"], *m2);
     REQUIRE(d2);
@@ -421,8 +419,7 @@ def predict(model, sample):
   }
 }
 
-TEST_CASE("predict_batch is used for batches when present and predict() otherwise",
-          "[worker]") {
+TEST_CASE("predict_batch is used for batches when present and predict() otherwise", "[worker]") {
   scratch_dir pkg{"worker"};
   write_file(pkg / "both.py", R"(
 def predict(model, sample):
@@ -482,8 +479,8 @@ TEST_CASE("an exception comes back with its type and message and traceback", "[w
   auto raise_line = line_of(misbehave_py, "raise ValueError");
   auto call_line = line_of(misbehave_py, "return fail(mode)");
   CHECK_THAT(f.traceback, Catch::StartsWith("Traceback (most recent call last):"));
-  CHECK_THAT(f.traceback, Catch::Contains("File \"" + file + "\", line "
-                                          + std::to_string(call_line) + ", in predict"));
+  CHECK_THAT(f.traceback, Catch::Contains("File \"" + file + "\", line " + std::to_string(call_line)
+                                          + ", in predict"));
   CHECK_THAT(f.traceback, Catch::Contains("File \"" + file + "\", line "
                                           + std::to_string(raise_line) + ", in fail"));
   CHECK_THAT(f.traceback, Catch::EndsWith("ValueError: mode 1 is broken\n"));
@@ -516,8 +513,7 @@ TEST_CASE("an import error in the entry module comes back with its traceback", "
   CHECK(w.alive());
 }
 
-TEST_CASE("a segfault kills the worker and not the engine and restart brings it back",
-          "[worker]") {
+TEST_CASE("a segfault kills the worker and not the engine and restart brings it back", "[worker]") {
   scratch_dir pkg{"worker"};
   write_file(pkg / "model.py", misbehave_py);
   auto w = start_worker();
@@ -529,9 +525,9 @@ TEST_CASE("a segfault kills the worker and not the engine and restart brings it 
   CHECK_THAT(r.err().message,
              Catch::StartsWith("worker killed by signal 11 (SIGSEGV) during predict"));
   // faulthandler's dump names the line in the package.
-  CHECK_THAT(r.err().message, Catch::Contains("(at model.py:"
-                                              + std::to_string(line_of(misbehave_py, "string_at"))
-                                              + " in predict)"));
+  CHECK_THAT(r.err().message,
+             Catch::Contains("(at model.py:" + std::to_string(line_of(misbehave_py, "string_at"))
+                             + " in predict)"));
   CHECK(w.last_failure().kind == failure_kind::crashed);
   CHECK(w.last_failure().signal == SIGSEGV);
   CHECK_THAT(w.last_failure().traceback, Catch::Contains("Segmentation fault"));
@@ -624,8 +620,7 @@ TEST_CASE("os._exit ends the worker with its status", "[worker]") {
   CHECK(w.predict(mode(0), call_timeout));
 }
 
-TEST_CASE("print output is returned with the reply and bounded and fd 2 output apart",
-          "[worker]") {
+TEST_CASE("print output is returned with the reply and bounded and fd 2 output apart", "[worker]") {
   scratch_dir pkg{"worker"};
   write_file(pkg / "model.py", misbehave_py);
   auto w = start_worker();
@@ -695,9 +690,8 @@ def process_input(data):
     return {"y": data["x"] * factor, "calls": calls}
 )");
   auto w = start_worker();
-  auto loaded = w.load(request_for(pkg, "entrypoint", workflow_kind::process_input,
-                                   {{"factor", 2}}),
-                       call_timeout);
+  auto loaded = w.load(
+    request_for(pkg, "entrypoint", workflow_kind::process_input, {{"factor", 2}}), call_timeout);
   REQUIRE(loaded);
   CHECK(loaded->functions == std::vector<std::string>{"process_input", "update_parameters"});
   auto a = w.process_input({{"x", 3}}, call_timeout);
@@ -813,8 +807,8 @@ def predict_batch(model, samples):
   auto w = start_worker();
   load_ok(w, request_for(pkg, "probe"));
   std::vector<std::string> keep;
-  auto d = images_of(keep, {{4, 3, "Mono8", 1}, {2, 2, "Mono16", 2}, {3, 2, "RGB8", 3},
-                            {5, 1, "Mono12Packed", 1}});
+  auto d = images_of(
+    keep, {{4, 3, "Mono8", 1}, {2, 2, "Mono16", 2}, {3, 2, "RGB8", 3}, {5, 1, "Mono12Packed", 1}});
   d.images.push_back({}); // a record without the field
   d.images.back().present = false;
   REQUIRE(d.check());
@@ -989,8 +983,8 @@ TEST_CASE("the frame-check example workflow tells dark, ok and bright frames apa
   REQUIRE(manifest.images == std::vector<std::string>{"image"});
   REQUIRE(manifest.inputs.empty());
   auto w = start_worker();
-  load_ok(w, {std::filesystem::path{FABRIK_SOURCE_DIR} / "examples" / "frame-check",
-              manifest.entry, manifest.kind, params});
+  load_ok(w, {std::filesystem::path{FABRIK_SOURCE_DIR} / "examples" / "frame-check", manifest.entry,
+              manifest.kind, params});
   // Uniform frames: 10, 128 and 250 of 255 (Mono8), and 60000 of 65535 (Mono16).
   std::vector<std::string> keep{std::string(64 * 48, char(10)), std::string(64 * 48, char(128)),
                                 std::string(64 * 48, char(250)), std::string(32 * 16 * 2, '\0')};
@@ -1020,8 +1014,9 @@ TEST_CASE("the frame-check example workflow tells dark, ok and bright frames apa
 
 TEST_CASE("per-call overhead of the worker round trip", "[.][bench][worker_bench]") {
   scratch_dir pkg{"worker"};
-  write_file(pkg / "trivial.py", "def train(dataset, params):\n    return float(dataset.X.sum())\n\n\n"
-                         "def predict(model, sample):\n    return {\"y\": 1.0}\n");
+  write_file(pkg / "trivial.py",
+             "def train(dataset, params):\n    return float(dataset.X.sum())\n\n\n"
+             "def predict(model, sample):\n    return {\"y\": 1.0}\n");
   write_file(pkg / "forest.py", R"(import time
 from sklearn.ensemble import RandomForestClassifier
 
