@@ -100,6 +100,8 @@ std::filesystem::path default_static_dir() {
   if (!ec_) {
     candidates.push_back(exe.parent_path() / "web-static");
     candidates.push_back(exe.parent_path().parent_path() / "web-static");
+    // PREFIX/bin/fabrik finds PREFIX/share/fabrik/web-static (cmake --install).
+    candidates.push_back(exe.parent_path().parent_path() / "share" / "fabrik" / "web-static");
   }
   candidates.push_back("/usr/share/fabrik/web-static");
   for (auto& c : candidates)

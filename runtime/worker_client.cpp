@@ -177,6 +177,11 @@ std::filesystem::path default_worker_binary() {
   auto self = std::filesystem::read_symlink("/proc/self/exe", err);
   if (err)
     return "fabrik-worker";
+  // Beside fabrik in a build tree; PREFIX/libexec/fabrik once installed (cmake --install).
+  auto installed = self.parent_path().parent_path() / "libexec" / "fabrik" / "fabrik-worker";
+  if (!std::filesystem::exists(self.parent_path() / "fabrik-worker", err)
+      && std::filesystem::exists(installed, err))
+    return installed;
   return self.parent_path() / "fabrik-worker";
 }
 
