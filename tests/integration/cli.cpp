@@ -26,6 +26,10 @@ TEST_CASE("an unknown command or a missing argument is a user error with one lin
 }
 
 TEST_CASE("docs/kinds.md is what fabrik kinds --markdown generates", "[cli][docs]") {
+  if (!all_drivers_built()) {
+    WARN("a driver is left out of this build: docs/kinds.md describes them all");
+    return;
+  }
   std::string out;
   REQUIRE(run_command({fabrik_binary(), "kinds", "--markdown"}, &out) == 0);
   INFO("regenerate with: build/fabrik kinds --markdown > docs/kinds.md");
@@ -44,28 +48,35 @@ TEST_CASE("fabrik kinds lists the kinds and shows one kind's settings", "[cli]")
   CHECK(out.find("unknown kind 'nope'") != std::string::npos);
 }
 
-// Golden flow tests: tests/flows/check/NAME.yaml beside NAME.expected (fabrik check's
-// output, with the directory of the flow written as FLOWDIR). A new case is two files.
+// Golden flow tests: NAME.yaml beside NAME.expected (fabrik check's output, with the
+// directory of the flow written as FLOWDIR) in tests/flows/check, and in
+// tests/drivers/DRIVER/check for each driver built. A new case is two files.
 TEST_CASE("fabrik check reports every problem of the golden flows with its line", "[cli][check]") {
-  auto dir = source_dir() / "tests" / "flows" / "check";
+  std::vector<std::filesystem::path> dirs{source_dir() / "tests" / "flows" / "check"};
+  for (auto& d : built_drivers())
+    if (auto dir = source_dir() / "tests" / "drivers" / d / "check";
+        std::filesystem::is_directory(dir))
+      dirs.push_back(dir);
   size_t cases = 0;
-  for (auto& entry : std::filesystem::directory_iterator(dir)) {
-    if (entry.path().extension() != ".yaml")
-      continue;
-    ++cases;
-    auto expected_path = entry.path();
-    expected_path.replace_extension(".expected");
-    INFO(entry.path().filename().string());
-    std::string out;
-    int rc = run_command({fabrik_binary(), "check", entry.path().string()}, &out);
-    auto expected = read_file(expected_path);
-    // The expected text names the flow by FLOWDIR/NAME.yaml.
-    std::string actual = out;
-    for (size_t pos; (pos = actual.find(dir.string())) != std::string::npos;)
-      actual.replace(pos, dir.string().size(), "FLOWDIR");
-    CHECK(actual == expected);
-    bool ok_case = entry.path().filename().string().rfind("ok-", 0) == 0;
-    CHECK(rc == (ok_case ? 0 : 1));
+  for (auto& dir : dirs) {
+    for (auto& entry : std::filesystem::directory_iterator(dir)) {
+      if (entry.path().extension() != ".yaml")
+        continue;
+      ++cases;
+      auto expected_path = entry.path();
+      expected_path.replace_extension(".expected");
+      INFO(entry.path().string());
+      std::string out;
+      int rc = run_command({fabrik_binary(), "check", entry.path().string()}, &out);
+      auto expected = read_file(expected_path);
+      // The expected text names the flow by FLOWDIR/NAME.yaml.
+      std::string actual = out;
+      for (size_t pos; (pos = actual.find(dir.string())) != std::string::npos;)
+        actual.replace(pos, dir.string().size(), "FLOWDIR");
+      CHECK(actual == expected);
+      bool ok_case = entry.path().filename().string().rfind("ok-", 0) == 0;
+      CHECK(rc == (ok_case ? 0 : 1));
+    }
   }
   CHECK(cases >= 3);
 }

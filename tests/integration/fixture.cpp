@@ -233,6 +233,26 @@ void publish_lines(int port, const std::string& topic, const std::vector<std::st
 }
 
 std::string fabrik_binary() { return FABRIK_BINARY; }
+
+std::vector<std::string> built_drivers() {
+  std::vector<std::string> out;
+  std::string list = FABRIK_DRIVERS;
+  for (size_t pos = 0; pos < list.size();) {
+    auto end = list.find(',', pos);
+    out.push_back(list.substr(pos, end == std::string::npos ? std::string::npos : end - pos));
+    pos = end == std::string::npos ? list.size() : end + 1;
+  }
+  return out;
+}
+
+bool all_drivers_built() {
+  auto built = built_drivers();
+  for (auto& entry : std::filesystem::directory_iterator(source_dir() / "drivers"))
+    if (std::filesystem::exists(entry.path() / "CMakeLists.txt")
+        && std::find(built.begin(), built.end(), entry.path().filename().string()) == built.end())
+      return false;
+  return true;
+}
 std::filesystem::path source_dir() { return FABRIK_SOURCE_DIR; }
 
 void write_file(const std::filesystem::path& path, const std::string& text) {

@@ -93,6 +93,10 @@ std::vector<std::string> numbered_lines(int from, int n);
 
 /// Path of the fabrik binary under test and of the source tree.
 std::string fabrik_binary();
+/// The drivers this build has (drivers/NAME folders whose driver is on).
+std::vector<std::string> built_drivers();
+/// Whether every folder under drivers/ is built.
+bool all_drivers_built();
 std::filesystem::path source_dir();
 
 /// Writes `text` to `path`.
