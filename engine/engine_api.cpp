@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 #include <yaml-cpp/yaml.h>
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <set>
@@ -63,7 +64,9 @@ json to_json(const record& r) {
 }
 
 /// Settings as JSON, secrets as "***" (as everywhere else).
-json to_json(const config& c, const settings_table* table) {
+/// `as_written`: durations and sizes as a flow file writes them ("500ms", "64MiB"), so that
+/// a form can send them back unchanged (a bare number would be read as seconds or bytes).
+json to_json(const config& c, const settings_table* table, bool as_written = false) {
   json out = json::object();
   for (auto& [name, v] : c.values()) {
     const setting* s = table ? table->find(name) : nullptr;
@@ -77,12 +80,19 @@ json to_json(const config& c, const settings_table* table) {
         if constexpr (std::is_same_v<T, std::monostate>)
           out[name] = nullptr;
         else if constexpr (std::is_same_v<T, std::shared_ptr<config>>)
-          out[name] = x ? to_json(*x, s ? s->children : nullptr) : json(nullptr);
+          out[name] = x ? to_json(*x, s ? s->children : nullptr, as_written) : json(nullptr);
         else if constexpr (std::is_same_v<T, config::object_map>) {
           json m = json::object();
           for (auto& [k, sub] : x)
-            m[k] = to_json(sub, s ? s->children : nullptr);
+            m[k] = to_json(sub, s ? s->children : nullptr, as_written);
           out[name] = m;
+        } else if constexpr (std::is_same_v<T, int64_t>) {
+          if (as_written && s && s->type == setting_type::duration)
+            out[name] = format_duration(x);
+          else if (as_written && s && s->type == setting_type::size)
+            out[name] = format_size(x);
+          else
+            out[name] = x;
         } else
           out[name] = x;
       },
@@ -462,49 +472,88 @@ api_reply engine_api::reload() {
   return reload_();
 }
 
+namespace {
+
+/// The kinds an operator may add and edit on the Ingest page, by name.
+std::vector<const kind*> editable_kinds() {
+  std::vector<const kind*> out;
+  for (auto* k : all_kinds())
+    if (k->editable)
+      out.push_back(k);
+  return out;
+}
+
+std::string kind_names(const std::vector<const kind*>& kinds) {
+  std::string out;
+  for (auto* k : kinds)
+    out += (out.empty() ? "" : ", ") + std::string{k->name};
+  return out.empty() ? "none in this build" : out;
+}
+
+/// A settings table for a form: a reference setting lists the entries of its section.
+json settings_form(const settings_table& t, const flow& f) {
+  json table = json::array();
+  for (auto& st : t.items) {
+    json choices = json::array();
+    for (auto c : st.choices)
+      choices.push_back(std::string{c});
+    json row = {{"name", std::string{st.name}},
+                {"type", to_string(st.type)},
+                {"default", std::string{st.default_value}},
+                {"doc", std::string{st.doc}},
+                {"required", st.required},
+                {"secret", st.secret},
+                {"choices", choices}};
+    if (std::isfinite(st.min))
+      row["min"] = st.min;
+    if (std::isfinite(st.max))
+      row["max"] = st.max;
+    if (st.type == setting_type::reference) {
+      json entries = json::array();
+      if (auto sec = f.sections.find(st.section); sec != f.sections.end())
+        for (auto& [name, _] : sec->second)
+          entries.push_back(name);
+      row["section"] = std::string{st.section};
+      row["entries"] = entries;
+    }
+    table.push_back(row);
+  }
+  return table;
+}
+
+} // namespace
+
 api_reply engine_api::ingest() const {
   auto v = view();
   auto& f = *v.f;
-  const kind* k = find_kind("mqtt.source");
-  if (!k)
-    return api_reply::error(500, "no mqtt.source kind in this build");
-  json brokers = json::array(), storages = json::array(), sources = json::array();
-  if (auto b = f.sections.find("brokers"); b != f.sections.end())
-    for (auto& [name, _] : b->second)
-      brokers.push_back(name);
+  auto editable = editable_kinds();
+  json kinds = json::array(), storages = json::array(), sources = json::array();
+  for (auto* k : editable)
+    kinds.push_back(
+      {{"kind", std::string{k->name}},
+       {"summary", std::string{k->summary}},
+       {"settings", settings_form(k->settings ? *k->settings : settings_table{}, f)}});
   for (auto& a : f.actors)
     if (a.k && a.k->name == "storage")
       storages.push_back(a.name);
   for (auto& a : f.actors) {
-    if (a.k != k)
+    if (!a.k || !a.k->editable)
       continue;
     json stores_in = json::array();
     for (auto& d : f.downstream(a.name))
       if (auto* x = f.find(d); x && x->k->name == "storage")
         stores_in.push_back(d);
     sources.push_back({{"name", a.name},
-                       {"settings", to_json(a.settings, k->settings)},
+                       {"kind", std::string{a.k->name}},
+                       {"settings", to_json(a.settings, a.k->settings, true)},
                        {"local", !a.file.empty()},
                        {"stores_in", stores_in}});
   }
-  json table = json::array();
-  for (auto& st : k->settings->items) {
-    json choices = json::array();
-    for (auto c : st.choices)
-      choices.push_back(std::string{c});
-    table.push_back({{"name", std::string{st.name}},
-                     {"type", to_string(st.type)},
-                     {"default", std::string{st.default_value}},
-                     {"doc", std::string{st.doc}},
-                     {"required", st.required},
-                     {"choices", choices}});
-  }
   return {200,
           {{"local_file", f.local_file.string()},
-           {"brokers", brokers},
+           {"kinds", kinds},
            {"storages", storages},
-           {"sources", sources},
-           {"settings", table}}};
+           {"sources", sources}}};
 }
 
 api_reply engine_api::write_fragment(const engine_view& v, const std::string& fragment) {
@@ -587,18 +636,44 @@ YAML::Node wires_without(const YAML::Node& wires, const std::string& actor) {
 
 api_reply engine_api::put_source(const json& body) {
   if (!body.is_object() || !body.contains("name") || !body["name"].is_string()
-      || !body.contains("settings") || !body["settings"].is_object())
-    return api_reply::error(400, "send {\"name\": ..., \"settings\": {...}, \"stores_in\": [...]}");
+      || !body.contains("settings") || !body["settings"].is_object()
+      || (body.contains("kind") && !body["kind"].is_string()))
+    return api_reply::error(
+      400, "send {\"name\": ..., \"kind\": ..., \"settings\": {...}, \"stores_in\": [...]}");
   auto name = body["name"].get<std::string>();
   auto v = view();
-  if (auto* a = v.f->find(name); a && a->k->name != "mqtt.source")
-    return api_reply::error(409, "'" + name + "' is a " + std::string{a->k->name}
-                                   + ", not an MQTT source; pick another name");
+  auto* existing = v.f->find(name);
+  auto editable = editable_kinds();
+  // A new source names its kind; an edit may leave it out.
+  std::string kind_name = body.value("kind", std::string{});
+  if (kind_name.empty() && existing && existing->k && existing->k->editable)
+    kind_name = std::string{existing->k->name};
+  const kind* k = find_kind(kind_name);
+  if (!k || !k->editable)
+    return api_reply::error(400,
+                            (kind_name.empty() ? std::string{"no kind given"}
+                                               : "kind '" + kind_name + "' cannot be added here")
+                              + "; the Ingest page adds " + kind_names(editable));
+  if (existing && existing->k != k)
+    return api_reply::error(409, "'" + name + "' is a "
+                                   + std::string{existing->k ? existing->k->name : "actor"}
+                                   + ", not a " + kind_name + "; pick another name");
   auto fragment = load_fragment(*v.f);
   if (!fragment)
     return api_reply::error(409, fragment.err().message);
   json settings = body["settings"];
-  settings["kind"] = "mqtt.source";
+  settings.erase("kind");
+  // A secret comes back masked (***): keep what the fragment holds.
+  auto before = (*fragment)["actors"][name];
+  for (auto& st : k->settings ? k->settings->items : std::vector<setting>{})
+    if (st.secret && settings.contains(st.name) && settings[std::string{st.name}] == "***") {
+      if (before.IsMap() && before[std::string{st.name}])
+        settings[std::string{st.name}] = before[std::string{st.name}].as<std::string>();
+      else
+        return api_reply::error(400, "setting '" + std::string{st.name}
+                                       + "': give the secret, or a ${ENV_VAR} or file:PATH");
+    }
+  settings["kind"] = kind_name;
   (*fragment)["actors"][name] = to_yaml(settings);
   auto wires = wires_without((*fragment)["wires"], name);
   json stores_in = body.value("stores_in", json::array());

@@ -76,9 +76,11 @@ public:
   std::string metrics() const;
   /// Reads the flow file and its fragment again and restarts what changed.
   api_reply reload();
-  /// The ingest page: MQTT sources, brokers, storages, the kind's settings table.
+  /// The ingest page: the sources of every kind that marks itself editable, those kinds'
+  /// settings tables, the storages.
   api_reply ingest() const;
-  /// Adds or replaces an MQTT source in the fragment (validated first), then reloads.
+  /// Adds or replaces a source of an editable kind in the fragment (validated first), then
+  /// reloads.
   api_reply put_source(const nlohmann::json& body);
   /// Pins workflow actor `actor` to a stored version (a version string or sha256 prefix),
   /// or back to the newest with null: a patch in the fragment, then a reload.

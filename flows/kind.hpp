@@ -38,6 +38,9 @@ struct kind {
   /// is valid (references to other actors, files a setting names). Appends to `diags`.
   void (*check)(const flow& f, const actor_decl& a, const std::string& file,
                 std::vector<diagnostic>& diags) = nullptr;
+  /// Operators may add and edit actors of this kind on the web UI's Ingest page (written to
+  /// the flow's NAME.local.yaml); the page builds its form from `settings`.
+  bool editable = false;
 };
 
 /// A top-level section: named entries of shared settings (`brokers: {NAME: {...}}`), or,

@@ -1,5 +1,7 @@
-// Ingest: the flow's MQTT sources, and a form that adds or edits the ones kept in the
-// flow's local file (NAME.local.yaml), applied by a reload that restarts only what changed.
+// Ingest: the flow's sources of every kind that lets itself be edited here (GET
+// /api/ingest says which), and a form built from the chosen kind's settings table that adds
+// or edits the sources kept in the flow's local file (NAME.local.yaml), applied by a reload
+// that restarts only what changed.
 import {
   api, on, store, flow, el, $, fmtInt, stateBadge, showResult, reloadSummary, diagnosticLines,
 } from './app.js';
@@ -11,20 +13,17 @@ let actorKinds = new Map(); // every actor of the flow -> kind (to warn about a 
 let editing = null;       // the name of the local source the form edits, or null: a new one
 let busy = false;
 
-const settingRow = (name) => (info?.settings || []).find((s) => s.name === name) || {};
 const nameOf = (x) => (x && typeof x === 'object' ? x.name : x);
-
-/** topics as the flow holds them (a list, or one string) -> a list */
-function topicList(t) {
-  if (Array.isArray(t)) return t.map(String);
-  if (t === undefined || t === null || t === '') return [];
-  return [String(t)];
-}
-
-/** What the operator typed: commas or newlines between topics. */
-function parseTopics(text) {
-  return text.split(/[,\n]/).map((s) => s.trim()).filter(Boolean);
-}
+const kindInfo = (name) => (info?.kinds || []).find((k) => k.kind === name);
+const chosenKind = () => kindInfo($('#ingest-kind').value);
+const settingsOf = (kind) => kindInfo(kind)?.settings || [];
+// Settings a form cannot show as one field; editing keeps them as they are.
+const FORMLESS = new Set(['object', 'object map', 'map']);
+const smallRange = (s) => s.type === 'integer' && Number.isFinite(s.min) && Number.isFinite(s.max) &&
+  s.max - s.min <= 10;
+// On the form itself; the rest under "More settings".
+const primary = (s) => s.required || s.type === 'choice' || s.type === 'reference' ||
+  s.type === 'string list' || smallRange(s);
 
 // ---------------------------------------------------------------- loading
 
@@ -60,7 +59,7 @@ function showLoadError(e) {
   const why = e.status === 404
     ? `This engine does not offer the ingest API (GET /api/ingest answered 404: ${e.message}). ` +
       'It is older than this page: the sources cannot be listed or changed here.'
-    : `Cannot load the MQTT sources (${e.status ? 'HTTP ' + e.status : 'no answer'}): ${e.message}`;
+    : `Cannot load the sources (${e.status ? 'HTTP ' + e.status : 'no answer'}): ${e.message}`;
   box.replaceChildren(el('strong', {}, 'Ingest unavailable. '), why,
     el('div', { class: 'row', style: 'margin-top:6px' },
       el('button', { type: 'button', onclick: () => load() }, 'Try again')));
@@ -78,29 +77,16 @@ function setFormEnabled(on_) {
   $('#ingest-reload').disabled = false; // reloading needs nothing from GET /api/ingest
 }
 
-/** The selects and checkboxes from the answer; keeps what the operator chose, unless reset. */
+/** The kind select, the fields of the chosen kind and the storages; keeps what the operator
+ * chose, unless reset. */
 function fillChoices(reset = false) {
-  const brokers = (info.brokers || []).map(nameOf);
-  const bsel = $('#ingest-broker');
-  const keepB = bsel.value;
-  bsel.replaceChildren(...(brokers.length ? brokers.map((b) => el('option', { value: b }, b))
-    : [el('option', { value: '' }, 'no broker in this flow')]));
-  if (brokers.includes(keepB)) bsel.value = keepB;
-  bsel.title = settingRow('broker').doc || 'an entry of the flow file\'s brokers';
-
-  const fmt = settingRow('format');
-  const choices = fmt.choices && fmt.choices.length ? fmt.choices : ['json', 'simatic-v1', 'raw'];
-  const fsel = $('#ingest-format');
-  const keepF = fsel.value;
-  fsel.replaceChildren(...choices.map((c) => el('option', { value: c }, c)));
-  fsel.value = !reset && choices.includes(keepF) ? keepF : (choices.includes(fmt.default) ? fmt.default : choices[0]);
-  fsel.title = fmt.doc || '';
-
-  const qos = settingRow('qos');
-  const qsel = $('#ingest-qos');
-  if (!qsel.dataset.touched && ['0', '1', '2'].includes(String(qos.default ?? ''))) qsel.value = String(qos.default);
-  qsel.title = qos.doc || '';
-  $('#ingest-topics').title = settingRow('topics').doc || '';
+  const kinds = (info.kinds || []).map((k) => k.kind);
+  const ksel = $('#ingest-kind');
+  const keepK = ksel.value;
+  ksel.replaceChildren(...(kinds.length ? kinds.map((k) => el('option', { value: k }, k))
+    : [el('option', { value: '' }, 'no editable kind in this build')]));
+  if (kinds.includes(keepK)) ksel.value = keepK;
+  buildFields(reset || keepK !== ksel.value);
 
   const storages = (info.storages || []).map(nameOf);
   const box = $('#ingest-store');
@@ -109,10 +95,80 @@ function fillChoices(reset = false) {
     ? storages.map((s) => el('label', {},
       el('input', { type: 'checkbox', value: s, checked: was.has(s) ? was.get(s) : true }), s))
     : [el('span', { class: 'muted small' }, 'This flow has no storage: the records are only seen live.')]));
-  $('#ingest-submit').disabled = !brokers.length;
+  $('#ingest-submit').disabled = !kinds.length;
+}
+
+/** One field for one setting of the table; its id is ingest-NAME. */
+function field(s) {
+  const id = 'ingest-' + s.name;
+  const title = s.doc || '';
+  let input;
+  const options = (values, labels = values) => values.map((v, i) => el('option', { value: v }, labels[i]));
+  if (s.type === 'choice') {
+    input = el('select', { id, title }, options(s.choices));
+    if (s.choices.includes(s.default)) input.value = s.default;
+  } else if (s.type === 'reference') {
+    const entries = s.entries || [];
+    input = el('select', { id, title: title || `an entry of the flow's ${s.section}` },
+      entries.length ? options(entries) : [el('option', { value: '' }, `no ${s.section} in this flow`)]);
+  } else if (smallRange(s)) {
+    const values = [];
+    for (let v = s.min; v <= s.max; v++) values.push(String(v));
+    input = el('select', { id, title }, options(values));
+    if (values.includes(String(s.default))) input.value = String(s.default);
+  } else if (s.type === 'boolean') {
+    input = el('select', { id, title }, options(['', 'true', 'false'],
+      [`default (${s.default || 'false'})`, 'true', 'false']));
+  } else if (s.type === 'string list') {
+    input = el('textarea', { id, title, rows: 2, spellcheck: 'false' });
+  } else {
+    input = el('input', {
+      id, title, type: 'text', spellcheck: 'false', autocomplete: 'off',
+      placeholder: s.secret ? '${ENV_VAR} or file:PATH' : (s.default || ''),
+    });
+  }
+  input.dataset.setting = s.name;
+  input.addEventListener('input', () => input.classList.remove('invalid'));
+  const hint = s.type === 'string list' ? 'one per line, or separated by commas' : '';
+  return el('label', { class: 'field' + (s.type === 'string list' ? ' wide' : '') },
+    s.name + (s.required ? ' *' : ''), hint ? el('span', { class: 'hint' }, ' ' + hint) : null, input);
+}
+
+/** The fields of the chosen kind (again): required and choices first, the rest folded. */
+function buildFields(reset) {
+  const k = chosenKind();
+  const keep = reset ? {} : collect(false).settings;
+  $('#ingest-kind-summary').textContent = k ? k.summary : '';
+  const rows = (k?.settings || []).filter((s) => !FORMLESS.has(s.type));
+  $('#ingest-fields').replaceChildren(...rows.filter(primary).map(field));
+  $('#ingest-more-fields').replaceChildren(...rows.filter((s) => !primary(s)).map(field));
+  $('#ingest-more').hidden = !rows.some((s) => !primary(s));
+  fillFields(keep);
+}
+
+/** Puts values (as the API holds them) into the fields that exist. */
+function fillFields(values) {
+  for (const input of document.querySelectorAll('#ingest-form [data-setting]')) {
+    const v = values[input.dataset.setting];
+    if (v === undefined || v === null) continue;
+    if (input.tagName === 'SELECT' && ![...input.options].some((o) => o.value === String(v)))
+      input.append(el('option', { value: String(v) }, `${v} (not offered)`));
+    input.value = Array.isArray(v) ? v.join('\n') : String(v);
+  }
 }
 
 // ---------------------------------------------------------------- the list
+
+/** The settings a row shows: those on the form itself, as the source has them. */
+function settingsCell(src) {
+  const st = src.settings || {};
+  const rows = settingsOf(src.kind).filter((s) => primary(s) && !FORMLESS.has(s.type) && st[s.name] !== undefined);
+  if (!rows.length) return '–';
+  return rows.map((s) => {
+    const v = st[s.name];
+    return el('div', {}, el('span', { class: 'muted' }, s.name + ': '), Array.isArray(v) ? v.join(', ') : String(v));
+  });
+}
 
 function renderSources() {
   const body = $('#ingest-sources tbody');
@@ -123,15 +179,11 @@ function renderSources() {
     ? `${sources.length} source${sources.length === 1 ? '' : 's'}, ${nLocal} in the local file` : '';
   body.textContent = '';
   if (!sources.length) {
-    body.append(el('tr', {}, el('td', { colspan: 10, class: 'muted' }, 'This flow has no MQTT source yet. Add one below.')));
+    body.append(el('tr', {}, el('td', { colspan: 8, class: 'muted' }, 'This flow has no source of these kinds yet. Add one below.')));
     return;
   }
   for (const src of sources) {
-    const st = src.settings || {};
-    const topics = topicList(st.topics);
     const stores = src.stores_in || [];
-    const fmt = st.format ?? settingRow('format').default;
-    const qos = st.qos ?? settingRow('qos').default;
     const actions = src.local
       ? el('span', { class: 'row nowrap' },
         el('button', { type: 'button', class: 'small-btn ingest-edit', 'data-name': src.name, onclick: () => edit(src) }, 'Edit'),
@@ -139,15 +191,13 @@ function renderSources() {
           title: `remove ${src.name} from the local file and reload`, onclick: (ev) => remove(src, ev.currentTarget) }, 'Delete'))
       : el('span', { class: 'muted small', title: 'defined in the flow file: change it there, then reload from disk' }, 'read-only');
     body.append(el('tr', {
-      'data-name': src.name, 'data-local': src.local ? 'true' : 'false',
+      'data-name': src.name, 'data-local': src.local ? 'true' : 'false', 'data-kind': src.kind,
       class: editing === src.name ? 'selected' : null,
     },
       el('td', {}, el('a', { href: 'actor.html?name=' + encodeURIComponent(src.name) }, src.name)),
+      el('td', { class: 'mono small' }, src.kind),
       el('td', { class: 'src-state' }, stateCell(src.name)),
-      el('td', {}, st.broker ?? '–'),
-      el('td', { class: 'mono small topics' }, topics.length ? topics.map((t) => el('div', {}, t)) : '–'),
-      el('td', {}, fmt ?? '–'),
-      el('td', { class: 'num' }, qos ?? '–'),
+      el('td', { class: 'mono small settings' }, settingsCell(src)),
       el('td', {}, stores.length ? stores.join(', ') : el('span', { class: 'muted' }, 'nothing (live only)')),
       el('td', { class: 'num src-count' }, countText(src.name)),
       el('td', {}, src.local
@@ -183,15 +233,10 @@ function updateStates() {
 
 function edit(src) {
   editing = src.name;
-  const st = src.settings || {};
   $('#ingest-name').value = src.name;
-  const bsel = $('#ingest-broker');
-  if (st.broker !== undefined && ![...bsel.options].some((o) => o.value === st.broker))
-    bsel.append(el('option', { value: st.broker }, st.broker + ' (not in brokers)'));
-  if (st.broker !== undefined) bsel.value = st.broker;
-  $('#ingest-topics').value = topicList(st.topics).join('\n');
-  if (st.format !== undefined) $('#ingest-format').value = st.format;
-  $('#ingest-qos').value = String(st.qos ?? settingRow('qos').default ?? 1);
+  $('#ingest-kind').value = src.kind;
+  buildFields(true);
+  fillFields(src.settings || {});
   const stores = new Set(src.stores_in || []);
   for (const i of $('#ingest-store').querySelectorAll('input')) i.checked = stores.has(i.value);
   $('#ingest-result').hidden = true;
@@ -204,7 +249,6 @@ function edit(src) {
 function newSource() {
   editing = null;
   $('#ingest-form').reset();
-  delete $('#ingest-qos').dataset.touched;
   if (info) fillChoices(true);
   $('#ingest-result').hidden = true;
   clearInvalid();
@@ -259,11 +303,34 @@ function clearInvalid() {
 
 /** Marks the fields that diagnostics name ("setting 'qos' ..."). */
 function markInvalid(lines) {
-  const ids = { name: '#ingest-name', broker: '#ingest-broker', topics: '#ingest-topics', format: '#ingest-format',
-    qos: '#ingest-qos', stores_in: '#ingest-store-field', storage: '#ingest-store-field' };
+  const ids = { name: '#ingest-name', kind: '#ingest-kind', stores_in: '#ingest-store-field', storage: '#ingest-store-field' };
+  for (const s of chosenKind()?.settings || []) ids[s.name] = '#ingest-' + s.name;
   for (const line of lines)
     for (const [k, id] of Object.entries(ids))
-      if (new RegExp(`'${k}'|\\b${k}:|(^|: )${k}\\b`).test(line)) $(id).classList.add('invalid');
+      if ($(id) && new RegExp(`'${k}'|\\b${k}:|(^|: )${k}\\b`).test(line)) {
+        $(id).classList.add('invalid');
+        if ($(id).closest('#ingest-more')) $('#ingest-more').open = true;
+      }
+}
+
+/** What the fields hold, as settings, and which required ones are empty. */
+function collect(strict = true) {
+  const settings = {};
+  const missing = [];
+  for (const s of chosenKind()?.settings || []) {
+    const input = document.getElementById('ingest-' + s.name);
+    if (!input) continue;
+    const text = input.value.trim();
+    if (!text) {
+      if (s.required) missing.push(s);
+      continue;
+    }
+    if (s.type === 'string list') settings[s.name] = text.split(/[,\n]/).map((x) => x.trim()).filter(Boolean);
+    else if (s.type === 'integer' || s.type === 'number') settings[s.name] = Number.isNaN(Number(text)) ? text : Number(text);
+    else if (s.type === 'boolean') settings[s.name] = text === 'true';
+    else settings[s.name] = text;
+  }
+  return strict ? { settings, missing } : { settings };
 }
 
 async function submit(ev) {
@@ -272,34 +339,34 @@ async function submit(ev) {
   const box = $('#ingest-result');
   clearInvalid();
   const name = $('#ingest-name').value.trim();
-  const broker = $('#ingest-broker').value;
-  const topics = parseTopics($('#ingest-topics').value);
+  const kind = $('#ingest-kind').value;
+  const { settings: fields, missing } = collect();
   const problems = [];
   if (!name) problems.push(['#ingest-name', 'Give the source a name.']);
   else if (!NAME_RE.test(name))
     problems.push(['#ingest-name', 'A name is letters, digits, _ and -, and starts with a letter or _.']);
   else if (nameTaken(name)) problems.push(['#ingest-name', nameTaken(name).replace(/^./, (c) => c.toUpperCase()) + '.']);
-  if (!broker) problems.push(['#ingest-broker', 'Choose a broker (the flow file defines them under brokers:).']);
-  if (!topics.length) problems.push(['#ingest-topics', 'Give at least one topic.']);
+  if (!kind) problems.push(['#ingest-kind', 'This build has no kind that can be added here.']);
+  for (const s of missing) problems.push(['#ingest-' + s.name, `Give ${s.name}: ${s.doc}.`]);
   if (problems.length) {
     for (const [id] of problems) $(id).classList.add('invalid');
     showResult(box, 'bad', problems.map((p) => p[1]).join('\n'));
     $(problems[0][0]).focus();
     return;
   }
-  // Editing keeps the settings this form does not show (client_id, batch_size, ...).
-  const prev = (info.sources || []).find((s) => s.local && s.name === name);
-  const settings = {
-    ...(prev ? prev.settings : {}),
-    broker, topics, format: $('#ingest-format').value, qos: Number($('#ingest-qos').value),
-  };
+  // Editing keeps the settings this form does not show; a cleared field goes back to its
+  // default.
+  const prev = (info.sources || []).find((s) => s.local && s.name === name && s.kind === kind);
+  const settings = { ...(prev ? prev.settings : {}) };
+  for (const input of document.querySelectorAll('#ingest-form [data-setting]')) delete settings[input.dataset.setting];
+  Object.assign(settings, fields);
   const stores_in = [...$('#ingest-store').querySelectorAll('input:checked')].map((i) => i.value);
   const button = $('#ingest-submit');
   busy = true;
   button.disabled = true;
   showResult(box, 'info', `Writing ${name} to the local file and applying it…`);
   try {
-    const r = await api('/api/ingest/sources', { method: 'POST', json: { name, settings, stores_in }, quiet: true });
+    const r = await api('/api/ingest/sources', { method: 'POST', json: { name, kind, settings, stores_in }, quiet: true });
     showResult(box, 'ok', [el('strong', {}, `${name}: `), reloadSummary(r.body && r.body.reload)]);
     box.dataset.outcome = 'ok';
     editing = name;
@@ -316,7 +383,7 @@ async function submit(ev) {
     ]);
   } finally {
     busy = false;
-    button.disabled = !(info.brokers || []).length;
+    button.disabled = !(info.kinds || []).length;
   }
 }
 
@@ -383,11 +450,10 @@ async function reloadFromDisk() {
 
 $('#ingest-form').addEventListener('submit', submit);
 $('#ingest-name').addEventListener('input', checkName);
-$('#ingest-qos').addEventListener('change', (ev) => { ev.target.dataset.touched = '1'; });
+$('#ingest-kind').addEventListener('change', () => { buildFields(true); clearInvalid(); });
 $('#ingest-new').addEventListener('click', newSource);
 $('#ingest-reload').addEventListener('click', reloadFromDisk);
-for (const id of ['#ingest-name', '#ingest-broker', '#ingest-topics'])
-  $(id).addEventListener('input', () => $(id).classList.remove('invalid'));
+$('#ingest-name').addEventListener('input', () => $('#ingest-name').classList.remove('invalid'));
 
 on('status', updateStates);
 load();

@@ -501,6 +501,7 @@ const kind source_kind{
              "simatic-v1, values whose ids the metadata does not know yet are kept (counted as "
              "unknown_ids) and decoded when the metadata arrives; the source publishes connector "
              "status (available, good, unavailable as last will) on ie/s/j/simatic/v1/APP/status.",
+  .editable = true,
 };
 
 FABRIK_REGISTER_KIND(source_kind);

@@ -341,6 +341,7 @@ const kind source_kind{
              "unknown_nodes). SecurityPolicy None only; a password is sent encrypted when the "
              "server's user token policy asks for it (RSA-OAEP or RSA 1.5 with its certificate).",
   .check = &check_source,
+  .editable = true,
 };
 
 FABRIK_REGISTER_KIND(source_kind);

@@ -17,7 +17,8 @@
 //   train           #train-button starts a run; it shows succeeded in #runs
 //   predictions     predictions.html with boards flowing: rows in #class-counts, #recent
 //   overview        the graph again: now every actor, the classifier too, is running
-//   ingest          ingest.html: the flow's pcb_in listed read-only; the form adds an MQTT
+//   ingest          ingest.html: the flow's pcb_in listed read-only; the kind select offers
+//                   every editable kind (the form follows it); the form adds an MQTT
 //                   source line2 (topic plant/line2/#, json, into store), written to the
 //                   flow's local file and applied by a reload; JSON published with
 //                   mosquitto_pub on plant/line2/a is stored (a line2/... stream in
@@ -277,6 +278,16 @@ test('ingest', ['login'], async (shot) => {
     throw new Error('pcb_in, defined in the flow file, has a delete button');
   const localFile = (await page.locator('#ingest-local-file').innerText()).trim();
   console.log(`  local file: ${localFile}`);
+  // Any kind that marks itself editable can be added; the form follows the kind's settings.
+  const kinds = await page.locator('#ingest-kind option').evaluateAll((os) => os.map((o) => o.value));
+  if (!kinds.includes('mqtt.source') || !kinds.includes('opcua.source'))
+    throw new Error(`the kind select offers ${JSON.stringify(kinds)}, not mqtt.source and opcua.source`);
+  await page.selectOption('#ingest-kind', 'opcua.source');
+  await page.locator('#ingest-endpoint').waitFor({ state: 'attached', timeout: 5_000 });
+  if (await page.locator('#ingest-broker').count())
+    throw new Error('the OPC UA form shows an MQTT broker field');
+  await page.selectOption('#ingest-kind', 'mqtt.source');
+  await page.locator('#ingest-topics').waitFor({ state: 'attached', timeout: 5_000 });
 
   // A change that does not validate (a broker the flow does not have) is refused with the
   // diagnostics (FILE:LINE:COL: message) shown beside the form, and nothing is written.

@@ -271,30 +271,69 @@ TEST_CASE("public_status opens reads, never changes, and uploads over max_upload
         != std::string::npos);
 }
 
+namespace {
+
+/// The settings table of `kind` in a GET /api/ingest answer.
+json ingest_table(const json& page, const std::string& kind) {
+  for (auto& k : page.at("kinds"))
+    if (k.at("kind") == kind)
+      return k.at("settings");
+  return json::array();
+}
+
+json ingest_source(const json& page, const std::string& name) {
+  for (auto& s : page.at("sources"))
+    if (s.at("name") == name)
+      return s;
+  return nullptr;
+}
+
+} // namespace
+
 TEST_CASE("the ingest API adds an MQTT source to the local fragment, and a reload restarts "
           "only what changed",
           "[e2e][http]") {
   api_engine e;
   auto [s0, page] = e.get("/api/ingest");
   REQUIRE(s0 == 200);
-  CHECK(page.at("brokers") == json::array({"local"}));
   CHECK(page.at("storages") == json::array({"store"}));
   CHECK(page.at("sources").size() == 1);
   CHECK(page.at("sources")[0].at("local") == false);
-  CHECK(page.at("settings").size() > 5);
+  CHECK(page.at("sources")[0].at("kind") == "mqtt.source");
+  // Every kind that marks itself editable, with its settings table; a reference setting
+  // lists the entries of its section.
+  auto table = ingest_table(page, "mqtt.source");
+  CHECK(table.size() > 5);
+  CHECK(ingest_table(page, "opcua.source").size() > 5);
+  CHECK(ingest_table(page, "storage").empty());
+  for (auto& row : table)
+    if (row.at("name") == "broker")
+      CHECK(row.at("entries") == json::array({"local"}));
   auto fragment = e.dir / "flow.local.yaml";
+
+  // A new source names its kind, one the page may add.
+  auto [sk, nokind] =
+    e.post("/api/ingest/sources",
+           R"({"name": "line2", "settings": {"broker": "local", "topics": ["x"]}})");
+  CHECK(sk == 400);
+  CHECK(nokind.at("error").get<std::string>().find("mqtt.source, opcua.source")
+        != std::string::npos);
+  CHECK(
+    e.post("/api/ingest/sources", R"({"name": "line2", "kind": "storage", "settings": {}})").first
+    == 400);
 
   // Invalid settings: 400 with the loader's diagnostics, nothing written.
   auto [s1, bad] = e.post("/api/ingest/sources",
-                          R"({"name": "line2", "settings": {"broker": "nope", "topics": ["x"],
-                              "format": "xml"}, "stores_in": ["store"]})");
+                          R"({"name": "line2", "kind": "mqtt.source", "settings": {"broker": "nope",
+                              "topics": ["x"], "format": "xml"}, "stores_in": ["store"]})");
   CHECK(s1 == 400);
   REQUIRE(bad.at("diagnostics").size() == 2);
   CHECK(bad.at("diagnostics")[0].get<std::string>().find("broker 'nope'") != std::string::npos);
   CHECK_FALSE(std::filesystem::exists(fragment));
 
-  auto [s2, added] = e.post("/api/ingest/sources",
-                            R"({"name": "line2", "settings": {"broker": "local",
+  auto [s2, added] =
+    e.post("/api/ingest/sources",
+           R"({"name": "line2", "kind": "mqtt.source", "settings": {"broker": "local",
                                 "topics": ["plant/line2/#"], "format": "json", "qos": 1},
                                 "stores_in": ["store"]})");
   REQUIRE(s2 == 200);
@@ -314,7 +353,8 @@ TEST_CASE("the ingest API adds an MQTT source to the local fragment, and a reloa
   // Another kind of actor is not replaced by a source; only the fragment's sources can be
   // deleted here.
   CHECK(e.post("/api/ingest/sources",
-               R"({"name": "store", "settings": {"broker": "local", "topics": ["x"]}})")
+               R"({"name": "store", "kind": "mqtt.source", "settings": {"broker": "local",
+                   "topics": ["x"]}})")
           .first
         == 409);
   CHECK(e.client().Delete("/api/ingest/sources/src", e.auth())->status == 409);
@@ -342,6 +382,55 @@ TEST_CASE("the ingest API adds an MQTT source to the local fragment, and a reloa
   REQUIRE(r->status == 200);
   CHECK(json::parse(r->body).at("reload").at("removed") == json::array({"line2"}));
   CHECK(e.get("/api/actors/line2").first == 404);
+}
+
+TEST_CASE("the ingest API adds an OPC UA source too, and keeps its masked password on an "
+          "edit",
+          "[e2e][http]") {
+  api_engine e;
+  write_file(e.dir / "opc-password", "s3cret\n");
+  auto body = json{{"name", "plc"},
+                   {"kind", "opcua.source"},
+                   {"settings",
+                    {{"endpoint", "opc.tcp://127.0.0.1:" + std::to_string(free_port())},
+                     {"nodes", {"ns=1;s=Temperature"}},
+                     {"user", "operator"},
+                     {"password", "file:opc-password"}}},
+                   {"stores_in", {"store"}}};
+  auto [s1, added] = e.post("/api/ingest/sources", body.dump());
+  REQUIRE(s1 == 200);
+  CHECK(added.at("reload").at("added") == json::array({"plc"}));
+  auto fragment = e.dir / "flow.local.yaml";
+  CHECK(read_file(fragment).find("file:opc-password") != std::string::npos);
+  // No server there: the source says so in its status, the engine runs on.
+  REQUIRE(e.get("/api/actors/plc").first == 200);
+
+  auto listed = ingest_source(e.get("/api/ingest").second, "plc");
+  REQUIRE(listed.is_object());
+  CHECK(listed.at("kind") == "opcua.source");
+  CHECK(listed.at("settings").at("password") == "***");
+  // An edit that sends back what the API lists changes nothing: durations come as written
+  // ("10s"), not as numbers that would read as seconds, and the masked password stays.
+  CHECK(listed.at("settings").at("timeout").is_string());
+  auto same = json{{"name", "plc"}, {"settings", listed.at("settings")}, {"stores_in", {"store"}}};
+  auto [s_same, unchanged] = e.post("/api/ingest/sources", same.dump());
+  REQUIRE(s_same == 200);
+  CHECK(unchanged.at("reload").at("restarted").empty());
+  auto edit = json{{"name", "plc"}, {"settings", listed.at("settings")}, {"stores_in", {"store"}}};
+  edit["settings"]["user"] = "maintenance";
+  auto [s2, edited] = e.post("/api/ingest/sources", edit.dump());
+  REQUIRE(s2 == 200);
+  CHECK(edited.at("reload").at("restarted") == json::array({"plc"}));
+  auto text = read_file(fragment);
+  CHECK(text.find("file:opc-password") != std::string::npos);
+  CHECK(text.find("***") == std::string::npos);
+  CHECK(text.find("maintenance") != std::string::npos);
+
+  // A source of one kind is not replaced by one of another.
+  auto other = json{{"name", "plc"},
+                    {"kind", "mqtt.source"},
+                    {"settings", {{"broker", "local"}, {"topics", {"x"}}}}};
+  CHECK(e.post("/api/ingest/sources", other.dump()).first == 409);
 }
 
 TEST_CASE("deploy pins a workflow actor to a stored version and back to the newest",
