@@ -5,6 +5,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <regex>
+
 using namespace fabrik::test;
 
 TEST_CASE("every subcommand answers --help with exit code 0", "[cli]") {
@@ -48,6 +51,23 @@ TEST_CASE("fabrik kinds lists the kinds and shows one kind's settings", "[cli]")
   CHECK(out.find("unknown kind 'nope'") != std::string::npos);
 }
 
+namespace {
+
+std::string without_unbuilt_kinds(std::string text) {
+  auto built = built_drivers();
+  for (auto& entry : std::filesystem::directory_iterator(source_dir() / "drivers")) {
+    auto d = entry.path().filename().string();
+    if (std::find(built.begin(), built.end(), d) != built.end())
+      continue;
+    // "a, D.x, b" and "D.x, b" lose "D.x, "; "a, D.x" loses ", D.x".
+    text = std::regex_replace(text, std::regex{"\\b" + d + "\\.[a-z_]+, "}, "");
+    text = std::regex_replace(text, std::regex{", \\b" + d + "\\.[a-z_]+\\b"}, "");
+  }
+  return text;
+}
+
+} // namespace
+
 // Golden flow tests: NAME.yaml beside NAME.expected (fabrik check's output, with the
 // directory of the flow written as FLOWDIR) in tests/flows/check, and in
 // tests/drivers/DRIVER/check for each driver built. A new case is two files.
@@ -68,7 +88,8 @@ TEST_CASE("fabrik check reports every problem of the golden flows with its line"
       INFO(entry.path().string());
       std::string out;
       int rc = run_command({fabrik_binary(), "check", entry.path().string()}, &out);
-      auto expected = read_file(expected_path);
+      // A build without some driver does not list its kinds (named DRIVER.something).
+      auto expected = without_unbuilt_kinds(read_file(expected_path));
       // The expected text names the flow by FLOWDIR/NAME.yaml.
       std::string actual = out;
       for (size_t pos; (pos = actual.find(dir.string())) != std::string::npos;)
