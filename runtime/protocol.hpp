@@ -9,7 +9,7 @@
 // travels in the blob, located by {"offset", "size"} objects in the header, so the worker
 // builds numpy arrays straight from it (np.frombuffer) with no per-value Python objects.
 // docs/workflows.md ("The worker and the Python contract") lists every message.
-// CAF-free: compiled into both the engine (fabrik_base) and the fabrik-worker executable.
+// CAF-free: compiled into both the engine (fabrik_runtime) and the fabrik-worker executable.
 
 #include "core/error.hpp"
 
