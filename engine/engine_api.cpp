@@ -665,14 +665,15 @@ api_reply engine_api::put_source(const json& body) {
   settings.erase("kind");
   // A secret comes back masked (***): keep what the fragment holds.
   auto before = (*fragment)["actors"][name];
-  for (auto& st : k->settings ? k->settings->items : std::vector<setting>{})
-    if (st.secret && settings.contains(st.name) && settings[std::string{st.name}] == "***") {
-      if (before.IsMap() && before[std::string{st.name}])
-        settings[std::string{st.name}] = before[std::string{st.name}].as<std::string>();
-      else
-        return api_reply::error(400, "setting '" + std::string{st.name}
-                                       + "': give the secret, or a ${ENV_VAR} or file:PATH");
-    }
+  for (auto& st : k->settings ? k->settings->items : std::vector<setting>{}) {
+    auto key = std::string{st.name};
+    if (!st.secret || !settings.contains(key) || settings[key] != "***")
+      continue;
+    if (!before.IsMap() || !before[key])
+      return api_reply::error(400, "setting '" + key
+                                     + "': give the secret, or a ${ENV_VAR} or file:PATH");
+    settings[key] = before[key].as<std::string>();
+  }
   settings["kind"] = kind_name;
   (*fragment)["actors"][name] = to_yaml(settings);
   auto wires = wires_without((*fragment)["wires"], name);

@@ -245,13 +245,15 @@ std::vector<std::string> built_drivers() {
   return out;
 }
 
-bool all_drivers_built() {
+std::vector<std::string> unbuilt_drivers() {
   auto built = built_drivers();
+  std::vector<std::string> out;
   for (auto& entry : std::filesystem::directory_iterator(source_dir() / "drivers"))
-    if (std::filesystem::exists(entry.path() / "CMakeLists.txt")
-        && std::find(built.begin(), built.end(), entry.path().filename().string()) == built.end())
-      return false;
-  return true;
+    if (auto d = entry.path().filename().string();
+        std::filesystem::exists(entry.path() / "CMakeLists.txt")
+        && std::find(built.begin(), built.end(), d) == built.end())
+      out.push_back(d);
+  return out;
 }
 std::filesystem::path source_dir() { return FABRIK_SOURCE_DIR; }
 

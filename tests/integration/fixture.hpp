@@ -95,8 +95,8 @@ std::vector<std::string> numbered_lines(int from, int n);
 std::string fabrik_binary();
 /// The drivers this build has (drivers/NAME folders whose driver is on).
 std::vector<std::string> built_drivers();
-/// Whether every folder under drivers/ is built.
-bool all_drivers_built();
+/// The drivers (folders under drivers/) this build left out.
+std::vector<std::string> unbuilt_drivers();
 std::filesystem::path source_dir();
 
 /// Writes `text` to `path`.
